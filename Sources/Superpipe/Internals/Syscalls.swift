@@ -1,0 +1,186 @@
+// The one seam between Superpipe and the operating system.
+//
+// Every system call the library makes goes through `Syscall` in this file: code above it never
+// calls Glibc directly. Each wrapper
+//   - reads errno immediately after the call, before anything can allocate or clobber it;
+//   - applies its own EINTR policy (documented per call);
+//   - reports the call to the task's `SyscallInterposer`, when one is installed, which can record
+//     it (request numbers, argument sizes, results) and force an errno instead of calling the OS.
+//
+// The mock adapter of SuperpipeMock sits behind this same seam (its device nodes are recognised
+// here), so that everything above it is identical for hardware and mock.
+
+import CCXLFlash
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// The OS calls the library makes; see the file comment for the contract.
+enum Syscall {
+  /// How a wrapper reacts to EINTR.
+  enum InterruptPolicy: Sendable {
+    /// Call again: the call had no effect (open, read, ioctl waiting for an adapter reset).
+    case retry
+    /// Report `.interrupted` to the caller.
+    case report
+  }
+
+  // MARK: File descriptors
+
+  /// `open(2)`. EINTR (a FIFO or device open interrupted by a signal) is retried by default.
+  static func open(
+    _ path: String, _ flags: CInt, _ mode: mode_t = 0, interrupts: InterruptPolicy = .retry
+  ) -> Result<CInt, Errno> {
+    let interposer = SyscallInterposer.current
+    while true {
+      if let forced = interposer?.intercept(.open, path: path) {
+        if forced == .interrupted, interrupts == .retry { continue }
+        return .failure(forced)
+      }
+      let fd = Glibc.open(path, flags, mode)
+      let error = fd == -1 ? errno : 0
+      interposer?.record(.open, path: path, result: fd, errno: error)
+      if error == EINTR, interrupts == .retry { continue }
+      return error == 0 ? .success(fd) : .failure(Errno(rawValue: error))
+    }
+  }
+
+  /// `close(2)`. Never retried: on Linux the descriptor is gone even when close reports EINTR, and
+  /// a retry could close a descriptor another thread has just been given. EINTR counts as success.
+  static func close(_ fd: CInt) -> Result<Void, Errno> {
+    let interposer = SyscallInterposer.current
+    if let forced = interposer?.intercept(.close, fd: fd) {
+      return forced == .interrupted ? .success(()) : .failure(forced)
+    }
+    let rc = Glibc.close(fd)
+    let error = rc == -1 ? errno : 0
+    interposer?.record(.close, fd: fd, result: rc, errno: error)
+    if error == 0 || error == EINTR { return .success(()) }
+    return .failure(Errno(rawValue: error))
+  }
+
+  /// `ioctl(2)` with a pointer argument of `size` bytes (recorded, so traces show what the driver
+  /// would copy in). The cxlflash driver sleeps interruptibly while the adapter is in RESET; an
+  /// interrupted wait has had no effect, so EINTR is retried by default.
+  static func ioctl(
+    _ fd: CInt, _ request: UInt, _ argument: UnsafeMutableRawPointer, size: Int,
+    interrupts: InterruptPolicy = .retry
+  ) -> Result<CInt, Errno> {
+    let interposer = SyscallInterposer.current
+    while true {
+      if let forced = interposer?.intercept(.ioctl, fd: fd, request: request, size: size) {
+        if forced == .interrupted, interrupts == .retry { continue }
+        return .failure(forced)
+      }
+      let rc = Glibc.ioctl(fd, request, argument)
+      let error = rc == -1 ? errno : 0
+      interposer?.record(.ioctl, fd: fd, request: request, size: size, result: rc, errno: error)
+      if error == EINTR, interrupts == .retry { continue }
+      return error == 0 ? .success(rc) : .failure(Errno(rawValue: error))
+    }
+  }
+
+  /// `read(2)`. EINTR is retried by default (nothing was consumed).
+  static func read(
+    _ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, interrupts: InterruptPolicy = .retry
+  ) -> Result<Int, Errno> {
+    let interposer = SyscallInterposer.current
+    while true {
+      if let forced = interposer?.intercept(.read, fd: fd, size: buffer.count) {
+        if forced == .interrupted, interrupts == .retry { continue }
+        return .failure(forced)
+      }
+      let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+      let error = n == -1 ? errno : 0
+      interposer?.record(.read, fd: fd, size: buffer.count, result: CInt(clamping: n), errno: error)
+      if error == EINTR, interrupts == .retry { continue }
+      return error == 0 ? .success(n) : .failure(Errno(rawValue: error))
+    }
+  }
+
+  /// `poll(2)` on one descriptor. Returns the revents (0 on timeout). EINTR is retried with the
+  /// time that is left, so a signal never lengthens the wait.
+  static func poll(_ fd: CInt, events: Int16, timeoutMilliseconds: Int32) -> Result<Int16, Errno> {
+    let interposer = SyscallInterposer.current
+    let deadline = timeoutMilliseconds < 0 ? nil : MonotonicClock.now() + Int64(timeoutMilliseconds) * 1_000_000
+    var timeout = timeoutMilliseconds
+    while true {
+      if let forced = interposer?.intercept(.poll, fd: fd) {
+        if forced == .interrupted { timeout = remaining(until: deadline, fallback: timeout); continue }
+        return .failure(forced)
+      }
+      var descriptor = pollfd(fd: fd, events: events, revents: 0)
+      let rc = Glibc.poll(&descriptor, 1, timeout)
+      let error = rc == -1 ? errno : 0
+      interposer?.record(.poll, fd: fd, result: rc, errno: error)
+      if error == EINTR {
+        timeout = remaining(until: deadline, fallback: timeout)
+        continue
+      }
+      if error != 0 { return .failure(Errno(rawValue: error)) }
+      return .success(rc == 0 ? 0 : descriptor.revents)
+    }
+  }
+
+  private static func remaining(until deadline: Int64?, fallback: Int32) -> Int32 {
+    guard let deadline else { return fallback }
+    let left = (deadline - MonotonicClock.now()) / 1_000_000
+    return Int32(clamping: max(0, left))
+  }
+
+  /// `fstat(2)`: what kind of object a descriptor is (the seam uses it to recognise mock nodes).
+  static func fstat(_ fd: CInt) -> Result<stat, Errno> {
+    let interposer = SyscallInterposer.current
+    if let forced = interposer?.intercept(.fstat, fd: fd) { return .failure(forced) }
+    var info = stat()
+    let rc = Glibc.fstat(fd, &info)
+    let error = rc == -1 ? errno : 0
+    interposer?.record(.fstat, fd: fd, result: rc, errno: error)
+    return error == 0 ? .success(info) : .failure(Errno(rawValue: error))
+  }
+
+  // MARK: Memory mappings
+
+  /// `mmap(2)` of `length` bytes of `fd` at `offset`, shared, read/write (the adapter's 64 KiB
+  /// MMIO window). Never interrupted.
+  static func mmap(
+    _ fd: CInt, length: Int, offset: Int = 0, protection: CInt = PROT_READ | PROT_WRITE,
+    flags: CInt = MAP_SHARED
+  ) -> Result<UnsafeMutableRawPointer, Errno> {
+    let interposer = SyscallInterposer.current
+    if let forced = interposer?.intercept(.mmap, fd: fd, size: length) { return .failure(forced) }
+    let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
+    let error = address == MAP_FAILED ? errno : 0
+    interposer?.record(.mmap, fd: fd, size: length, result: error == 0 ? 0 : -1, errno: error)
+    guard error == 0, let address else { return .failure(Errno(rawValue: error == 0 ? EINVAL : error)) }
+    return .success(address)
+  }
+
+  /// `munmap(2)`. Never interrupted.
+  static func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Void, Errno> {
+    let interposer = SyscallInterposer.current
+    if let forced = interposer?.intercept(.munmap, size: length) { return .failure(forced) }
+    let rc = Glibc.munmap(address, length)
+    let error = rc == -1 ? errno : 0
+    interposer?.record(.munmap, size: length, result: rc, errno: error)
+    return error == 0 ? .success(()) : .failure(Errno(rawValue: error))
+  }
+
+  // MARK: Process
+
+  /// `getpid(2)` (cannot fail; not recorded).
+  static func processID() -> pid_t { Glibc.getpid() }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).
+enum MonotonicClock {
+  static func now() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+  }
+}
