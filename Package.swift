@@ -9,12 +9,23 @@ let strictSwift: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
   .enableUpcomingFeature("InternalImportsByDefault"),
+  // ~Escapable resource handles whose lifetime depends on their context (@_lifetime).
+  .enableExperimentalFeature("Lifetimes"),
+]
+
+// Test targets: the same, without the Lifetimes feature (clients of ~Escapable APIs do not need it,
+// and it breaks Swift Testing's macro expansion in 6.3).
+let testSwift: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
 ]
 
 let package = Package(
   name: "Superpipe",
   products: [
     .library(name: "Superpipe", targets: ["Superpipe"]),
+    // The mock CXL Flash adapter (driver and AFU emulation), for applications to test against.
+    .library(name: "SuperpipeMock", targets: ["SuperpipeMock"]),
     .executable(name: "superpipectl", targets: ["superpipectl"]),
   ],
   dependencies: [
@@ -35,10 +46,20 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    .target(
+      name: "SuperpipeMock",
+      dependencies: [
+        "CCXLFlash",
+        "Superpipe",
+        .product(name: "SystemPackage", package: "swift-system"),
+      ],
+      swiftSettings: strictSwift
+    ),
     .executableTarget(
       name: "superpipectl",
       dependencies: [
         "Superpipe",
+        "SuperpipeMock",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSwift
@@ -51,9 +72,14 @@ let package = Package(
       path: "Tests/CCXLFlashProbe"
     ),
     .testTarget(
+      name: "DriverModelTests",
+      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      swiftSettings: testSwift
+    ),
+    .testTarget(
       name: "SuperpipeTests",
-      dependencies: ["Superpipe", "CCXLFlash", "CCXLFlashProbe"],
-      swiftSettings: strictSwift
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash", "CCXLFlashProbe"],
+      swiftSettings: testSwift
     ),
   ]
 )

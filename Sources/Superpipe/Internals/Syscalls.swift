@@ -7,8 +7,9 @@
 //   - reports the call to the task's `SyscallInterposer`, when one is installed, which can record
 //     it (request numbers, argument sizes, results) and force an errno instead of calling the OS.
 //
-// The mock adapter of SuperpipeMock sits behind this same seam (its device nodes are recognised
-// here), so that everything above it is identical for hardware and mock.
+// The mock adapter of SuperpipeMock sits behind this same seam: a path that is a Unix socket is a
+// mock device node, and descriptors the seam opened on one are remembered (MockDevices), so that
+// everything above the seam is identical for hardware and mock.
 
 import CCXLFlash
 import SystemPackage
@@ -41,8 +42,17 @@ enum Syscall {
         if forced == .interrupted, interrupts == .retry { continue }
         return .failure(forced)
       }
-      let fd = Glibc.open(path, flags, mode)
-      let error = fd == -1 ? errno : 0
+      let fd: CInt
+      let error: CInt
+      if MockDevices.isMockNode(path) {
+        switch MockDevices.open(path, flags: flags) {
+        case .success(let descriptor): (fd, error) = (descriptor, 0)
+        case .failure(let failure): (fd, error) = (-1, failure.rawValue)
+        }
+      } else {
+        fd = Glibc.open(path, flags, mode)
+        error = fd == -1 ? errno : 0
+      }
       interposer?.record(.open, path: path, result: fd, errno: error)
       if error == EINTR, interrupts == .retry { continue }
       return error == 0 ? .success(fd) : .failure(Errno(rawValue: error))
@@ -56,6 +66,7 @@ enum Syscall {
     if let forced = interposer?.intercept(.close, fd: fd) {
       return forced == .interrupted ? .success(()) : .failure(forced)
     }
+    MockDevices.forget(fd)
     let rc = Glibc.close(fd)
     let error = rc == -1 ? errno : 0
     interposer?.record(.close, fd: fd, result: rc, errno: error)
@@ -76,8 +87,21 @@ enum Syscall {
         if forced == .interrupted, interrupts == .retry { continue }
         return .failure(forced)
       }
-      let rc = Glibc.ioctl(fd, request, argument)
-      let error = rc == -1 ? errno : 0
+      let rc: CInt
+      let error: CInt
+      switch MockDevices.descriptor(for: fd)?.kind {
+      case .node(let path)?:
+        switch MockDevices.ioctl(path: path, request: request, argument: argument) {
+        case .success(let value): (rc, error) = (value, 0)
+        case .failure(let failure): (rc, error) = (-1, failure.rawValue)
+        }
+      case .adapter?:
+        // The adapter fd takes only CXL's own AFU ioctls, which answer others with EINVAL.
+        (rc, error) = (-1, EINVAL)
+      case nil:
+        rc = Glibc.ioctl(fd, request, argument)
+        error = rc == -1 ? errno : 0
+      }
       interposer?.record(.ioctl, fd: fd, request: request, size: size, result: rc, errno: error)
       if error == EINTR, interrupts == .retry { continue }
       return error == 0 ? .success(rc) : .failure(Errno(rawValue: error))
@@ -94,8 +118,17 @@ enum Syscall {
         if forced == .interrupted, interrupts == .retry { continue }
         return .failure(forced)
       }
-      let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-      let error = n == -1 ? errno : 0
+      let n: Int
+      let error: CInt
+      if case .adapter? = MockDevices.descriptor(for: fd)?.kind {
+        switch MockDevices.readEvent(fd, into: buffer) {
+        case .success(let count): (n, error) = (count, 0)
+        case .failure(let failure): (n, error) = (-1, failure.rawValue)
+        }
+      } else {
+        n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+        error = n == -1 ? errno : 0
+      }
       interposer?.record(.read, fd: fd, size: buffer.count, result: CInt(clamping: n), errno: error)
       if error == EINTR, interrupts == .retry { continue }
       return error == 0 ? .success(n) : .failure(Errno(rawValue: error))
@@ -122,7 +155,11 @@ enum Syscall {
         continue
       }
       if error != 0 { return .failure(Errno(rawValue: error)) }
-      return .success(rc == 0 ? 0 : descriptor.revents)
+      if rc == 0 { return .success(0) }
+      if case .adapter? = MockDevices.descriptor(for: fd)?.kind {
+        return .success(MockDevices.translatePoll(fd, revents: descriptor.revents))
+      }
+      return .success(descriptor.revents)
     }
   }
 
@@ -153,11 +190,21 @@ enum Syscall {
   ) -> Result<UnsafeMutableRawPointer, Errno> {
     let interposer = SyscallInterposer.current
     if let forced = interposer?.intercept(.mmap, fd: fd, size: length) { return .failure(forced) }
-    let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
-    let error = address == MAP_FAILED ? errno : 0
+    let result: Result<UnsafeMutableRawPointer, Errno>
+    if case .adapter(let memory)? = MockDevices.descriptor(for: fd)?.kind {
+      result = MockDevices.mapWindow(memory: memory, length: length, offset: offset, protection: protection, flags: flags)
+    } else {
+      let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
+      if address == MAP_FAILED || address == nil {
+        result = .failure(Errno(rawValue: address == nil ? EINVAL : errno))
+      } else {
+        result = .success(address!)
+      }
+    }
+    let error: CInt
+    if case .failure(let failure) = result { error = failure.rawValue } else { error = 0 }
     interposer?.record(.mmap, fd: fd, size: length, result: error == 0 ? 0 : -1, errno: error)
-    guard error == 0, let address else { return .failure(Errno(rawValue: error == 0 ? EINVAL : error)) }
-    return .success(address)
+    return result
   }
 
   /// `munmap(2)`. Never interrupted.

@@ -1,0 +1,299 @@
+import CCXLFlash
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// An adapter context: the process's own channel to a CXL Flash adapter, attached to one or more
+/// LUNs, with its 64 KiB MMIO register window mapped (DK_CXLFLASH_ATTACH).
+///
+/// `Context` is a noncopyable owner. When it goes away it detaches from every LUN
+/// (DK_CXLFLASH_DETACH, which also releases any handle still open), unmaps its window and closes
+/// its adapter fd and disk fds; `detach()` does the same and reports errors. Resource handles
+/// (`PhysicalLUN`, `VirtualLUN`) borrow the context and cannot outlive it, so the compiler rejects
+/// detaching a context while one of its handles is alive.
+///
+/// Thread rules: a context is `Sendable`; its control operations may run from several threads at
+/// once, as the driver allows. It belongs to the process that created it: in a child after fork()
+/// every operation fails with `.wrongProcess` without reaching the driver, and going away in the
+/// child only drops the child's inherited descriptors. The child attaches its own context and
+/// calls `cloneVirtualLUNs(from:)`.
+public struct Context: ~Copyable, Sendable {
+  let core: ContextCore
+
+  /// Opens the LUN's disk node and attaches a new context to it (DK_CXLFLASH_ATTACH), then maps
+  /// the context's MMIO window from the adapter fd.
+  ///
+  /// - Parameters:
+  ///   - path: The LUN's disk node (`/dev/sdX` on hardware, `<mock>/dev/sdX` on the mock). The LUN
+  ///     must be in superpipe mode (`Superpipe.setMode(_:wwid:path:)`).
+  ///   - access: The permissions of every resource handle the context will create.
+  ///   - interrupts: AFU interrupts to request, 0...4 (4 on bare metal, 3 under PowerVM).
+  /// - Throws: `SuperpipeError` (`.invalidArgument` for more than 4 interrupts, without an ioctl;
+  ///   the driver's errors otherwise).
+  public init(lun path: String, access: AccessMode = .readWrite, interrupts: Int = 4) throws(SuperpipeError) {
+    let operation = CXLFlashIoctl.attach.name
+    guard (0...Int(CCXL_MAX_INTERRUPTS)).contains(interrupts) else {
+      throw SuperpipeError(
+        code: .invalidArgument, operation: operation, device: path,
+        message: "interrupts must be 0...\(CCXL_MAX_INTERRUPTS), not \(interrupts)")
+    }
+    let fd: CInt
+    switch Syscall.open(path, O_RDWR | O_CLOEXEC) {
+    case .success(let descriptor): fd = descriptor
+    case .failure(let errno): throw DriverCall.systemError("open", errno: errno, device: path)
+    }
+    var attach = dk_cxlflash_attach()
+    attach.hdr = DriverCall.diskHeader(flags: access.rawValue)
+    attach.num_interrupts = UInt64(interrupts)
+    do {
+      try DriverCall.issue(.attach, fd: fd, device: path, &attach)
+    } catch {
+      _ = Syscall.close(fd)
+      throw error
+    }
+    let token = ContextToken(rawValue: attach.context_id)
+    let adapterFD = CInt(truncatingIfNeeded: Int64(bitPattern: attach.adap_fd))
+    let geometry = LUNGeometry(blockSize: attach.block_size, lastLBA: attach.last_lba, maxTransferBlocks: attach.max_xfer)
+    let window: MappedWindow
+    switch Syscall.mmap(adapterFD, length: Int(attach.mmio_size)) {
+    case .success(let base):
+      window = MappedWindow(base: base, length: Int(attach.mmio_size))
+    case .failure(let errno):
+      var detach = dk_cxlflash_detach()
+      detach.hdr = DriverCall.diskHeader()
+      detach.context_id = token.rawValue
+      try? DriverCall.issue(.detach, fd: fd, device: path, &detach)
+      _ = Syscall.close(adapterFD)
+      _ = Syscall.close(fd)
+      throw DriverCall.systemError("mmap", errno: errno, device: path)
+    }
+    core = ContextCore(
+      ownerPID: Syscall.processID(), access: access, interrupts: interrupts,
+      state: .init(
+        token: token, adapterFD: adapterFD, window: window,
+        attachFlags: ReturnFlags(rawValue: attach.hdr.return_flags),
+        luns: [.init(path: path, fd: fd, geometry: geometry)]))
+  }
+
+  deinit { core.detachAll() }
+
+  /// Detaches from every LUN (DK_CXLFLASH_DETACH, releasing open handles), unmaps the window and
+  /// closes the adapter fd and disk fds. Everything is torn down even when a step fails; the first
+  /// failure is thrown.
+  public consuming func detach() throws(SuperpipeError) {
+    if let error = core.detachAll() { throw error }
+  }
+
+  /// The context token (`context_id`).
+  public var token: ContextToken { core.token }
+
+  /// The permissions the context was attached with.
+  public var access: AccessMode { core.access }
+
+  /// The AFU interrupts the context was started with.
+  public var interrupts: Int { core.interrupts }
+
+  /// The return flags of DK_CXLFLASH_ATTACH (APP_CLOSE_ADAP_FD, CONTEXT_SQ_CMD_MODE).
+  public var attachFlags: ReturnFlags { core.state.withLock { $0.attachFlags } }
+
+  /// The size of the mapped MMIO window (`mmio_size`, 65536).
+  public var mmioSize: Int { core.state.withLock { $0.window?.length ?? 0 } }
+
+  /// The LUNs the context is attached to (the first is the one it was created on), with the
+  /// geometry ATTACH reported for each.
+  public var luns: [(path: String, geometry: LUNGeometry)] {
+    core.state.withLock { $0.luns.map { ($0.path, $0.geometry) } }
+  }
+
+  /// The geometry of the LUN at `path` (nil: the first LUN).
+  public func geometry(lun path: String? = nil) throws(SuperpipeError) -> LUNGeometry {
+    try core.link(path, for: "geometry").1.geometry
+  }
+
+  /// Attaches this context to another LUN as well (DK_CXLFLASH_ATTACH with
+  /// DK_CXLFLASH_ATTACH_REUSE_CONTEXT): one adapter context, several LUNs.
+  ///
+  /// - Returns: The LUN's geometry.
+  @discardableResult
+  public func attach(lun path: String) throws(SuperpipeError) -> LUNGeometry {
+    let operation = CXLFlashIoctl.attach.name
+    try core.checkUsable(operation)
+    let token = core.token
+    let fd: CInt
+    switch Syscall.open(path, O_RDWR | O_CLOEXEC) {
+    case .success(let descriptor): fd = descriptor
+    case .failure(let errno): throw DriverCall.systemError("open", errno: errno, device: path)
+    }
+    var attach = dk_cxlflash_attach()
+    attach.hdr = DriverCall.diskHeader(flags: access.rawValue | DK_CXLFLASH_ATTACH_REUSE_CONTEXT)
+    attach.num_interrupts = UInt64(core.interrupts)
+    attach.context_id = token.rawValue
+    do {
+      try DriverCall.issue(.attach, fd: fd, device: path, &attach)
+    } catch {
+      _ = Syscall.close(fd)
+      throw error
+    }
+    let geometry = LUNGeometry(blockSize: attach.block_size, lastLBA: attach.last_lba, maxTransferBlocks: attach.max_xfer)
+    core.state.withLock { $0.luns.append(.init(path: path, fd: fd, geometry: geometry)) }
+    return geometry
+  }
+
+  /// Opens the whole physical LUN at `path` (nil: the first LUN) as a resource handle
+  /// (DK_CXLFLASH_USER_DIRECT). Several contexts may share a LUN in physical mode.
+  @_lifetime(borrow self)
+  public borrowing func openPhysicalLUN(_ path: String? = nil) throws(SuperpipeError) -> PhysicalLUN {
+    let (token, link) = try core.link(path, for: CXLFlashIoctl.userDirect.name)
+    var direct = dk_cxlflash_udirect()
+    direct.hdr = DriverCall.diskHeader()
+    direct.context_id = token.rawValue
+    try DriverCall.issue(.userDirect, fd: link.fd, device: link.path, &direct)
+    return PhysicalLUN(
+      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: direct.rsrc_handle), lastLBA: direct.last_lba)
+  }
+
+  /// Creates a thin virtual LUN on the LUN at `path` (nil: the first LUN)
+  /// (DK_CXLFLASH_USER_VIRTUAL). Space is allocated in 256 MiB chunks (65536 blocks of 4 KiB),
+  /// best effort: a request larger than the free space is granted what is free.
+  ///
+  /// - Parameters:
+  ///   - blocks: Requested size in 4 KiB blocks (CXLFLASH_BLOCK_SIZE units); 0 creates an empty one.
+  ///   - scrubOnRelease: Zero freed chunks with WRITE SAME when the virtual LUN shrinks or is
+  ///     released (DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME), so the next owner cannot read its data.
+  @_lifetime(borrow self)
+  public borrowing func openVirtualLUN(
+    _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false
+  ) throws(SuperpipeError) -> VirtualLUN {
+    let (token, link) = try core.link(path, for: CXLFlashIoctl.userVirtual.name)
+    var virtual = dk_cxlflash_uvirtual()
+    virtual.hdr = DriverCall.diskHeader(flags: scrubOnRelease ? DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME : 0)
+    virtual.context_id = token.rawValue
+    virtual.lun_size = blocks
+    try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual)
+    return VirtualLUN(
+      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: virtual.rsrc_handle),
+      lastLBA: virtual.last_lba, flags: ReturnFlags(rawValue: virtual.hdr.return_flags))
+  }
+
+  /// In a child process: gives this (fresh) context the parent's virtual LUNs, with the same handle
+  /// numbers and shared chunks (DK_CXLFLASH_VLUN_CLONE). Then take them with `adoptVirtualLUN(_:)`.
+  ///
+  /// - Parameters:
+  ///   - source: The parent process's context token.
+  ///   - path: The LUN both contexts are attached to (nil: this context's first LUN).
+  public func cloneVirtualLUNs(from source: ContextToken, lun path: String? = nil) throws(SuperpipeError) {
+    let (token, link) = try core.link(path, for: CXLFlashIoctl.vlunClone.name)
+    var clone = dk_cxlflash_clone()
+    clone.hdr = DriverCall.diskHeader()
+    clone.context_id_src = source.rawValue
+    clone.context_id_dst = token.rawValue
+    clone.adap_fd_src = UInt64(bitPattern: -1)
+    try DriverCall.issue(.vlunClone, fd: link.fd, device: link.path, &clone)
+  }
+
+  /// Takes ownership of a virtual LUN handle that exists in this context (after
+  /// `cloneVirtualLUNs(from:)`), checking it with DK_CXLFLASH_VERIFY.
+  @_lifetime(borrow self)
+  public borrowing func adoptVirtualLUN(_ handle: ResourceHandleID, lun path: String? = nil) throws(SuperpipeError)
+    -> VirtualLUN
+  {
+    let (token, link) = try core.link(path, for: CXLFlashIoctl.verify.name)
+    let lastLBA = try Self.verify(token: token, link: link, handle: handle, sense: nil)
+    return VirtualLUN(core: core, lunPath: link.path, handle: handle, lastLBA: lastLBA, flags: [])
+  }
+
+  /// What `recover()` did.
+  public enum RecoveryOutcome: Sendable, Equatable {
+    /// The context was healthy: nothing changed.
+    case notNeeded
+    /// The context was re-created after an adapter reset: new token and adapter fd, the window
+    /// was remapped; handles and virtual LUN contents survived.
+    case contextReset(previous: ContextToken, current: ContextToken)
+  }
+
+  /// Recovers the context after an adapter reset (DK_CXLFLASH_RECOVER_AFU). On a context reset it
+  /// unmaps the old window, maps the new adapter fd, closes the old one (APP_CLOSE_ADAP_FD) and
+  /// adopts the new token. Blocks while the adapter is still resetting.
+  public func recover() throws(SuperpipeError) -> RecoveryOutcome {
+    let (token, link) = try core.link(nil, for: CXLFlashIoctl.recoverAFU.name)
+    let (oldFD, oldWindow) = core.state.withLock { ($0.adapterFD, $0.window) }
+    var recover = dk_cxlflash_recover_afu()
+    recover.hdr = DriverCall.diskHeader()
+    recover.context_id = token.rawValue
+    recover.mmio_size = UInt64(oldWindow?.length ?? SISLiteRegister.windowSize)
+    recover.adap_fd = UInt64(bitPattern: Int64(oldFD))
+    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover)
+    let flags = ReturnFlags(rawValue: recover.hdr.return_flags)
+    guard flags.contains(.contextReset) else { return .notNeeded }
+    let newToken = ContextToken(rawValue: recover.context_id)
+    let newFD = CInt(truncatingIfNeeded: Int64(bitPattern: recover.adap_fd))
+    let newWindow: MappedWindow?
+    switch Syscall.mmap(newFD, length: Int(recover.mmio_size)) {
+    case .success(let base): newWindow = MappedWindow(base: base, length: Int(recover.mmio_size))
+    case .failure: newWindow = nil
+    }
+    core.state.withLock {
+      $0.token = newToken
+      $0.adapterFD = newFD
+      $0.window = newWindow
+    }
+    if let oldWindow { _ = Syscall.munmap(oldWindow.base, length: oldWindow.length) }
+    if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
+    if newWindow == nil {
+      throw SuperpipeError(
+        code: .deviceUnavailable, operation: "mmap", device: link.path,
+        message: "the recovered context's MMIO window could not be mapped")
+    }
+    return .contextReset(previous: token, current: newToken)
+  }
+
+  /// DK_CXLFLASH_VERIFY on one handle; returns last_lba.
+  static func verify(
+    token: ContextToken, link: ContextCore.LUNLink, handle: ResourceHandleID, sense: SenseData?
+  ) throws(SuperpipeError) -> UInt64 {
+    var verify = dk_cxlflash_verify()
+    verify.hdr = DriverCall.diskHeader()
+    verify.context_id = token.rawValue
+    verify.rsrc_handle = handle.rawValue
+    if let sense {
+      verify.hint = DK_CXLFLASH_VERIFY_HINT_SENSE
+      withUnsafeMutableBytes(of: &verify.sense_data) { raw in
+        for (index, byte) in sense.bytes.prefix(raw.count).enumerated() { raw[index] = byte }
+      }
+    }
+    do {
+      try DriverCall.issue(.verify, fd: link.fd, device: link.path, &verify)
+    } catch var error {
+      error.sense = sense
+      throw error
+    }
+    return verify.last_lba
+  }
+}
+
+extension Context {
+  /// Opens a virtual LUN (DK_CXLFLASH_USER_VIRTUAL), runs `body` with it, and releases it
+  /// (DK_CXLFLASH_RELEASE) when `body` returns, throwing a release failure.
+  ///
+  /// The scoped form also lets the caller `detach()` the context explicitly afterwards: Swift 6.3
+  /// does not let a function consume a context that it borrowed into a handle itself.
+  public borrowing func withVirtualLUN<R>(
+    _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false, _ body: (inout VirtualLUN) throws -> R
+  ) throws -> R {
+    var lun = try openVirtualLUN(path, blocks: blocks, scrubOnRelease: scrubOnRelease)
+    let result = try body(&lun)
+    try lun.release()
+    return result
+  }
+
+  /// Opens the physical LUN (DK_CXLFLASH_USER_DIRECT), runs `body` with it, and releases it when
+  /// `body` returns, throwing a release failure.
+  public borrowing func withPhysicalLUN<R>(_ path: String? = nil, _ body: (inout PhysicalLUN) throws -> R) throws -> R {
+    var lun = try openPhysicalLUN(path)
+    let result = try body(&lun)
+    try lun.release()
+    return result
+  }
+}

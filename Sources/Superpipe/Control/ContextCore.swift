@@ -1,0 +1,119 @@
+import CCXLFlash
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A mapped MMIO window. The pointer is shared by the threads of one context under the rules of
+/// the data path; the mapping itself is created and destroyed only by `ContextCore`.
+struct MappedWindow: @unchecked Sendable {
+  let base: UnsafeMutableRawPointer
+  let length: Int
+}
+
+/// The shared state of one context: what `Context` owns and its resource handles refer to.
+///
+/// Locking: `state` is held only to read or update fields, never across an ioctl, so a context
+/// can run ioctls from several threads at once as the driver allows.
+final class ContextCore: Sendable {
+  struct LUNLink: Sendable {
+    var path: String
+    var fd: CInt
+    var geometry: LUNGeometry
+  }
+
+  struct State: Sendable {
+    var token: ContextToken
+    var adapterFD: CInt
+    var window: MappedWindow?
+    var attachFlags: ReturnFlags
+    var luns: [LUNLink]
+    var detached = false
+  }
+
+  let ownerPID: pid_t
+  let access: AccessMode
+  let interrupts: Int
+  let state: Mutex<State>
+
+  init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State) {
+    self.ownerPID = ownerPID
+    self.access = access
+    self.interrupts = interrupts
+    self.state = Mutex(state)
+  }
+
+  var token: ContextToken { state.withLock { $0.token } }
+
+  /// Refuses, without an ioctl, when the context is used from another process (a child after
+  /// fork(): the driver would answer EINVAL) or after it was detached.
+  func checkUsable(_ operation: String) throws(SuperpipeError) {
+    if Syscall.processID() != ownerPID {
+      throw SuperpipeError(
+        code: .wrongProcess, operation: operation,
+        message: "this context belongs to process \(ownerPID); after fork() a child must attach its own context "
+          + "and clone the parent's virtual LUNs (DK_CXLFLASH_VLUN_CLONE)")
+    }
+    if state.withLock({ $0.detached }) {
+      throw SuperpipeError(code: .wrongProcess, operation: operation, message: "the context was already detached")
+    }
+  }
+
+  /// The token and the link to the LUN at `path` (nil: the LUN the context was created on).
+  func link(_ path: String?, for operation: String) throws(SuperpipeError) -> (ContextToken, LUNLink) {
+    try checkUsable(operation)
+    let found = state.withLock { state -> (ContextToken, LUNLink)? in
+      guard let link = path.map({ p in state.luns.first { $0.path == p } }) ?? state.luns.first else { return nil }
+      return (state.token, link)
+    }
+    guard let found else {
+      throw SuperpipeError(
+        code: .invalidArgument, operation: operation, device: path,
+        message: "the context is not attached to this LUN; attach it first (Context.attach(lun:))")
+    }
+    return found
+  }
+
+  /// DETACH from every LUN (last first), unmap the window, close the adapter fd and the disk fds.
+  /// Returns the first error; everything is torn down regardless. In a forked child nothing is
+  /// sent to the driver (the parent's context is not the child's to detach); only the child's
+  /// inherited descriptors and mapping are dropped.
+  @discardableResult
+  func detachAll() -> SuperpipeError? {
+    let snapshot = state.withLock { state -> State? in
+      guard !state.detached else { return nil }
+      state.detached = true
+      return state
+    }
+    guard let snapshot else { return nil }
+    var firstError: SuperpipeError?
+    if Syscall.processID() == ownerPID {
+      for link in snapshot.luns.reversed() {
+        var detach = dk_cxlflash_detach()
+        detach.hdr = DriverCall.diskHeader()
+        detach.context_id = snapshot.token.rawValue
+        do {
+          try DriverCall.issue(.detach, fd: link.fd, device: link.path, &detach)
+        } catch {
+          firstError = firstError ?? error
+        }
+      }
+    }
+    if let window = snapshot.window { _ = Syscall.munmap(window.base, length: window.length) }
+    if snapshot.adapterFD >= 0 { _ = Syscall.close(snapshot.adapterFD) }
+    for link in snapshot.luns { _ = Syscall.close(link.fd) }
+    return firstError
+  }
+
+  /// RELEASE of one handle; used by handles' deinit and release().
+  func release(_ handle: ResourceHandleID, lunPath: String) throws(SuperpipeError) {
+    let (token, link) = try self.link(lunPath, for: CXLFlashIoctl.release.name)
+    var release = dk_cxlflash_release()
+    release.hdr = DriverCall.diskHeader()
+    release.context_id = token.rawValue
+    release.rsrc_handle = handle.rawValue
+    try DriverCall.issue(.release, fd: link.fd, device: link.path, &release)
+  }
+}

@@ -1,0 +1,106 @@
+import CCXLFlash
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// An adapter's host node (`/dev/cxlflash/cxlflashN`), for provisioning LUNs on the adapter's
+/// flash (HT_CXLFLASH_LUN_PROVISION) and passing debug commands to the AFU
+/// (HT_CXLFLASH_AFU_DEBUG). Opening it needs CAP_SYS_ADMIN. Noncopyable: closes the node when it
+/// goes away.
+public struct HostAdapter: ~Copyable, Sendable {
+  let fd: CInt
+  /// The host node's path.
+  public let path: String
+
+  /// Opens the host node.
+  public init(path: String) throws(SuperpipeError) {
+    switch Syscall.open(path, O_RDWR | O_CLOEXEC) {
+    case .success(let descriptor): fd = descriptor
+    case .failure(let errno): throw DriverCall.systemError("open", errno: errno, device: path)
+    }
+    self.path = path
+  }
+
+  deinit { _ = Syscall.close(fd) }
+
+  /// A LUN created on the adapter's flash.
+  public struct ProvisionedLUN: Hashable, Sendable, Codable {
+    /// The SCSI LUN id on the port.
+    public var lunID: UInt64
+    /// The new LUN's WWID.
+    public var wwid: WWID?
+  }
+
+  /// A port's provisioning state (QUERY_PORT).
+  public struct PortCapacity: Hashable, Sendable, Codable {
+    public var maximumLUNs: UInt64
+    public var currentLUNs: UInt64
+    /// Capacities in 4 KiB blocks.
+    public var maximumCapacityBlocks: UInt64
+    public var currentCapacityBlocks: UInt64
+  }
+
+  /// Creates a LUN of `blocks` 4 KiB blocks on `port` (HT_CXLFLASH_LUN_PROVISION, CREATE_LUN).
+  public func createLUN(port: UInt16, blocks: UInt64) throws(SuperpipeError) -> ProvisionedLUN {
+    var provision = try provision(.createLUN, port: port) { $0.size = blocks }
+    let wwid = withUnsafeBytes(of: &provision.wwid) { WWID(bytes: Array($0)) }
+    return ProvisionedLUN(lunID: provision.lun_id, wwid: wwid)
+  }
+
+  /// Deletes the LUN `lunID` on `port` (HT_CXLFLASH_LUN_PROVISION, DELETE_LUN).
+  public func deleteLUN(port: UInt16, lunID: UInt64) throws(SuperpipeError) {
+    _ = try provision(.deleteLUN, port: port) { $0.lun_id = lunID }
+  }
+
+  /// Reads a port's LUN count and capacity (HT_CXLFLASH_LUN_PROVISION, QUERY_PORT).
+  public func queryPort(_ port: UInt16) throws(SuperpipeError) -> PortCapacity {
+    let provision = try provision(.queryPort, port: port) { _ in }
+    return PortCapacity(
+      maximumLUNs: provision.max_num_luns, currentLUNs: provision.cur_num_luns,
+      maximumCapacityBlocks: provision.max_cap_port, currentCapacityBlocks: provision.cur_cap_port)
+  }
+
+  enum ProvisionCommand: UInt16 {
+    case createLUN = 1, deleteLUN = 2, queryPort = 3
+  }
+
+  private func provision(
+    _ command: ProvisionCommand, port: UInt16, _ fill: (inout ht_cxlflash_lun_provision) -> Void
+  ) throws(SuperpipeError) -> ht_cxlflash_lun_provision {
+    var provision = ht_cxlflash_lun_provision()
+    provision.hdr = DriverCall.hostHeader(subcommand: command.rawValue)
+    provision.port = port
+    fill(&provision)
+    try DriverCall.issue(.lunProvision, fd: fd, device: path, &provision)
+    return provision
+  }
+
+  /// Passes a debug subcommand to the AFU (HT_CXLFLASH_AFU_DEBUG).
+  ///
+  /// - Parameters:
+  ///   - subcommand: Up to 12 bytes, passed through in the AFU command's CDB.
+  ///   - buffer: Data for the command: sent to the AFU when `hostWrite`, filled by it otherwise.
+  ///     At most 262144 bytes.
+  public func afuDebug(
+    subcommand: [UInt8], buffer: UnsafeMutableRawBufferPointer, hostWrite: Bool
+  ) throws(SuperpipeError) {
+    let operation = CXLFlashIoctl.afuDebug.name
+    guard subcommand.count <= Int(HT_CXLFLASH_AFU_DEBUG_SUBCMD_LEN) else {
+      throw SuperpipeError(
+        code: .invalidArgument, operation: operation, device: path, message: "the subcommand is at most 12 bytes")
+    }
+    guard buffer.count <= Int(HT_CXLFLASH_AFU_DEBUG_MAX_DATA_LEN) else {
+      throw SuperpipeError(
+        code: .invalidArgument, operation: operation, device: path, message: "the buffer is at most 262144 bytes")
+    }
+    var debug = ht_cxlflash_afu_debug()
+    debug.hdr = DriverCall.hostHeader(flags: hostWrite ? HT_CXLFLASH_HOST_WRITE : HT_CXLFLASH_HOST_READ)
+    withUnsafeMutableBytes(of: &debug.afu_subcmd) { raw in
+      for (index, byte) in subcommand.enumerated() { raw[index] = byte }
+    }
+    debug.data_ea = UInt64(UInt(bitPattern: buffer.baseAddress))
+    debug.data_len = UInt32(buffer.count)
+    try DriverCall.issue(.afuDebug, fd: fd, device: path, &debug)
+  }
+}

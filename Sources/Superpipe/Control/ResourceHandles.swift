@@ -1,0 +1,119 @@
+import CCXLFlash
+
+/// A whole physical LUN opened through a context (DK_CXLFLASH_USER_DIRECT).
+///
+/// Noncopyable and bound to the context it came from: it cannot outlive the context, and it is
+/// released (DK_CXLFLASH_RELEASE) when it goes away. `release()` does so explicitly and reports
+/// errors; using it afterwards does not compile.
+public struct PhysicalLUN: ~Copyable, ~Escapable {
+  let core: ContextCore
+  let lunPath: String
+  /// The resource handle number (`rsrc_handle`).
+  public let handle: ResourceHandleID
+  /// The LUN's last LBA as USER_DIRECT reported it, in device blocks.
+  public private(set) var lastLBA: UInt64
+  private var released = false
+
+  @_lifetime(immortal)
+  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64) {
+    self.core = core
+    self.lunPath = lunPath
+    self.handle = handle
+    self.lastLBA = lastLBA
+  }
+
+  deinit {
+    if !released { try? core.release(handle, lunPath: lunPath) }
+  }
+
+  /// The disk node of the LUN.
+  public var path: String { lunPath }
+
+  /// Releases the handle (DK_CXLFLASH_RELEASE).
+  public consuming func release() throws(SuperpipeError) {
+    released = true
+    try core.release(handle, lunPath: lunPath)
+  }
+
+  /// Re-validates the handle (DK_CXLFLASH_VERIFY), optionally processing sense data from a failed
+  /// command (a UNIT ATTENTION after an adapter reset or a capacity change makes the driver re-read
+  /// the capacity). Updates and returns `lastLBA`.
+  @_lifetime(self: copy self)
+  @discardableResult
+  public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
+    let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
+    lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    return lastLBA
+  }
+}
+
+/// A thin virtual LUN carved from a physical LUN in 256 MiB chunks (DK_CXLFLASH_USER_VIRTUAL).
+///
+/// Noncopyable and bound to its context; released (DK_CXLFLASH_RELEASE, which frees its chunks)
+/// when it goes away or by `release()`.
+public struct VirtualLUN: ~Copyable, ~Escapable {
+  let core: ContextCore
+  let lunPath: String
+  /// The resource handle number (`rsrc_handle`).
+  public let handle: ResourceHandleID
+  /// The last LBA, in 4 KiB units (0xFFFFFFFFFFFFFFFF when the virtual LUN has no chunks).
+  public private(set) var lastLBA: UInt64
+  /// The return flags of USER_VIRTUAL (ALL_PORTS_ACTIVE).
+  public let flags: ReturnFlags
+  private var released = false
+
+  @_lifetime(immortal)
+  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, flags: ReturnFlags) {
+    self.core = core
+    self.lunPath = lunPath
+    self.handle = handle
+    self.lastLBA = lastLBA
+    self.flags = flags
+  }
+
+  deinit {
+    if !released { try? core.release(handle, lunPath: lunPath) }
+  }
+
+  /// The disk node of the physical LUN it is carved from.
+  public var path: String { lunPath }
+
+  /// The size in 4 KiB blocks (0 when empty).
+  public var blocks: UInt64 { lastLBA == .max ? 0 : lastLBA + 1 }
+
+  /// Releases the handle (DK_CXLFLASH_RELEASE): its chunks return to the LUN (scrubbed first if it
+  /// was created with `scrubOnRelease`).
+  public consuming func release() throws(SuperpipeError) {
+    released = true
+    try core.release(handle, lunPath: lunPath)
+  }
+
+  /// Grows or shrinks the virtual LUN (DK_CXLFLASH_VLUN_RESIZE). Growth is best effort: the new
+  /// size may be smaller than asked when the LUN is nearly full (ENOSPC only when nothing is free).
+  ///
+  /// - Parameter blocks: The new size in 4 KiB blocks, rounded up to whole 256 MiB chunks.
+  /// - Returns: The new size in 4 KiB blocks.
+  @_lifetime(self: copy self)
+  @discardableResult
+  public mutating func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
+    let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.vlunResize.name)
+    var resize = dk_cxlflash_resize()
+    resize.hdr = DriverCall.diskHeader()
+    resize.context_id = token.rawValue
+    resize.rsrc_handle = handle.rawValue
+    resize.req_size = blocks
+    try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize)
+    lastLBA = resize.last_lba
+    return self.blocks
+  }
+
+  /// Re-validates the handle (DK_CXLFLASH_VERIFY), optionally processing sense data. Updates and
+  /// returns `lastLBA` (4 KiB units).
+  @_lifetime(self: copy self)
+  @discardableResult
+  public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
+    let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
+    lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    return lastLBA
+  }
+}

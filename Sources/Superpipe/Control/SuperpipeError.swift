@@ -1,0 +1,115 @@
+public import SystemPackage
+
+/// The one error type of Superpipe: what failed (the ioctl or system call), on which device, with
+/// the errno the driver returned, a code to switch on, and a message a person can act on.
+public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertible {
+  /// What kind of failure this is. Extensible: switch with a `default` case.
+  public struct Code: Hashable, Sendable, CustomStringConvertible {
+    let name: String
+    private init(_ name: String) { self.name = name }
+    public var description: String { name }
+
+    /// The driver rejected the request (EINVAL): a stale or foreign token, a released handle, a LUN
+    /// not in superpipe mode, a physical/virtual mode conflict, a bad header.
+    public static let invalidRequest = Code("invalidRequest")
+    /// The adapter failed or is being removed, the LUN's capacity could not be read, or no process
+    /// element is free (ENODEV).
+    public static let deviceUnavailable = Code("deviceUnavailable")
+    /// No free chunk on the LUN, or the adapter's LUN table is full (ENOSPC).
+    public static let noSpace = Code("noSpace")
+    /// The context has MAX_RHT_PER_CONTEXT open resource handles (EMFILE).
+    public static let tooManyHandles = Code("tooManyHandles")
+    /// The LUN is in use (EBUSY), e.g. disabling superpipe mode while handles are open.
+    public static let busy = Code("busy")
+    /// A transient failure; the change may have been applied; retry (EAGAIN).
+    public static let tryAgain = Code("tryAgain")
+    /// The driver could not allocate memory, or the LUN is too small for a virtual LUN (ENOMEM).
+    public static let outOfMemory = Code("outOfMemory")
+    /// The device or adapter reported an I/O error, or sense data the driver cannot act on (EIO).
+    public static let ioError = Code("ioError")
+    /// Not allowed for this process or user (EACCES, EPERM).
+    public static let permissionDenied = Code("permissionDenied")
+    /// The adapter does not support the request (ENOTSUPP, errno 524).
+    public static let notSupported = Code("notSupported")
+    /// A signal interrupted a wait (EINTR).
+    public static let interrupted = Code("interrupted")
+    /// The path does not exist or has no device behind it (ENOENT, ENXIO).
+    public static let noSuchDevice = Code("noSuchDevice")
+    /// The path is not a cxlflash disk or host node (ENOTTY).
+    public static let notCXLFlashDevice = Code("notCXLFlashDevice")
+    /// Caught by the library without issuing the ioctl: the context belongs to another process
+    /// (used in a child after fork()), or was already detached.
+    public static let wrongProcess = Code("wrongProcess")
+    /// Caught by the library without issuing the ioctl: an argument is out of range.
+    public static let invalidArgument = Code("invalidArgument")
+    /// Any other errno.
+    public static let other = Code("other")
+  }
+
+  /// What to switch on.
+  public var code: Code
+  /// The ioctl (e.g. `DK_CXLFLASH_ATTACH`) or system call (e.g. `open`) that failed.
+  public var operation: String
+  /// The errno the driver or OS returned; nil when the library refused without a call.
+  public var errno: Errno?
+  /// The device path, when there is one.
+  public var device: String?
+  /// `hdr.return_flags`, where the ioctl reported some.
+  public var returnFlags: UInt64?
+  /// Sense data involved (VERIFY), when relevant.
+  public var sense: SenseData?
+  /// A sentence a person can act on.
+  public var message: String
+
+  public init(
+    code: Code, operation: String, errno: Errno? = nil, device: String? = nil, returnFlags: UInt64? = nil,
+    sense: SenseData? = nil, message: String
+  ) {
+    self.code = code
+    self.operation = operation
+    self.errno = errno
+    self.device = device
+    self.returnFlags = returnFlags
+    self.sense = sense
+    self.message = message
+  }
+
+  public var description: String {
+    var text = "\(operation)"
+    if let device { text += " on \(device)" }
+    text += " failed"
+    if let errno { text += " (\(Self.errnoName(errno.rawValue)), errno \(errno.rawValue))" }
+    text += ": \(message)"
+    return text
+  }
+
+  /// The C name of an errno, for messages ("EINVAL").
+  static func errnoName(_ value: CInt) -> String {
+    let names: [CInt: String] = [
+      1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 6: "ENXIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
+      13: "EACCES", 14: "EFAULT", 16: "EBUSY", 19: "ENODEV", 22: "EINVAL", 24: "EMFILE", 25: "ENOTTY",
+      28: "ENOSPC", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 524: "ENOTSUPP",
+    ]
+    return names[value] ?? "errno \(value)"
+  }
+
+  /// The code for an errno returned by the driver or the OS.
+  static func code(for errno: CInt) -> Code {
+    switch errno {
+    case 22: .invalidRequest
+    case 19: .deviceUnavailable
+    case 28: .noSpace
+    case 24: .tooManyHandles
+    case 16: .busy
+    case 11, 110: .tryAgain
+    case 12: .outOfMemory
+    case 5: .ioError
+    case 1, 13: .permissionDenied
+    case 524, 95: .notSupported
+    case 4: .interrupted
+    case 2, 6: .noSuchDevice
+    case 25: .notCXLFlashDevice
+    default: .other
+    }
+  }
+}

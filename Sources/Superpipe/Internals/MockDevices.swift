@@ -1,0 +1,276 @@
+// The seam's side of the mock adapter: recognising mock device nodes and playing the kernel's part
+// for them (copying ioctl structs in and out, installing the adapter fd, mapping the MMIO window).
+// Called only from `Syscall`; see MockWire.swift for the protocol.
+
+import CCXLFlash
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// What the seam knows about a descriptor that refers to a mock device.
+struct MockDescriptor: Sendable {
+  enum Kind: Sendable, Equatable {
+    /// A LUN disk node or the host node: ioctls go to `nodePath`.
+    case node(path: String)
+    /// An adapter fd; `memory` is the memfd behind its MMIO window.
+    case adapter(memory: CInt)
+  }
+
+  var kind: Kind
+  /// Identity of the object, to notice a descriptor number that was closed behind the seam's back
+  /// and reused.
+  var device: UInt64
+  var inode: UInt64
+}
+
+enum MockDevices {
+  /// Descriptors of this process that refer to mock devices.
+  static let registry = Mutex<[CInt: MockDescriptor]>([:])
+
+  /// The mock descriptor behind `fd`, if it is one (verified against the object's identity).
+  static func descriptor(for fd: CInt) -> MockDescriptor? {
+    guard let entry = registry.withLock({ $0[fd] }) else { return nil }
+    var info = stat()
+    guard Glibc.fstat(fd, &info) == 0, UInt64(info.st_dev) == entry.device, UInt64(info.st_ino) == entry.inode
+    else {
+      forget(fd)
+      return nil
+    }
+    return entry
+  }
+
+  static func register(_ fd: CInt, _ kind: MockDescriptor.Kind) {
+    var info = stat()
+    guard Glibc.fstat(fd, &info) == 0 else { return }
+    let entry = MockDescriptor(kind: kind, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    registry.withLock { $0[fd] = entry }
+  }
+
+  /// Forgets `fd` and closes what the seam opened alongside it (an adapter's memfd).
+  static func forget(_ fd: CInt) {
+    let removed = registry.withLock { $0.removeValue(forKey: fd) }
+    if case .adapter(let memory)? = removed?.kind { _ = Glibc.close(memory) }
+  }
+
+  /// Whether `path` names a Unix socket (a mock node) rather than a device or file.
+  static func isMockNode(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFSOCK
+  }
+
+  // MARK: open
+
+  /// open(2) of a mock node: connect, then the `open` handshake. A node nobody serves is ENXIO (as a
+  /// device node without a driver).
+  static func open(_ path: String, flags: CInt) -> Result<CInt, Errno> {
+    let socket: CInt
+    switch connect(path) {
+    case .success(let fd): socket = fd
+    case .failure(let error): return .failure(error)
+    }
+    let reply = roundTrip(socket, MockWire.Request(kind: .open, request: UInt64(UInt32(bitPattern: flags))))
+    switch reply {
+    case .failure(let error):
+      _ = Glibc.close(socket)
+      return .failure(error)
+    case .success(let (reply, descriptors)):
+      descriptors.forEach { _ = Glibc.close($0) }
+      if reply.errno != 0 {
+        _ = Glibc.close(socket)
+        return .failure(Errno(rawValue: reply.errno))
+      }
+    }
+    register(socket, .node(path: path))
+    return .success(socket)
+  }
+
+  private static func connect(_ path: String) -> Result<CInt, Errno> {
+    let fd = Glibc.socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    if fd < 0 { return .failure(Errno(rawValue: errno)) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    let bytes = Array(path.utf8)
+    guard bytes.count < capacity else {
+      _ = Glibc.close(fd)
+      return .failure(Errno(rawValue: ENAMETOOLONG))
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+      raw.copyBytes(from: bytes)
+      raw[bytes.count] = 0
+    }
+    let rc = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
+    }
+    if rc != 0 {
+      let error = errno
+      _ = Glibc.close(fd)
+      // A socket nobody listens on: the device has no driver behind it.
+      return .failure(error == ECONNREFUSED || error == ENOENT ? .noSuchAddressOrDevice : Errno(rawValue: error))
+    }
+    return .success(fd)
+  }
+
+  /// Sends one request and waits for its reply. A mock that vanished mid-call is ENODEV, as a
+  /// device that went offline.
+  private static func roundTrip(_ socket: CInt, _ request: MockWire.Request) -> Result<
+    (MockWire.Reply, [CInt]), Errno
+  > {
+    let message = request.encoded()
+    var sent: Int
+    repeat {
+      sent = message.withUnsafeBytes { ccxl_send_with_fds(socket, $0.baseAddress, $0.count, nil, 0) }
+    } while sent < 0 && errno == EINTR
+    if sent < 0 { return .failure(errno == EPIPE || errno == ECONNRESET ? Errno(rawValue: ENODEV) : Errno(rawValue: errno)) }
+
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MockWire.maximumMessage, alignment: 8)
+    defer { buffer.deallocate() }
+    var fds = [CInt](repeating: -1, count: Int(CCXL_MAX_PASSED_FDS))
+    var count: CInt = 0
+    var truncated: CInt = 0
+    var received: Int
+    repeat {
+      received = ccxl_recv_with_fds(socket, buffer.baseAddress, buffer.count, 0, &fds, &count, &truncated)
+    } while received < 0 && errno == EINTR
+    let descriptors = Array(fds.prefix(Int(count)))
+    if received <= 0 || truncated != 0 {
+      let error: Errno = received < 0 && errno != ECONNRESET ? Errno(rawValue: errno) : Errno(rawValue: ENODEV)
+      descriptors.forEach { _ = Glibc.close($0) }
+      return .failure(error)
+    }
+    guard let reply = MockWire.Reply.decode(UnsafeRawBufferPointer(rebasing: buffer[..<received])),
+      reply.kind == request.kind
+    else {
+      descriptors.forEach { _ = Glibc.close($0) }
+      return .failure(Errno(rawValue: ENODEV))
+    }
+    return .success((reply, descriptors))
+  }
+
+  // MARK: ioctl
+
+  /// ioctl(2) on a mock node. Plays the kernel's part: copies in exactly the struct size the
+  /// request encodes (EFAULT for an unreadable argument), copies the driver's answer back only on
+  /// success (EFAULT after the fact for an unwritable one, as copy_to_user), installs a new adapter
+  /// fd and writes its number into `adap_fd`, and moves AFU_DEBUG data from and to `data_ea`.
+  static func ioctl(path: String, request: UInt, argument: UnsafeMutableRawPointer) -> Result<CInt, Errno> {
+    // The driver rejects an unknown request before copying anything in.
+    let size = CXLFlashIoctl(request: request)?.argumentSize ?? 0
+    var bytes = [UInt8](repeating: 0, count: size)
+    if size > 0, !safeCopy(from: UnsafeRawPointer(argument), into: &bytes) { return .failure(.badAddress) }
+
+    var extra: [UInt8] = []
+    var debugBuffer: (address: UInt64, length: Int, hostRead: Bool)?
+    if request == CCXL_HT_CXLFLASH_AFU_DEBUG, size == MemoryLayout<ht_cxlflash_afu_debug>.size {
+      let (address, length, flags) = bytes.withUnsafeBytes {
+        ($0.loadLE(UInt64.self, at: 40), Int($0.loadLE(UInt32.self, at: 48)), $0.loadLE(UInt64.self, at: 8))
+      }
+      // The driver validates the length before touching user memory; the mock re-checks it.
+      if length <= Int(HT_CXLFLASH_AFU_DEBUG_MAX_DATA_LEN) {
+        let hostWrite = flags & HT_CXLFLASH_HOST_WRITE != 0
+        debugBuffer = (address, length, !hostWrite)
+        if hostWrite, length > 0 {
+          extra = [UInt8](repeating: 0, count: length)
+          guard let source = UnsafeRawPointer(bitPattern: UInt(address)), safeCopy(from: source, into: &extra) else {
+            return .failure(.badAddress)
+          }
+        }
+      }
+    }
+
+    let socket: CInt
+    switch connect(path) {
+    case .success(let fd): socket = fd
+    case .failure(let error): return .failure(error.rawValue == ENXIO ? Errno(rawValue: ENODEV) : error)
+    }
+    defer { _ = Glibc.close(socket) }
+    let outcome = roundTrip(socket, MockWire.Request(kind: .ioctl, request: UInt64(request), argument: bytes, extra: extra))
+    guard case .success(var (reply, descriptors)) = outcome else {
+      if case .failure(let error) = outcome { return .failure(error) }
+      return .failure(Errno(rawValue: ENODEV))
+    }
+    if reply.errno != 0 {
+      descriptors.forEach { _ = Glibc.close($0) }
+      return .failure(Errno(rawValue: reply.errno))
+    }
+    guard reply.argument.count == size else {
+      descriptors.forEach { _ = Glibc.close($0) }
+      return .failure(Errno(rawValue: ENODEV))
+    }
+    // A new context: install the adapter fd and report its number where the driver would.
+    if descriptors.count == 2 {
+      let adapter = descriptors[0]
+      register(adapter, .adapter(memory: descriptors[1]))
+      let offset: Int? =
+        request == CCXL_DK_CXLFLASH_ATTACH ? 56 : request == CCXL_DK_CXLFLASH_RECOVER_AFU ? 48 : nil
+      if let offset {
+        reply.argument.withUnsafeMutableBytes { $0.storeLE(UInt64(bitPattern: Int64(adapter)), at: offset) }
+      }
+      descriptors = []
+    }
+    descriptors.forEach { _ = Glibc.close($0) }
+    if let debugBuffer, debugBuffer.hostRead, debugBuffer.length > 0, !reply.extra.isEmpty {
+      guard let target = UnsafeMutableRawPointer(bitPattern: UInt(debugBuffer.address)),
+        safeCopy(reply.extra.prefix(debugBuffer.length), to: target)
+      else { return .failure(.badAddress) }
+    }
+    guard safeCopy(reply.argument[...], to: argument) else { return .failure(.badAddress) }
+    return .success(0)
+  }
+
+  /// Copies from this process's memory without faulting (process_vm_readv on ourselves): false
+  /// where the kernel's copy_from_user would fail with EFAULT.
+  private static func safeCopy(from source: UnsafeRawPointer, into bytes: inout [UInt8]) -> Bool {
+    let count = bytes.count
+    return bytes.withUnsafeMutableBytes {
+      ccxl_process_vm_read(Glibc.getpid(), $0.baseAddress, source, count) == count
+    }
+  }
+
+  /// Copies into this process's memory without faulting (process_vm_writev on ourselves).
+  private static func safeCopy(_ bytes: ArraySlice<UInt8>, to target: UnsafeMutableRawPointer) -> Bool {
+    bytes.withUnsafeBytes { ccxl_process_vm_write(Glibc.getpid(), $0.baseAddress, target, $0.count) == $0.count }
+  }
+
+  // MARK: adapter fd
+
+  /// read(2) on a mock adapter fd, with CXL's semantics: a buffer under CXL_READ_MIN_SIZE is
+  /// EINVAL; one event per call; end of file (the mock closed the context after a reset, nothing
+  /// pending) is EIO; O_NONBLOCK with nothing pending is EAGAIN.
+  static func readEvent(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+    guard buffer.count >= Int(CCXL_READ_MIN_SIZE) else { return .failure(.invalidArgument) }
+    let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, 0)
+    if n < 0 { return .failure(Errno(rawValue: errno)) }
+    if n == 0 { return .failure(.ioError) }
+    return .success(n)
+  }
+
+  /// poll(2) result translation for a mock adapter fd: readable end of file means the context is
+  /// closed with nothing pending, which CXL reports as POLLERR.
+  static func translatePoll(_ fd: CInt, revents: Int16) -> Int16 {
+    guard revents & Int16(POLLIN | POLLHUP) != 0 else { return revents }
+    var byte: UInt8 = 0
+    let n = Glibc.recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+    if n == 0 { return Int16(POLLERR) }
+    return revents & ~Int16(POLLHUP | 0x2000 /* POLLRDHUP */)
+  }
+
+  /// mmap(2) of a mock adapter fd: the context's window is the first 64 KiB of its memfd; a
+  /// mapping beyond it is EINVAL, as CXL's check.
+  static func mapWindow(memory: CInt, length: Int, offset: Int, protection: CInt, flags: CInt) -> Result<
+    UnsafeMutableRawPointer, Errno
+  > {
+    guard offset >= 0, length > 0, offset + length <= Int(CCXL_MMIO_SIZE) else { return .failure(.invalidArgument) }
+    let address = Glibc.mmap(nil, length, protection, flags, memory, off_t(offset))
+    if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
+    guard let address else { return .failure(.invalidArgument) }
+    return .success(address)
+  }
+}

@@ -1,0 +1,145 @@
+// The wire protocol between the syscall seam and a Superpipe mock adapter.
+//
+// A mock device node is a SOCK_SEQPACKET Unix socket in the mock's directory (dev/sdX for a LUN
+// path, dev/cxlflash/cxlflashN for the host node). open() connects to it and exchanges an `open`
+// message; every ioctl is one `ioctl` round trip on a fresh connection to the node, so the mock
+// learns the calling process from SO_PEERCRED, and a forked child never shares a connection with
+// its parent. The reply carries the errno, the struct bytes as the driver writes them back (only on
+// success), and, for ATTACH and RECOVER_AFU with a new context, two descriptors: the adapter fd
+// (a socket whose last close the mock observes, and from which read() takes CAPI events) and the
+// memfd that backs the context's 64 KiB MMIO window.
+//
+// All integers are little-endian on the wire. Messages are at most `maximumMessage` bytes.
+
+package enum MockWire {
+  package static let magic: UInt32 = 0x4B4D_5053  // "SPMK"
+  package static let version: UInt16 = 1
+  package static let headerSize = 32
+  /// Header + the largest ioctl struct + AFU_DEBUG's largest data buffer.
+  package static let maximumMessage = headerSize + 4096 + 262_144
+
+  package enum Kind: UInt16, Sendable {
+    /// open(2) of a node. `request` carries the open flags.
+    case open = 1
+    /// ioctl(2) on a node. `request` is the request number.
+    case ioctl = 2
+  }
+
+  /// Request: magic u32, version u16, kind u16, request u64, argumentSize u32, extraSize u32,
+  /// reserved u64; then argumentSize bytes of struct, then extraSize bytes of data (AFU_DEBUG
+  /// host-write data).
+  package struct Request: Sendable, Equatable {
+    package var kind: Kind
+    package var request: UInt64
+    package var argument: [UInt8]
+    package var extra: [UInt8]
+
+    package init(kind: Kind, request: UInt64, argument: [UInt8] = [], extra: [UInt8] = []) {
+      self.kind = kind
+      self.request = request
+      self.argument = argument
+      self.extra = extra
+    }
+
+    package func encoded() -> [UInt8] {
+      var bytes = [UInt8]()
+      bytes.reserveCapacity(headerSize + argument.count + extra.count)
+      bytes.appendLE(magic)
+      bytes.appendLE(version)
+      bytes.appendLE(kind.rawValue)
+      bytes.appendLE(request)
+      bytes.appendLE(UInt32(argument.count))
+      bytes.appendLE(UInt32(extra.count))
+      bytes.appendLE(UInt64(0))
+      bytes += argument
+      bytes += extra
+      return bytes
+    }
+
+    package static func decode(_ bytes: UnsafeRawBufferPointer) -> Request? {
+      guard bytes.count >= headerSize, bytes.loadLE(UInt32.self, at: 0) == magic,
+        bytes.loadLE(UInt16.self, at: 4) == version,
+        let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
+      else { return nil }
+      let argumentSize = Int(bytes.loadLE(UInt32.self, at: 16))
+      let extraSize = Int(bytes.loadLE(UInt32.self, at: 20))
+      guard headerSize + argumentSize + extraSize == bytes.count else { return nil }
+      let argument = Array(bytes[headerSize..<headerSize + argumentSize])
+      let extra = Array(bytes[(headerSize + argumentSize)...])
+      return Request(kind: kind, request: bytes.loadLE(UInt64.self, at: 8), argument: argument, extra: extra)
+    }
+  }
+
+  /// Reply: magic u32, version u16, kind u16, errno i32, argumentSize u32, extraSize u32,
+  /// descriptorCount u32, reserved u64; then the struct bytes (success only) and extra data.
+  package struct Reply: Sendable, Equatable {
+    package var kind: Kind
+    package var errno: Int32
+    package var argument: [UInt8]
+    package var extra: [UInt8]
+    package var descriptorCount: Int
+
+    package init(kind: Kind, errno: Int32, argument: [UInt8] = [], extra: [UInt8] = [], descriptorCount: Int = 0) {
+      self.kind = kind
+      self.errno = errno
+      self.argument = argument
+      self.extra = extra
+      self.descriptorCount = descriptorCount
+    }
+
+    package func encoded() -> [UInt8] {
+      var bytes = [UInt8]()
+      bytes.reserveCapacity(headerSize + argument.count + extra.count)
+      bytes.appendLE(magic)
+      bytes.appendLE(version)
+      bytes.appendLE(kind.rawValue)
+      bytes.appendLE(UInt32(bitPattern: errno))
+      bytes.appendLE(UInt32(argument.count))
+      bytes.appendLE(UInt32(extra.count))
+      bytes.appendLE(UInt32(descriptorCount))
+      bytes.appendLE(UInt64(0))
+      bytes += argument
+      bytes += extra
+      return bytes
+    }
+
+    package static func decode(_ bytes: UnsafeRawBufferPointer) -> Reply? {
+      guard bytes.count >= headerSize, bytes.loadLE(UInt32.self, at: 0) == magic,
+        bytes.loadLE(UInt16.self, at: 4) == version,
+        let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
+      else { return nil }
+      let argumentSize = Int(bytes.loadLE(UInt32.self, at: 12))
+      let extraSize = Int(bytes.loadLE(UInt32.self, at: 16))
+      guard headerSize + argumentSize + extraSize == bytes.count else { return nil }
+      return Reply(
+        kind: kind, errno: Int32(bitPattern: bytes.loadLE(UInt32.self, at: 8)),
+        argument: Array(bytes[headerSize..<headerSize + argumentSize]),
+        extra: Array(bytes[(headerSize + argumentSize)...]),
+        descriptorCount: Int(bytes.loadLE(UInt32.self, at: 20)))
+    }
+  }
+
+  /// The size of a mock adapter's memfd: the 64 KiB register window the application maps, then a
+  /// 64 KiB control area private to the seam and the mock (doorbells, register write log).
+  package static let adapterMemorySize = 2 * 65536
+  /// Offset of the control area in the adapter memfd.
+  package static let controlAreaOffset = 65536
+}
+
+extension [UInt8] {
+  package mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+    Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
+  }
+}
+
+extension UnsafeRawBufferPointer {
+  package func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+    T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
+  }
+}
+
+extension UnsafeMutableRawBufferPointer {
+  package func storeLE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+    storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
+  }
+}

@@ -1,0 +1,245 @@
+import CCXLFlash
+public import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A mock IBM CXL Flash adapter: the cxlflash driver and the AFU emulated in user space, reached by
+/// applications through device nodes in a directory, exactly as they reach `/dev/sdX` and
+/// `/dev/cxlflash/cxlflashN` on hardware.
+///
+/// A mock adapter lives in a directory:
+///
+///     <directory>/adapter.json       configuration, LUN node names, superpipe modes (persistent)
+///     <directory>/luns/lunN.img      LUN data (sparse files; persistent)
+///     <directory>/dev/sda ...        disk nodes, one per LUN and FC port (while served)
+///     <directory>/dev/cxlflash/cxlflash0   the host node (while served)
+///
+/// Serve it in-process with `start()` (tests, the embedded demo) or as its own process with
+/// `superpipectl mock serve` (which calls `serve()`); several processes can use one adapter at
+/// once. Contexts belong to the process that attached them and are released when the last copy of
+/// their adapter fd is closed or the process dies. No root and no kernel module are needed.
+public final class MockAdapter: Sendable {
+  /// The adapter's directory.
+  public let directory: URL
+  /// The emulated driver (for introspection and fault injection).
+  public let model: MockDriverModel
+  let storage: FileLUNStorage
+  private let persistent: Mutex<MockPersistentState>
+  private let server = Mutex<MockServer?>(nil)
+  private let lock: CInt
+
+  private init(directory: URL, state: MockPersistentState) throws {
+    self.directory = directory
+    let lockPath = directory.appendingPathComponent("lock").path
+    lock = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    guard lock >= 0 else { throw MockAdapterError.io("open \(lockPath)", errno) }
+    guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+      Glibc.close(lock)
+      throw MockAdapterError.alreadyServed(directory.path)
+    }
+    storage = FileLUNStorage(directory: directory.appendingPathComponent("luns"))
+    try storage.open(state.configuration)
+    model = MockDriverModel(configuration: state.configuration, storage: storage, randomSeed: state.randomSeed)
+    persistent = Mutex(state)
+    // Replay the superpipe modes that were set before the restart (DK_CXLFLASH_MANAGE_LUN).
+    for name in state.superpipeNodes {
+      guard let node = state.diskNodes.first(where: { $0.name == name }) else { continue }
+      var manage = dk_cxlflash_manage_lun()
+      manage.hdr.flags = DK_CXLFLASH_MANAGE_LUN_ENABLE_SUPERPIPE
+      withUnsafeMutableBytes(of: &manage.wwid) { raw in
+        for (index, byte) in state.configuration.luns[node.lun].wwid.prefix(16).enumerated() { raw[index] = byte }
+      }
+      _ = withUnsafeMutableBytes(of: &manage) {
+        model.ioctl(
+          node: .disk(lun: node.lun, port: node.port), caller: MockCaller(pid: getpid(), parentPid: getppid()),
+          request: CCXL_DK_CXLFLASH_MANAGE_LUN, argument: $0)
+      }
+    }
+  }
+
+  deinit {
+    stop()
+    flock(lock, LOCK_UN)
+    Glibc.close(lock)
+  }
+
+  /// Creates a new mock adapter in `directory` (created if missing; it must not already hold one).
+  ///
+  /// - Parameter randomSeed: Seed for context tokens, for reproducible runs (nil: random).
+  public static func create(
+    at directory: URL, configuration: MockAdapterConfiguration, randomSeed: UInt64? = nil
+  ) throws -> MockAdapter {
+    let stateURL = directory.appendingPathComponent("adapter.json")
+    guard !FileManager.default.fileExists(atPath: stateURL.path) else {
+      throw MockAdapterError.invalidDirectory("\(directory.path) already holds a mock adapter; open it instead")
+    }
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    var state = MockPersistentState(
+      configuration: configuration, diskNodes: [], superpipeNodes: [], randomSeed: randomSeed)
+    state.assignNodeNames()
+    try state.save(to: stateURL)
+    return try MockAdapter(directory: directory, state: state)
+  }
+
+  /// Opens the mock adapter in `directory` with its saved configuration, modes and data.
+  public static func open(at directory: URL) throws -> MockAdapter {
+    let stateURL = directory.appendingPathComponent("adapter.json")
+    let state: MockPersistentState
+    do {
+      state = try MockPersistentState.load(from: stateURL)
+    } catch {
+      throw MockAdapterError.invalidDirectory("\(stateURL.path): \(error)")
+    }
+    return try MockAdapter(directory: directory, state: state)
+  }
+
+  /// A configuration with `lunCount` LUNs of `blocks` blocks each, visible on `ports` ports, with
+  /// WWIDs 60050768... derived from the LUN number.
+  public static func configuration(
+    lunCount: Int = 2, blocks: UInt64 = 4 * 65536, blockSize: UInt32 = 4096, ports: Int = 2
+  ) -> MockAdapterConfiguration {
+    let luns = (0..<lunCount).map { index in
+      MockLUNConfiguration(
+        wwid: [0x60, 0x05, 0x07, 0x68, 0x01, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, UInt8(index + 1)],
+        blockSize: blockSize, lastLBA: blocks - 1,
+        lunIDs: Dictionary(uniqueKeysWithValues: (0..<ports).map { ($0, UInt64(index + 1) << 48) }))
+    }
+    return MockAdapterConfiguration(portCount: ports, luns: luns)
+  }
+
+  // MARK: Serving
+
+  /// Starts serving the device nodes on a background thread of this process.
+  public func start() throws {
+    try server.withLock { server in
+      guard server == nil else { throw MockAdapterError.alreadyRunning }
+      let state = persistent.withLock { $0 }
+      let instance = try MockServer(
+        model: model, storage: storage, state: state, devDirectory: directory.appendingPathComponent("dev"),
+        persist: { [weak self] model in self?.save(model) })
+      instance.start()
+      server = instance
+    }
+  }
+
+  /// Stops serving: removes the device nodes and closes every connection (open contexts are lost,
+  /// as at a driver unload); configuration, modes and data are saved.
+  public func stop() {
+    let instance = server.withLock { server in
+      defer { server = nil }
+      return server
+    }
+    guard let instance else { return }
+    instance.stopAndWait()
+    save(model)
+  }
+
+  /// Serves until the process receives SIGINT or SIGTERM (for `superpipectl mock serve`).
+  public func serve(onReady: () -> Void = {}) throws {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    sigaddset(&signals, SIGINT)
+    sigaddset(&signals, SIGTERM)
+    pthread_sigmask(SIG_BLOCK, &signals, nil)
+    try start()
+    onReady()
+    var received: CInt = 0
+    sigwait(&signals, &received)
+    stop()
+  }
+
+  /// Whether the adapter is being served.
+  public var isRunning: Bool { server.withLock { $0 != nil } }
+
+  private func save(_ model: MockDriverModel) {
+    let snapshot = model.snapshot()
+    persistent.withLock { state in
+      state.configuration = model.configuration
+      state.assignNodeNames()
+      state.superpipeNodes = snapshot.superpipePaths.compactMap { path in
+        guard case .disk(let lun, let port) = path else { return nil }
+        return state.diskNodes.first { $0.lun == lun && $0.port == port }?.name
+      }.sorted()
+      try? state.save(to: directory.appendingPathComponent("adapter.json"))
+    }
+  }
+
+  // MARK: Nodes
+
+  /// The disk nodes (one per LUN and port).
+  public var diskNodes: [MockDiskNode] {
+    persistent.withLock { state in
+      var copy = state
+      copy.configuration = model.configuration
+      copy.assignNodeNames()
+      return copy.diskNodes
+    }
+  }
+
+  /// The path of a disk node.
+  public func path(of node: MockDiskNode) -> String {
+    directory.appendingPathComponent("dev").appendingPathComponent(node.name).path
+  }
+
+  /// The disk node path of `lun` seen through `port`.
+  public func diskPath(lun: Int, port: Int = 0) -> String? {
+    diskNodes.first { $0.lun == lun && $0.port == port }.map(path(of:))
+  }
+
+  /// The host node path (`dev/cxlflash/cxlflash0`).
+  public var hostPath: String { directory.appendingPathComponent("dev/cxlflash/cxlflash0").path }
+
+  /// The configuration in force (with provisioned LUNs).
+  public var configuration: MockAdapterConfiguration { model.configuration }
+
+  /// The WWID of `lun`.
+  public func wwid(lun: Int) -> [UInt8] { model.configuration.luns[lun].wwid }
+
+  // MARK: Introspection
+
+  /// The driver's state now: contexts, handles, LUN modes, chunk allocation.
+  public func snapshot() -> MockDriverSnapshot { model.snapshot() }
+
+  /// Adapter fds the mock has handed out that are still open somewhere.
+  public var openAdapterFiles: [MockAdapterFileID] {
+    server.withLock { $0?.liveEndpoints.keys.sorted { $0.rawValue < $1.rawValue } ?? [] }
+  }
+
+  /// What is still alive: contexts, open handles, process elements, adapter fds. Empty when an
+  /// application cleaned up after itself (assert this at the end of a test).
+  public func leaks() -> [String] {
+    let snapshot = model.snapshot()
+    var leaks: [String] = []
+    for context in snapshot.contexts {
+      leaks.append(
+        "context 0x\(String(context.token, radix: 16)) of pid \(context.ownerPid) with \(context.handles.count) handle(s)")
+    }
+    if !snapshot.processElementsInUse.isEmpty {
+      leaks.append("process elements in use: \(snapshot.processElementsInUse.map(String.init).joined(separator: ", "))")
+    }
+    let files = openAdapterFiles
+    if !files.isEmpty { leaks.append("adapter fds still open: \(files.map(\.description).joined(separator: ", "))") }
+    for lun in snapshot.luns where lun.users > 0 {
+      leaks.append("LUN \(lun.lun.map(String.init) ?? "?") has \(lun.users) user(s)")
+    }
+    return leaks
+  }
+
+  // MARK: Faults
+
+  /// An adapter reset (EEH / AFU reset, spec 3.5): every context goes to the error state (its
+  /// window reads all ones, its adapter fd reports EIO), DK ioctls block for `duration`, then the
+  /// adapter returns to NORMAL (or, with `recovers: false`, fails permanently: FAILTERM).
+  public func resetAdapter(duration: Duration = .milliseconds(50), recovers: Bool = true) {
+    let files = model.beginAdapterReset()
+    let instance = server.withLock { $0 }
+    instance?.post(.contextsFailed(files))
+    let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    if nanoseconds > 0 { usleep(useconds_t(clamping: nanoseconds / 1000)) }
+    model.endAdapterReset(success: recovers)
+    instance?.post(.stateChanged)
+  }
+}

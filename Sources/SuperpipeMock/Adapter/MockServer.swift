@@ -1,0 +1,415 @@
+// The mock adapter's device server: the Unix-socket device nodes, the per-call ioctl connections,
+// and the adapter-fd endpoints whose last close releases a context.
+//
+// One thread runs `run()`: it owns every descriptor below and all of this class's mutable state.
+// Other threads talk to it only through `post(_:)` (a command queue and an eventfd), so there is no
+// other locking here; the driver model has its own lock.
+//
+//   client (seam)                         server thread
+//   open(node)   ── connect + "open" ───▶ accept, SO_PEERCRED, reply errno, keep as an open node
+//   ioctl(node)  ── connect + "ioctl" ──▶ model.ioctl(node, caller, request, bytes)
+//                ◀── errno, bytes, [adapter socket, memfd] ── (new context: endpoint created)
+//   close(adapter fd) (last copy) ──────▶ endpoint HUP → model.adapterFileReleased(file)
+
+import CCXLFlash
+import Foundation
+import Superpipe
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+final class MockServer: @unchecked Sendable {
+  enum Command: Sendable {
+    case stop
+    /// The adapter left RESET: re-dispatch parked ioctls.
+    case stateChanged
+    /// An adapter reset put these contexts in the error state: their windows read all ones and
+    /// their adapter fds report EIO once drained.
+    case contextsFailed([MockAdapterFileID])
+  }
+
+  /// An adapter fd's server side.
+  final class Endpoint: @unchecked Sendable {
+    let file: MockAdapterFileID
+    let socket: CInt
+    let memory: CInt
+    let window: UnsafeMutableRawPointer
+    var failed = false
+
+    init(file: MockAdapterFileID, socket: CInt, memory: CInt, window: UnsafeMutableRawPointer) {
+      self.file = file
+      self.socket = socket
+      self.memory = memory
+      self.window = window
+    }
+  }
+
+  private struct Connection {
+    enum Phase { case awaiting, openNode, parked(MockWire.Request) }
+    var node: MockDeviceNode
+    var caller: MockCaller
+    var uid: uid_t
+    var phase: Phase
+  }
+
+  let model: MockDriverModel
+  let storage: FileLUNStorage
+  let devDirectory: URL
+  let persist: @Sendable (MockDriverModel) -> Void
+  private(set) var state: MockPersistentState
+
+  private let wake: CInt
+  private let commands = Mutex<[Command]>([])
+  private let finished = DispatchSemaphore(value: 0)
+  private var listeners: [CInt: (node: MockDeviceNode, path: String)] = [:]
+  private var connections: [CInt: Connection] = [:]
+  private var endpoints: [CInt: Endpoint] = [:]
+  private let endpointList = Mutex<[MockAdapterFileID: Endpoint]>([:])
+  private var running = true
+
+  init(
+    model: MockDriverModel, storage: FileLUNStorage, state: MockPersistentState, devDirectory: URL,
+    persist: @escaping @Sendable (MockDriverModel) -> Void
+  ) throws {
+    self.model = model
+    self.storage = storage
+    self.state = state
+    self.devDirectory = devDirectory
+    self.persist = persist
+    wake = ccxl_eventfd()
+    guard wake >= 0 else { throw MockAdapterError.io("eventfd", errno) }
+    try FileManager.default.createDirectory(
+      at: devDirectory.appendingPathComponent("cxlflash"), withIntermediateDirectories: true)
+    for node in state.diskNodes { try listen(.disk(lun: node.lun, port: node.port), name: node.name) }
+    try listen(.host, name: "cxlflash/cxlflash0")
+  }
+
+  /// Path of a node under the dev directory.
+  func path(_ name: String) -> String { devDirectory.appendingPathComponent(name).path }
+
+  private func listen(_ node: MockDeviceNode, name: String) throws {
+    let path = self.path(name)
+    let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    guard fd >= 0 else { throw MockAdapterError.io("socket", errno) }
+    unlink(path)
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+      Glibc.close(fd)
+      throw MockAdapterError.io("device node path too long (\(bytes.count) bytes): \(path)", ENAMETOOLONG)
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+      raw.copyBytes(from: bytes)
+      raw[bytes.count] = 0
+    }
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard bound == 0, Glibc.listen(fd, 128) == 0 else {
+      let error = errno
+      Glibc.close(fd)
+      throw MockAdapterError.io("bind/listen \(path)", error)
+    }
+    listeners[fd] = (node, path)
+  }
+
+  // MARK: Cross-thread interface
+
+  func post(_ command: Command) {
+    commands.withLock { $0.append(command) }
+    var one: UInt64 = 1
+    _ = Glibc.write(wake, &one, 8)
+  }
+
+  /// Starts the server thread.
+  func start() {
+    let thread = Thread { [self] in
+      run()
+      finished.signal()
+    }
+    thread.name = "superpipe-mock-server"
+    thread.start()
+  }
+
+  /// Stops the server thread and waits for it.
+  func stopAndWait() {
+    post(.stop)
+    finished.wait()
+  }
+
+  /// The endpoints alive now (adapter fds not yet released), for introspection and the AFU.
+  var liveEndpoints: [MockAdapterFileID: Endpoint] { endpointList.withLock { $0 } }
+
+  // MARK: The loop
+
+  private func run() {
+    while running {
+      var descriptors = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+      for fd in listeners.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+      for (fd, connection) in connections {
+        if case .parked = connection.phase { continue }
+        descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+      }
+      for fd in endpoints.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+      let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
+      if ready < 0 {
+        if errno == EINTR { continue }
+        break
+      }
+      for descriptor in descriptors where descriptor.revents != 0 {
+        let fd = descriptor.fd
+        if fd == wake {
+          handleCommands()
+        } else if listeners[fd] != nil {
+          acceptAll(fd)
+        } else if connections[fd] != nil {
+          serviceConnection(fd)
+        } else if let endpoint = endpoints[fd] {
+          serviceEndpoint(endpoint)
+        }
+      }
+    }
+    shutdown()
+  }
+
+  private func handleCommands() {
+    var counter: UInt64 = 0
+    _ = Glibc.read(wake, &counter, 8)
+    let pending = commands.withLock { commands in
+      defer { commands.removeAll() }
+      return commands
+    }
+    for command in pending {
+      switch command {
+      case .stop: running = false
+      case .stateChanged: redispatchParked()
+      case .contextsFailed(let files): failContexts(files)
+      }
+    }
+  }
+
+  private func acceptAll(_ listener: CInt) {
+    guard let (node, _) = listeners[listener] else { return }
+    while true {
+      let fd = ccxl_accept_cloexec_nonblock(listener)
+      if fd < 0 { return }
+      var pid: pid_t = 0
+      var uid: uid_t = 0
+      var gid: gid_t = 0
+      guard ccxl_peer_credentials(fd, &pid, &uid, &gid) == 0 else {
+        Glibc.close(fd)
+        continue
+      }
+      let caller = MockCaller(pid: pid, parentPid: Self.parentPID(of: pid))
+      connections[fd] = Connection(node: node, caller: caller, uid: uid, phase: .awaiting)
+    }
+  }
+
+  /// The parent of `pid`, from /proc/<pid>/stat (field 4, after the command name in parentheses).
+  static func parentPID(of pid: pid_t) -> pid_t {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = text.lastIndex(of: ")")
+    else { return 0 }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    return fields.count > 1 ? pid_t(fields[1]) ?? 0 : 0
+  }
+
+  private func serviceConnection(_ fd: CInt) {
+    guard let connection = connections[fd] else { return }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MockWire.maximumMessage, alignment: 8)
+    defer { buffer.deallocate() }
+    let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+    if n < 0, errno == EAGAIN || errno == EINTR { return }
+    guard n > 0, let request = MockWire.Request.decode(UnsafeRawBufferPointer(rebasing: buffer[..<n])) else {
+      closeConnection(fd)
+      return
+    }
+    switch (connection.phase, request.kind) {
+    case (.awaiting, .open):
+      let allowed = connection.node != .host || connection.uid == 0 || connection.uid == geteuid()
+      send(fd, MockWire.Reply(kind: .open, errno: allowed ? 0 : EACCES))
+      if allowed { connections[fd]?.phase = .openNode } else { closeConnection(fd) }
+    case (.awaiting, .ioctl):
+      dispatch(fd, request)
+    default:
+      closeConnection(fd)
+    }
+  }
+
+  private func dispatch(_ fd: CInt, _ request: MockWire.Request) {
+    guard let connection = connections[fd] else { return }
+    var argument = request.argument
+    let (outcome, effects) = argument.withUnsafeMutableBytes {
+      model.ioctl(node: connection.node, caller: connection.caller, request: UInt(request.request), argument: $0)
+    }
+    guard case .completed(let errno) = outcome else {
+      connections[fd]?.phase = .parked(request)
+      return
+    }
+    var descriptors: [CInt] = []
+    var created: Endpoint?
+    var extra: [UInt8] = []
+    if errno == 0 {
+      for effect in effects {
+        switch effect {
+        case .adapterFileCreated(let file, let token):
+          if let (endpoint, clientEnd) = makeEndpoint(file, processElement: UInt32(truncatingIfNeeded: token)) {
+            created = endpoint
+            descriptors = [clientEnd, endpoint.memory]
+          }
+        case .lunCreated, .lunDeleted:
+          refreshNodes()
+        case .contextDestroyed, .rescanRequested:
+          break
+        }
+      }
+      if UInt(request.request) == CCXL_HT_CXLFLASH_AFU_DEBUG {
+        extra = afuDebugData(argument)
+      }
+      if UInt(request.request) == CCXL_DK_CXLFLASH_MANAGE_LUN || !effects.isEmpty {
+        persist(model)
+      }
+    }
+    let reply = MockWire.Reply(
+      kind: .ioctl, errno: errno, argument: errno == 0 ? argument : [], extra: extra,
+      descriptorCount: descriptors.count)
+    let delivered = send(fd, reply, descriptors: descriptors)
+    if let created {
+      Glibc.close(descriptors[0])  // the client's end now lives in the client
+      if !delivered { release(created) }
+    }
+    closeConnection(fd)
+  }
+
+  /// HT_CXLFLASH_AFU_DEBUG data for a host read: the mock AFU has no debug state and answers
+  /// zeros (writes are accepted and discarded).
+  private func afuDebugData(_ argument: [UInt8]) -> [UInt8] {
+    guard argument.count == MemoryLayout<ht_cxlflash_afu_debug>.size else { return [] }
+    let (flags, length) = argument.withUnsafeBytes { ($0.loadLE(UInt64.self, at: 8), Int($0.loadLE(UInt32.self, at: 48))) }
+    return flags & HT_CXLFLASH_HOST_WRITE == 0 ? [UInt8](repeating: 0, count: length) : []
+  }
+
+  private func redispatchParked() {
+    for (fd, connection) in connections {
+      if case .parked(let request) = connection.phase {
+        connections[fd]?.phase = .awaiting
+        dispatch(fd, request)
+      }
+    }
+  }
+
+  @discardableResult
+  private func send(_ fd: CInt, _ reply: MockWire.Reply, descriptors: [CInt] = []) -> Bool {
+    let bytes = reply.encoded()
+    // The connection is non-blocking; a reply always fits a fresh connection's buffer.
+    let sent = bytes.withUnsafeBytes { raw in
+      descriptors.withUnsafeBufferPointer { ccxl_send_with_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, CInt($0.count)) }
+    }
+    return sent == bytes.count
+  }
+
+  private func closeConnection(_ fd: CInt) {
+    connections.removeValue(forKey: fd)
+    Glibc.close(fd)
+  }
+
+  // MARK: Adapter endpoints
+
+  private func makeEndpoint(_ file: MockAdapterFileID, processElement: UInt32) -> (Endpoint, CInt)? {
+    var pair: [CInt] = [-1, -1]
+    guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+      return nil
+    }
+    let memory = ccxl_memfd_create("superpipe-mmio-\(processElement)", CCXL_MFD_CLOEXEC)
+    guard memory >= 0, ftruncate(memory, off_t(MockWire.adapterMemorySize)) == 0,
+      let window = mmap(nil, MockWire.adapterMemorySize, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0),
+      window != MAP_FAILED
+    else {
+      Glibc.close(pair[0])
+      Glibc.close(pair[1])
+      if memory >= 0 { Glibc.close(memory) }
+      return nil
+    }
+    // Registers a fresh context shows (spec 7.2, 7.6): command room and the WRITE SAME UNMAP bit.
+    ccxl_mmio_write64(window, Int(CCXL_MMIO_CMD_ROOM), UInt64(CCXL_DEFAULT_CMD_ROOM))
+    ccxl_mmio_write64(window, Int(CCXL_MMIO_CTX_CTRL), model.configuration.writeSameUnmap ? SISL_CTX_CTRL_UNMAP_SECTOR : 0)
+    ccxl_mmio_write64(window, Int(CCXL_MMIO_INTR_MASK), ~UInt64(0))
+    let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, window: window)
+    endpoints[pair[0]] = endpoint
+    endpointList.withLock { $0[file] = endpoint }
+    return (endpoint, pair[1])
+  }
+
+  private func serviceEndpoint(_ endpoint: Endpoint) {
+    var byte: UInt8 = 0
+    let n = recv(endpoint.socket, &byte, 1, Int32(MSG_DONTWAIT))
+    if n < 0, errno == EAGAIN || errno == EINTR { return }
+    // n == 0 (or an error): every copy of the client's adapter fd is closed.
+    if n <= 0 { release(endpoint) }
+  }
+
+  /// The last close of an adapter fd (or its process's death): the driver's release (spec 3.6).
+  private func release(_ endpoint: Endpoint) {
+    endpoints.removeValue(forKey: endpoint.socket)
+    endpointList.withLock { _ = $0.removeValue(forKey: endpoint.file) }
+    let effects = model.adapterFileReleased(endpoint.file)
+    Glibc.close(endpoint.socket)
+    munmap(endpoint.window, MockWire.adapterMemorySize)
+    Glibc.close(endpoint.memory)
+    if !effects.isEmpty { persist(model) }
+  }
+
+  /// Adapter reset: the window reads all ones; read() reports EIO once pending events are read.
+  private func failContexts(_ files: [MockAdapterFileID]) {
+    for file in files {
+      guard let endpoint = endpoints.values.first(where: { $0.file == file }), !endpoint.failed else { continue }
+      endpoint.failed = true
+      memset(endpoint.window, 0xFF, Int(CCXL_MMIO_SIZE))
+      Glibc.shutdown(endpoint.socket, Int32(SHUT_WR))
+    }
+  }
+
+  // MARK: Nodes
+
+  /// After LUN_PROVISION created or deleted a LUN: backing files and disk nodes follow the
+  /// configuration.
+  private func refreshNodes() {
+    let configuration = model.configuration
+    state.configuration = configuration
+    state.assignNodeNames()
+    for (index, lun) in configuration.luns.enumerated() where storage.file(lun: index) == nil {
+      try? storage.open(lun: index, lun)
+    }
+    let wanted = Set(state.diskNodes.map { MockDeviceNode.disk(lun: $0.lun, port: $0.port) })
+    for (fd, listener) in listeners where listener.node != .host && !wanted.contains(listener.node) {
+      listeners.removeValue(forKey: fd)
+      Glibc.close(fd)
+      unlink(listener.path)
+    }
+    let existing = Set(listeners.values.map(\.node))
+    for node in state.diskNodes where !existing.contains(.disk(lun: node.lun, port: node.port)) {
+      try? listen(.disk(lun: node.lun, port: node.port), name: node.name)
+    }
+  }
+
+  private func shutdown() {
+    for (fd, listener) in listeners {
+      Glibc.close(fd)
+      unlink(listener.path)
+    }
+    listeners.removeAll()
+    for fd in connections.keys { Glibc.close(fd) }
+    connections.removeAll()
+    for endpoint in endpoints.values {
+      Glibc.close(endpoint.socket)
+      munmap(endpoint.window, MockWire.adapterMemorySize)
+      Glibc.close(endpoint.memory)
+    }
+    endpoints.removeAll()
+    endpointList.withLock { $0.removeAll() }
+    Glibc.close(wake)
+  }
+}

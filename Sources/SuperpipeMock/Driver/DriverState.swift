@@ -1,0 +1,75 @@
+// DriverState.swift - all mutable state of the emulated driver, guarded by MockDriverModel's mutex.
+
+struct DriverState: Sendable {
+  var configuration: MockAdapterConfiguration
+  let storage: any MockLUNStorage
+  var rng: SplitMix64
+  var adapterState: MockAdapterState = .normal
+
+  /// LUN records keyed by WWID (spec §4.2).
+  var records: [WWID: LUNRecord] = [:]
+  /// Disk paths in superpipe mode → the record MANAGE_LUN attached to them.
+  var sdevBindings: [SdevKey: WWID] = [:]
+  var lunTable: LUNTable
+
+  /// Every live context (table and error list) by serial.
+  var contexts: [Int: Context] = [:]
+  /// The context table: ctxid → serial (normal contexts only).
+  var table: [UInt32: Int] = [:]
+  var files: [MockAdapterFileID: AdapterFile] = [:]
+  /// Process elements held by adapter files.
+  var processElements: Set<UInt32> = []
+  var nextSerial = 0
+  var nextFileID: UInt64 = 0
+
+  // Fault injection.
+  var readCapacityFailing: Set<Int> = []
+  var pendingSyncFailures = 0
+  var syncFailureErrno: Int32 = Errno.EAGAIN
+  var pendingCapabilityReadbackFailures = 0
+  /// Record of the syncs issued (for tests): (kind, ctxid, handle).
+  var syncLog: [AFUSync] = []
+
+  init(configuration: MockAdapterConfiguration, storage: any MockLUNStorage, seed: UInt64) {
+    self.configuration = configuration
+    self.storage = storage
+    self.rng = SplitMix64(seed: seed)
+    self.lunTable = LUNTable(portCount: configuration.portCount)
+  }
+}
+
+/// AFU sync modes (spec §7.9).
+enum AFUSyncKind: Sendable, Equatable { case lightweight, heavyweight }
+
+struct AFUSync: Sendable, Equatable {
+  var kind: AFUSyncKind
+  var ctxid: UInt32
+  var handle: Int
+}
+
+extension DriverState {
+  /// AFU sync (spec §7.9): a no-op that succeeds, skipped (0) whenever the adapter is not NORMAL;
+  /// an injected failure returns its errno (EAGAIN by default).
+  mutating func afuSync(_ kind: AFUSyncKind, ctxid: UInt32, handle: Int) -> Int32 {
+    guard adapterState == .normal else { return 0 }
+    syncLog.append(AFUSync(kind: kind, ctxid: ctxid, handle: handle))
+    if pendingSyncFailures > 0 {
+      pendingSyncFailures -= 1
+      return syncFailureErrno
+    }
+    return 0
+  }
+
+  /// ctx_cap write + readback while programming a context (ATTACH step 8, RECOVER): false on an
+  /// injected mismatch (→ EAGAIN).
+  mutating func programContextCapabilities() -> Bool {
+    if pendingCapabilityReadbackFailures > 0 {
+      pendingCapabilityReadbackFailures -= 1
+      return false
+    }
+    return true
+  }
+
+  /// The sdev binding of a disk path in superpipe mode.
+  func boundRecord(_ sdev: SdevKey) -> WWID? { sdevBindings[sdev] }
+}

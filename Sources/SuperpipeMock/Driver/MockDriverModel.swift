@@ -1,0 +1,131 @@
+// MockDriverModel.swift - the public face of the driver-emulation core.
+//
+// A deterministic in-memory model of the cxlflash kernel driver's control path for one mock
+// adapter (spec §2-§6, §7.9). No sockets, no threads: the transport calls in, the model answers
+// under one mutex.
+
+import Synchronization
+
+/// The emulated cxlflash driver for one adapter: answers the DK_CXLFLASH_* and HT_CXLFLASH_* ioctls,
+/// tracks contexts, resource handles, LUN modes and virtual-LUN chunks, and exposes adapter
+/// reset/failure and fault injection. Thread-safe: every call runs under one lock.
+public final class MockDriverModel: Sendable {
+  private let state: Mutex<DriverState>
+
+  /// Creates the model. `randomSeed` makes token salts and generated WWIDs reproducible; without it
+  /// they come from the system generator. `storage` receives the NEED_WRITE_SAME scrubs (spec §5.5).
+  public init(configuration: MockAdapterConfiguration, storage: any MockLUNStorage, randomSeed: UInt64? = nil) {
+    var system = SystemRandomNumberGenerator()
+    let seed = randomSeed ?? system.next()
+    state = Mutex(DriverState(configuration: configuration, storage: storage, seed: seed))
+  }
+
+  /// Issues one ioctl: DK_CXLFLASH_ATTACH, USER_DIRECT, USER_VIRTUAL, VLUN_RESIZE, RELEASE, DETACH,
+  /// VERIFY, RECOVER_AFU, MANAGE_LUN, VLUN_CLONE on a disk node, HT_CXLFLASH_LUN_PROVISION and
+  /// AFU_DEBUG on the host node (spec §2). `argument` holds the struct bytes (its size must equal
+  /// the struct's, else EFAULT); they are rewritten only on success. Side effects are returned
+  /// only on success.
+  public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
+                    argument: UnsafeMutableRawBufferPointer) -> (MockIoctlOutcome, [MockSideEffect]) {
+    state.withLock { $0.ioctl(node: node, caller: caller, request: request, argument: argument) }
+  }
+
+  /// Last close of an adapter fd or death of its process (spec §3.6 release, §3.7): the context
+  /// behind it is detached from every LUN exactly as DETACH (handles released, chunks freed and
+  /// scrubbed) and its process element freed; for a stale file (context already detached, or the
+  /// old file after RECOVER_AFU) only the process element is freed. Unknown files are ignored.
+  @discardableResult
+  public func adapterFileReleased(_ file: MockAdapterFileID) -> [MockSideEffect] {
+    state.withLock { $0.releaseAdapterFile(file) }
+  }
+
+  /// NORMAL → RESET (AFU reset / EEH, spec §3.4, §3.5): every context in the table moves to the error
+  /// list. Returns the adapter files whose contexts were moved (their MMIO mappings now read all
+  /// ones and read() on them returns EIO). No-op unless NORMAL.
+  @discardableResult
+  public func beginAdapterReset() -> [MockAdapterFileID] {
+    state.withLock { $0.moveContextsToErrorList(newState: .reset) }
+  }
+
+  /// RESET → NORMAL (`success`) or FAILTERM (spec §3.4). Parked ioctls should be re-issued
+  /// afterwards. No-op unless RESET.
+  public func endAdapterReset(success: Bool) {
+    state.withLock { s in
+      guard s.adapterState == .reset else { return }
+      s.adapterState = success ? .normal : .failterm
+    }
+  }
+
+  /// Permanent adapter failure or removal (spec §3.4 FAILTERM) from any state: contexts still in
+  /// the table move to the error list; they cannot be recovered (RECOVER_AFU → ENODEV).
+  @discardableResult
+  public func failAdapter() -> [MockAdapterFileID] {
+    state.withLock { $0.moveContextsToErrorList(newState: .failterm) }
+  }
+
+  /// Current adapter state (spec §3.4).
+  public var adapterState: MockAdapterState { state.withLock { $0.adapterState } }
+
+  /// The current configuration, including LUNs created/deleted by HT_CXLFLASH_LUN_PROVISION and
+  /// capacities changed by `setLUNCapacity`, for the transport to persist.
+  public var configuration: MockAdapterConfiguration { state.withLock { $0.configuration } }
+
+  /// Makes READ CAPACITY(16) on `configuration.luns[lun]` fail (ATTACH → ENODEV when the capacity is
+  /// not yet known, VERIFY UA 0x29/0x2A → ENODEV), spec §2.2 step 2, §6.
+  public func setReadCapacityFailure(lun: Int, failing: Bool) {
+    state.withLock { s in
+      if failing { s.readCapacityFailing.insert(lun) } else { s.readCapacityFailing.remove(lun) }
+    }
+  }
+
+  /// Makes the next `count` AFU syncs (spec §7.9) issued while NORMAL fail with `errno` (EAGAIN as
+  /// the driver reports it for RESIZE/USER_VIRTUAL/CLONE; USER_DIRECT returns it raw).
+  public func failNextAFUSyncs(count: Int, errno: Int32 = 11) {
+    state.withLock { s in
+      s.pendingSyncFailures = max(count, 0)
+      s.syncFailureErrno = errno
+    }
+  }
+
+  /// Makes the next `count` ctx_cap readbacks mismatch while programming a context (ATTACH step 8,
+  /// RECOVER_AFU) → EAGAIN (catalogue item 22).
+  public func failNextCapabilityReadbacks(count: Int) {
+    state.withLock { $0.pendingCapabilityReadbackFailures = max(count, 0) }
+  }
+
+  /// Administrative resize of a LUN: changes what READ CAPACITY(16) reports. The driver only sees
+  /// it on the next read (first ATTACH, or VERIFY with UNIT ATTENTION asc 0x29/0x2A), spec §4.2.
+  public func setLUNCapacity(lun: Int, lastLBA: UInt64) {
+    state.withLock { s in
+      guard s.configuration.luns.indices.contains(lun) else { return }
+      s.configuration.luns[lun].lastLBA = lastLBA
+    }
+  }
+
+  /// A consistent copy of the whole state (contexts, handles, LUN records, allocators, PEs).
+  public func snapshot() -> MockDriverSnapshot { state.withLock { $0.snapshot() } }
+
+  /// The AFU's translation of a resource-handle command for the data path (spec §5.4): the physical
+  /// LUN/LBA and permissions, or the afu_rc: 0x21 context not active, 0x03 handle ≥ RHT count,
+  /// 0x05 closed handle, 0x13 beyond the virtual LUN, 0x20 no usable port.
+  /// Virtual: chunk = vLBA >> 16, physical LBA = chunk base | (vLBA & 0xFFFF).
+  public func translate(contextID ctxid: UInt32, handle: UInt32, virtualLBA: UInt64) -> MockTranslation {
+    state.withLock { $0.translate(contextID: ctxid, handle: handle, virtualLBA: virtualLBA) }
+  }
+}
+
+extension DriverState {
+  /// Every context in the table goes to the error list (spec §3.5).
+  mutating func moveContextsToErrorList(newState: MockAdapterState) -> [MockAdapterFileID] {
+    guard adapterState == .normal || newState == .failterm else { return [] }
+    adapterState = newState
+    var moved: [MockAdapterFileID] = []
+    for serial in table.values.sorted() {
+      guard let ctx = contexts[serial] else { continue }
+      contexts[serial]?.state = .error
+      moved.append(ctx.adapterFile)
+    }
+    table.removeAll()
+    return moved
+  }
+}
