@@ -71,6 +71,13 @@ let package = Package(
       dependencies: ["CCXLFlash"],
       path: "Tests/CCXLFlashProbe"
     ),
+    // A child process for the multi-process tests (not a product).
+    .executableTarget(
+      name: "SuperpipeTestChild",
+      dependencies: ["Superpipe", "CCXLFlash", .product(name: "SystemPackage", package: "swift-system")],
+      path: "Tests/SuperpipeTestChild",
+      swiftSettings: testSwift
+    ),
     .testTarget(
       name: "DriverModelTests",
       dependencies: ["SuperpipeMock", "CCXLFlash"],
@@ -78,7 +85,7 @@ let package = Package(
     ),
     .testTarget(
       name: "SuperpipeTests",
-      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash", "CCXLFlashProbe"],
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild", "superpipectl"],
       swiftSettings: testSwift
     ),
   ]

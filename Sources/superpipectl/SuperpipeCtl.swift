@@ -13,6 +13,6 @@ struct SuperpipeCtl: ParsableCommand {
       left Linux in 6.15, so most users meet it through Superpipe's mock adapter.
       """,
     version: Superpipe.version,
-    subcommands: [ABI.self]
+    subcommands: [Mock.self, ABI.self]
   )
 }

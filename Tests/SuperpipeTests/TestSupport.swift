@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// Helpers shared by the test suites.
 enum TestSupport {
@@ -46,5 +47,66 @@ enum TestSupport {
       }
     }
     return nil
+  }
+}
+
+extension TestSupport {
+  /// The directory of the built products (where the test bundle and the executables are).
+  static var productsDirectory: URL {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+      ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: executable).deletingLastPathComponent()
+  }
+
+  /// A spawned child process with its output pipe.
+  final class Child: @unchecked Sendable {
+    let process = Process()
+    private let pipe = Pipe()
+
+    init(_ executable: URL, _ arguments: [String]) throws {
+      process.executableURL = executable
+      process.arguments = arguments
+      process.standardOutput = pipe
+      process.standardError = pipe
+      try process.run()
+    }
+
+    /// Reads one line of the child's output (nil at end of file).
+    func readLine() -> String? {
+      var line = Data()
+      let handle = pipe.fileHandleForReading
+      while true {
+        let byte = handle.readData(ofLength: 1)
+        if byte.isEmpty { return line.isEmpty ? nil : String(decoding: line, as: UTF8.self) }
+        if byte == Data([0x0A]) { return String(decoding: line, as: UTF8.self) }
+        line.append(byte)
+      }
+    }
+
+    /// Reads the child's first output line and parses `key=value` pairs.
+    func firstLine() -> [String: String] {
+      var fields: [String: String] = [:]
+      for pair in (readLine() ?? "").split(separator: " ") {
+        let parts = pair.split(separator: "=", maxSplits: 1)
+        if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+      }
+      return fields
+    }
+
+    /// Waits for the child to exit and returns its status.
+    func wait() -> Int32 {
+      process.waitUntilExit()
+      return process.terminationStatus
+    }
+
+    func kill() {
+      Glibc.kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+    }
+  }
+
+  /// Spawns the test child executable.
+  static func spawnChild(_ arguments: [String]) throws -> Child {
+    try Child(productsDirectory.appendingPathComponent("SuperpipeTestChild"), arguments)
   }
 }

@@ -1,0 +1,96 @@
+// A child process for Superpipe's multi-process tests. The test process (which hosts the mock
+// adapter in-process) spawns it, so its parent is the test process, as DK_CXLFLASH_VLUN_CLONE
+// requires. It prints one line of `key=value` pairs and exits 0 when the scenario ran as expected.
+//
+//   clone <disk> <parent-token> <handle>      attach, clone the parent's vLUNs, adopt <handle>
+//   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
+//   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
+
+import CCXLFlash
+import Foundation
+import SystemPackage
+
+@testable import Superpipe
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// print() is line-buffered only on a terminal: flush after every line.
+func emit(_ line: String) {
+  print(line)
+  fflush(nil)
+}
+
+func fail(_ message: String) -> Never {
+  emit("error=\(message)")
+  exit(1)
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 3 else { fail("usage: \(arguments[0]) clone|foreign|hold <disk> [token handle]") }
+let disk = arguments[2]
+
+func token(_ index: Int) -> ContextToken {
+  guard arguments.count > index, let value = UInt64(arguments[index], radix: 16) else { fail("bad token") }
+  return ContextToken(rawValue: value)
+}
+
+func handle(_ index: Int) -> ResourceHandleID {
+  guard arguments.count > index, let value = UInt64(arguments[index]) else { fail("bad handle") }
+  return ResourceHandleID(rawValue: value)
+}
+
+func run() throws {
+  switch arguments[1] {
+  case "clone":
+    let parent = token(3)
+    let number = handle(4)
+    let context = try Context(lun: disk)
+    try context.cloneVirtualLUNs(from: parent)
+    let lun = try context.adoptVirtualLUN(number)
+    emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle) blocks=\(lun.blocks)")
+  case "foreign":
+    // The typed API refuses nothing here (it does not know the token is foreign); the driver must.
+    let parent = token(3)
+    let number = handle(4)
+    guard case .success(let fd) = Syscall.open(disk, O_RDWR) else { fail("open") }
+    var resize = dk_cxlflash_resize()
+    resize.context_id = parent.rawValue
+    resize.rsrc_handle = number.rawValue
+    resize.req_size = 65536
+    let resized = withUnsafeMutableBytes(of: &resize) { Syscall.ioctl(fd, CXLFlashIoctl.vlunResize.request, $0.baseAddress!, size: $0.count) }
+    var release = dk_cxlflash_release()
+    release.context_id = parent.rawValue
+    release.rsrc_handle = number.rawValue
+    let released = withUnsafeMutableBytes(of: &release) { Syscall.ioctl(fd, CXLFlashIoctl.release.request, $0.baseAddress!, size: $0.count) }
+    var attach = dk_cxlflash_attach()
+    attach.hdr.flags = 2 | DK_CXLFLASH_ATTACH_REUSE_CONTEXT
+    attach.context_id = parent.rawValue
+    let reused = withUnsafeMutableBytes(of: &attach) { Syscall.ioctl(fd, CXLFlashIoctl.attach.request, $0.baseAddress!, size: $0.count) }
+    var detach = dk_cxlflash_detach()
+    detach.context_id = parent.rawValue
+    let detached = withUnsafeMutableBytes(of: &detach) { Syscall.ioctl(fd, CXLFlashIoctl.detach.request, $0.baseAddress!, size: $0.count) }
+    func name(_ result: Result<CInt, SystemPackage.Errno>) -> String {
+      switch result {
+      case .success: "ok"
+      case .failure(let errno): String(errno.rawValue)
+      }
+    }
+    emit("resize=\(name(resized)) release=\(name(released)) reuse=\(name(reused)) detach=\(name(detached))")
+    _ = Syscall.close(fd)
+  case "hold":
+    let context = try Context(lun: disk)
+    let lun = try context.openVirtualLUN(blocks: 65536)
+    emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle)")
+    while true { pause() }
+  default:
+    fail("unknown scenario \(arguments[1])")
+  }
+}
+
+do {
+  try run()
+} catch {
+  fail("\(error)")
+}

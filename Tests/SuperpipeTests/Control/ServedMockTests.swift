@@ -1,0 +1,40 @@
+import Foundation
+import Glibc
+import Superpipe
+import Testing
+
+/// The mock hosted as its own process (`superpipectl mock serve`), used from this process through
+/// the same paths and seam as an in-process mock or hardware.
+@Suite("mock served by another process")
+struct ServedMockTests {
+  @Test("superpipectl mock serve hosts an adapter that this process attaches to")
+  func servedByAnotherProcess() throws {
+    let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory, "--luns", "1", "--blocks", "131072", "--ports", "1", "--seed", "42"])
+    var output: [String] = []
+    while let line = server.readLine() {
+      output.append(line)
+      if line.hasPrefix("ready") { break }
+    }
+    try #require(output.last?.hasPrefix("ready") == true, "server said: \(output)")
+    let disk = directory + "/dev/sda"
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
+    do {
+      let context = try Context(lun: disk)
+      #expect(try context.geometry().lastLBA == 131_071)
+      try context.withVirtualLUN(blocks: 2 * 65536) { lun in #expect(lun.blocks == 2 * 65536) }
+      try context.detach()
+    }
+    kill(server.process.processIdentifier, SIGTERM)
+    #expect(server.wait() == 0)
+    // The served adapter saved its state: the mode is still superpipe after a restart.
+    let status = try TestSupport.run(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl").path, ["mock", "status", "--dir", directory])
+    #expect(status.status == 0)
+    #expect(status.output.contains("superpipe"), "\(status.output)")
+  }
+}
