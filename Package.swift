@@ -79,6 +79,11 @@ let package = Package(
       swiftSettings: testSwift
     ),
     .testTarget(
+      name: "AFUExecutorTests",
+      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      swiftSettings: testSwift
+    ),
+    .testTarget(
       name: "DriverModelTests",
       dependencies: ["SuperpipeMock", "CCXLFlash"],
       swiftSettings: testSwift

@@ -90,4 +90,51 @@ static inline uint32_t ccxl_load_acquire32(const void *address) {
 	return __atomic_load_n((const uint32_t *)address, __ATOMIC_ACQUIRE);
 }
 
+/* ---- Atomics on memory shared between processes (the mock adapter's control page) -------- */
+
+static inline uint64_t ccxl_atomic_load_acquire_u64(const void *address) {
+	return __atomic_load_n((const uint64_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t ccxl_atomic_load_relaxed_u64(const void *address) {
+	return __atomic_load_n((const uint64_t *)address, __ATOMIC_RELAXED);
+}
+static inline void ccxl_atomic_store_release_u64(void *address, uint64_t value) {
+	__atomic_store_n((uint64_t *)address, value, __ATOMIC_RELEASE);
+}
+static inline int ccxl_atomic_cas_u64(void *address, uint64_t expected, uint64_t desired) {
+	return __atomic_compare_exchange_n((uint64_t *)address, &expected, desired, 0, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
+}
+static inline uint32_t ccxl_atomic_load_acquire_u32(const void *address) {
+	return __atomic_load_n((const uint32_t *)address, __ATOMIC_ACQUIRE);
+}
+static inline void ccxl_atomic_store_release_u32(void *address, uint32_t value) {
+	__atomic_store_n((uint32_t *)address, value, __ATOMIC_RELEASE);
+}
+static inline uint32_t ccxl_atomic_fetch_add_u32(void *address, uint32_t value) {
+	return __atomic_fetch_add((uint32_t *)address, value, __ATOMIC_ACQ_REL);
+}
+static inline uint32_t ccxl_atomic_fetch_or_u32(void *address, uint32_t value) {
+	return __atomic_fetch_or((uint32_t *)address, value, __ATOMIC_ACQ_REL);
+}
+static inline uint32_t ccxl_atomic_fetch_and_u32(void *address, uint32_t value) {
+	return __atomic_fetch_and((uint32_t *)address, value, __ATOMIC_ACQ_REL);
+}
+static inline uint32_t ccxl_atomic_exchange_u32(void *address, uint32_t value) {
+	return __atomic_exchange_n((uint32_t *)address, value, __ATOMIC_ACQ_REL);
+}
+/* A full fence (store-load ordering: publish, then check whether the other side sleeps). */
+static inline void ccxl_atomic_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+/* A spin-wait hint (x86 pause, powerpc low priority). */
+static inline void ccxl_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__powerpc64__) || defined(__powerpc__)
+	__asm__ __volatile__("or 1,1,1; or 2,2,2" ::: "memory");
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
 #endif /* CCXL_MMIO_H */

@@ -86,6 +86,16 @@ public struct Context: ~Copyable, Sendable {
     if let error = core.detachAll() { throw error }
   }
 
+  /// Sets the data path's queue depth, completion mode and timeout. Takes effect for I/O issued
+  /// afterwards (the channel is rebuilt; do not call it with I/O in flight).
+  public func configureIO(_ configuration: IOConfiguration) {
+    core.ioConfiguration.withLock { $0 = configuration }
+    core.dropChannel()
+  }
+
+  /// The data path's settings.
+  public var ioConfiguration: IOConfiguration { core.ioConfiguration.withLock { $0 } }
+
   /// The context token (`context_id`).
   public var token: ContextToken { core.token }
 
@@ -151,7 +161,8 @@ public struct Context: ~Copyable, Sendable {
     direct.context_id = token.rawValue
     try DriverCall.issue(.userDirect, fd: link.fd, device: link.path, &direct)
     return PhysicalLUN(
-      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: direct.rsrc_handle), lastLBA: direct.last_lba)
+      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: direct.rsrc_handle), lastLBA: direct.last_lba,
+      geometry: link.geometry)
   }
 
   /// Creates a thin virtual LUN on the LUN at `path` (nil: the first LUN)
@@ -174,7 +185,7 @@ public struct Context: ~Copyable, Sendable {
     try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual)
     return VirtualLUN(
       core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: virtual.rsrc_handle),
-      lastLBA: virtual.last_lba, flags: ReturnFlags(rawValue: virtual.hdr.return_flags))
+      lastLBA: virtual.last_lba, flags: ReturnFlags(rawValue: virtual.hdr.return_flags), geometry: link.geometry)
   }
 
   /// In a child process: gives this (fresh) context the parent's virtual LUNs, with the same handle
@@ -201,7 +212,7 @@ public struct Context: ~Copyable, Sendable {
   {
     let (token, link) = try core.link(path, for: CXLFlashIoctl.verify.name)
     let lastLBA = try Self.verify(token: token, link: link, handle: handle, sense: nil)
-    return VirtualLUN(core: core, lunPath: link.path, handle: handle, lastLBA: lastLBA, flags: [])
+    return VirtualLUN(core: core, lunPath: link.path, handle: handle, lastLBA: lastLBA, flags: [], geometry: link.geometry)
   }
 
   /// What `recover()` did.
@@ -234,6 +245,8 @@ public struct Context: ~Copyable, Sendable {
     case .success(let base): newWindow = MappedWindow(base: base, length: Int(recover.mmio_size))
     case .failure: newWindow = nil
     }
+    // Commands in flight on the old context are lost; the channel is rebuilt on the new window.
+    core.dropChannel()
     core.state.withLock {
       $0.token = newToken
       $0.adapterFD = newFD

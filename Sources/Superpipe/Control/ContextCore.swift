@@ -6,13 +6,6 @@ import SystemPackage
   import Glibc
 #endif
 
-/// A mapped MMIO window. The pointer is shared by the threads of one context under the rules of
-/// the data path; the mapping itself is created and destroyed only by `ContextCore`.
-struct MappedWindow: @unchecked Sendable {
-  let base: UnsafeMutableRawPointer
-  let length: Int
-}
-
 /// The shared state of one context: what `Context` owns and its resource handles refer to.
 ///
 /// Locking: `state` is held only to read or update fields, never across an ioctl, so a context
@@ -37,6 +30,9 @@ final class ContextCore: Sendable {
   let access: AccessMode
   let interrupts: Int
   let state: Mutex<State>
+  /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
+  let io = Mutex<IOChannel?>(nil)
+  let ioConfiguration = Mutex(IOConfiguration())
 
   init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State) {
     self.ownerPID = ownerPID
@@ -88,6 +84,7 @@ final class ContextCore: Sendable {
       return state
     }
     guard let snapshot else { return nil }
+    dropChannel()
     var firstError: SuperpipeError?
     if Syscall.processID() == ownerPID {
       for link in snapshot.luns.reversed() {
@@ -105,6 +102,37 @@ final class ContextCore: Sendable {
     if snapshot.adapterFD >= 0 { _ = Syscall.close(snapshot.adapterFD) }
     for link in snapshot.luns { _ = Syscall.close(link.fd) }
     return firstError
+  }
+
+  /// The context's I/O channel, created on first use.
+  func channel() throws(SuperpipeError) -> IOChannel {
+    if let channel = io.withLock({ $0 }) {
+      if Syscall.processID() != ownerPID { try checkUsable("I/O") }
+      return channel
+    }
+    try checkUsable("I/O")
+    let (window, adapterFD, token) = state.withLock { ($0.window, $0.adapterFD, $0.token) }
+    guard let window else {
+      throw SuperpipeError(code: .adapterReset, operation: "I/O", message: "the context has no MMIO window; recover it")
+    }
+    let configuration = ioConfiguration.withLock { $0 }
+    return io.withLock { current in
+      if let current { return current }
+      let channel = IOChannel(
+        window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
+        configuration: configuration)
+      current = channel
+      return channel
+    }
+  }
+
+  /// Stops and forgets the I/O channel (before the window it uses goes away).
+  func dropChannel() {
+    let channel = io.withLock { current in
+      defer { current = nil }
+      return current
+    }
+    channel?.stop()
   }
 
   /// RELEASE of one handle; used by handles' deinit and release().

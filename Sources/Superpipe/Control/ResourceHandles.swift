@@ -14,12 +14,16 @@ public struct PhysicalLUN: ~Copyable, ~Escapable {
   public private(set) var lastLBA: UInt64
   private var released = false
 
+  /// The I/O side of the handle.
+  let io: IOTarget
+
   @_lifetime(immortal)
-  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64) {
+  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, geometry: LUNGeometry) {
     self.core = core
     self.lunPath = lunPath
     self.handle = handle
     self.lastLBA = lastLBA
+    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath)
   }
 
   deinit {
@@ -62,13 +66,20 @@ public struct VirtualLUN: ~Copyable, ~Escapable {
   public let flags: ReturnFlags
   private var released = false
 
+  /// The I/O side of the handle.
+  let io: IOTarget
+
   @_lifetime(immortal)
-  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, flags: ReturnFlags) {
+  init(
+    core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, flags: ReturnFlags,
+    geometry: LUNGeometry
+  ) {
     self.core = core
     self.lunPath = lunPath
     self.handle = handle
     self.lastLBA = lastLBA
     self.flags = flags
+    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath)
   }
 
   deinit {

@@ -42,6 +42,18 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     public static let wrongProcess = Code("wrongProcess")
     /// Caught by the library without issuing the ioctl: an argument is out of range.
     public static let invalidArgument = Code("invalidArgument")
+    /// A SISLite command completed with an error status (see `status` and its `retryClass`).
+    public static let commandFailed = Code("commandFailed")
+    /// A command did not complete within its timeout (it may have been lost to an adapter reset).
+    public static let timedOut = Code("timedOut")
+    /// The context's MMIO window reads all ones or its adapter fd reports EIO: the adapter was
+    /// reset; recover the context (DK_CXLFLASH_RECOVER_AFU).
+    public static let adapterReset = Code("adapterReset")
+    /// The I/O request itself is malformed (buffer size not a multiple of the block size, range
+    /// overflow): caught before anything was submitted.
+    public static let invalidIORequest = Code("invalidIORequest")
+    /// The command queue is full and the caller asked not to wait.
+    public static let wouldBlock = Code("wouldBlock")
     /// Any other errno.
     public static let other = Code("other")
   }
@@ -58,12 +70,14 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   public var returnFlags: UInt64?
   /// Sense data involved (VERIFY), when relevant.
   public var sense: SenseData?
+  /// The failed command's decoded IOASA (data path), when relevant.
+  public var status: CommandStatus?
   /// A sentence a person can act on.
   public var message: String
 
   public init(
     code: Code, operation: String, errno: Errno? = nil, device: String? = nil, returnFlags: UInt64? = nil,
-    sense: SenseData? = nil, message: String
+    sense: SenseData? = nil, status: CommandStatus? = nil, message: String
   ) {
     self.code = code
     self.operation = operation
@@ -71,6 +85,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     self.device = device
     self.returnFlags = returnFlags
     self.sense = sense
+    self.status = status
     self.message = message
   }
 
@@ -79,6 +94,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     if let device { text += " on \(device)" }
     text += " failed"
     if let errno { text += " (\(Self.errnoName(errno.rawValue)), errno \(errno.rawValue))" }
+    if let status { text += " (\(status))" }
     text += ": \(message)"
     return text
   }

@@ -14,11 +14,12 @@ import SystemPackage
 
 /// What the seam knows about a descriptor that refers to a mock device.
 struct MockDescriptor: Sendable {
-  enum Kind: Sendable, Equatable {
+  enum Kind: Sendable {
     /// A LUN disk node or the host node: ioctls go to `nodePath`.
     case node(path: String)
-    /// An adapter fd; `memory` is the memfd behind its MMIO window.
-    case adapter(memory: CInt)
+    /// An adapter fd; `memory` is the memfd behind its MMIO window, `control` the seam's mapping
+    /// of the private control page after it.
+    case adapter(memory: CInt, control: MockControlPage)
   }
 
   var kind: Kind
@@ -31,6 +32,10 @@ struct MockDescriptor: Sendable {
 enum MockDevices {
   /// Descriptors of this process that refer to mock devices.
   static let registry = Mutex<[CInt: MockDescriptor]>([:])
+
+  /// The application's mappings of mock windows: returned address -> (the whole mapping, its
+  /// length, the control page).
+  static let mappings = Mutex<[UInt: (base: UInt, length: Int, control: MockControlPage)]>([:])
 
   /// The mock descriptor behind `fd`, if it is one (verified against the object's identity).
   static func descriptor(for fd: CInt) -> MockDescriptor? {
@@ -54,7 +59,10 @@ enum MockDevices {
   /// Forgets `fd` and closes what the seam opened alongside it (an adapter's memfd).
   static func forget(_ fd: CInt) {
     let removed = registry.withLock { $0.removeValue(forKey: fd) }
-    if case .adapter(let memory)? = removed?.kind { _ = Glibc.close(memory) }
+    if case .adapter(let memory, let control)? = removed?.kind {
+      _ = Glibc.munmap(control.base, Int(CCXL_MMIO_SIZE))
+      _ = Glibc.close(memory)
+    }
   }
 
   /// Whether `path` names a Unix socket (a mock node) rather than a device or file.
@@ -207,7 +215,13 @@ enum MockDevices {
     // A new context: install the adapter fd and report its number where the driver would.
     if descriptors.count == 2 {
       let adapter = descriptors[0]
-      register(adapter, .adapter(memory: descriptors[1]))
+      let control = Glibc.mmap(
+        nil, Int(CCXL_MMIO_SIZE), PROT_READ | PROT_WRITE, MAP_SHARED, descriptors[1], off_t(MockWire.controlAreaOffset))
+      guard let control, control != MAP_FAILED else {
+        descriptors.forEach { _ = Glibc.close($0) }
+        return .failure(Errno(rawValue: ENODEV))
+      }
+      register(adapter, .adapter(memory: descriptors[1], control: MockControlPage(base: control)))
       let offset: Int? =
         request == CCXL_DK_CXLFLASH_ATTACH ? 56 : request == CCXL_DK_CXLFLASH_RECOVER_AFU ? 48 : nil
       if let offset {
@@ -244,11 +258,17 @@ enum MockDevices {
   /// read(2) on a mock adapter fd, with CXL's semantics: a buffer under CXL_READ_MIN_SIZE is
   /// EINVAL; one event per call; end of file (the mock closed the context after a reset, nothing
   /// pending) is EIO; O_NONBLOCK with nothing pending is EAGAIN.
-  static func readEvent(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+  static func readEvent(_ fd: CInt, control: MockControlPage, into buffer: UnsafeMutableRawBufferPointer) -> Result<
+    Int, Errno
+  > {
     guard buffer.count >= Int(CCXL_READ_MIN_SIZE) else { return .failure(.invalidArgument) }
     let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, 0)
     if n < 0 { return .failure(Errno(rawValue: errno)) }
     if n == 0 { return .failure(.ioError) }
+    // Consuming an AFU interrupt event clears its pending bit (before the caller drains the RRQ).
+    if n >= 16, buffer.load(fromByteOffset: 0, as: UInt16.self) == UInt16(CCXL_EVENT_AFU_INTERRUPT) {
+      control.clearInterrupt(Int(buffer.load(fromByteOffset: 10, as: UInt16.self)))
+    }
     return .success(n)
   }
 
@@ -264,13 +284,24 @@ enum MockDevices {
 
   /// mmap(2) of a mock adapter fd: the context's window is the first 64 KiB of its memfd; a
   /// mapping beyond it is EINVAL, as CXL's check.
-  static func mapWindow(memory: CInt, length: Int, offset: Int, protection: CInt, flags: CInt) -> Result<
-    UnsafeMutableRawPointer, Errno
-  > {
+  static func mapWindow(
+    memory: CInt, control: MockControlPage, length: Int, offset: Int, protection: CInt, flags: CInt
+  ) -> Result<UnsafeMutableRawPointer, Errno> {
     guard offset >= 0, length > 0, offset + length <= Int(CCXL_MMIO_SIZE) else { return .failure(.invalidArgument) }
     let address = Glibc.mmap(nil, length, protection, flags, memory, off_t(offset))
     if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
     guard let address else { return .failure(.invalidArgument) }
+    mappings.withLock { $0[UInt(bitPattern: address)] = (UInt(bitPattern: address), length, control) }
     return .success(address)
+  }
+
+  /// The control page behind a mapping of a mock window (nil: not a mock window).
+  static func controlPage(forMapping address: UnsafeMutableRawPointer) -> MockControlPage? {
+    mappings.withLock { $0[UInt(bitPattern: address)]?.control }
+  }
+
+  /// Forgets a mapping being unmapped.
+  static func unmapped(_ address: UnsafeMutableRawPointer) {
+    _ = mappings.withLock { $0.removeValue(forKey: UInt(bitPattern: address)) }
   }
 }

@@ -12,6 +12,7 @@
 // everything above the seam is identical for hardware and mock.
 
 import CCXLFlash
+import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -120,8 +121,8 @@ enum Syscall {
       }
       let n: Int
       let error: CInt
-      if case .adapter? = MockDevices.descriptor(for: fd)?.kind {
-        switch MockDevices.readEvent(fd, into: buffer) {
+      if case .adapter(_, let control)? = MockDevices.descriptor(for: fd)?.kind {
+        switch MockDevices.readEvent(fd, control: control, into: buffer) {
         case .success(let count): (n, error) = (count, 0)
         case .failure(let failure): (n, error) = (-1, failure.rawValue)
         }
@@ -191,8 +192,9 @@ enum Syscall {
     let interposer = SyscallInterposer.current
     if let forced = interposer?.intercept(.mmap, fd: fd, size: length) { return .failure(forced) }
     let result: Result<UnsafeMutableRawPointer, Errno>
-    if case .adapter(let memory)? = MockDevices.descriptor(for: fd)?.kind {
-      result = MockDevices.mapWindow(memory: memory, length: length, offset: offset, protection: protection, flags: flags)
+    if case .adapter(let memory, let control)? = MockDevices.descriptor(for: fd)?.kind {
+      result = MockDevices.mapWindow(
+        memory: memory, control: control, length: length, offset: offset, protection: protection, flags: flags)
     } else {
       let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
       if address == MAP_FAILED || address == nil {
@@ -211,16 +213,23 @@ enum Syscall {
   static func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Void, Errno> {
     let interposer = SyscallInterposer.current
     if let forced = interposer?.intercept(.munmap, size: length) { return .failure(forced) }
+    MockDevices.unmapped(address)
     let rc = Glibc.munmap(address, length)
     let error = rc == -1 ? errno : 0
     interposer?.record(.munmap, size: length, result: rc, errno: error)
     return error == 0 ? .success(()) : .failure(Errno(rawValue: error))
   }
 
+  /// The mock control page behind a mapped window, or nil for hardware (see MockControlPage).
+  static func mockControlPage(forMapping address: UnsafeMutableRawPointer) -> MockControlPage? {
+    MockDevices.controlPage(forMapping: address)
+  }
+
   // MARK: Process
 
-  /// `getpid(2)` (cannot fail; not recorded).
-  static func processID() -> pid_t { Glibc.getpid() }
+  /// The process id, cached (refreshed in a child after fork() by a pthread_atfork handler), so
+  /// that the data path can check context ownership without a system call. Not recorded.
+  static func processID() -> pid_t { ProcessIdentity.current }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).
@@ -230,4 +239,18 @@ enum MonotonicClock {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
   }
+}
+
+/// The cached process id behind `Syscall.processID()`.
+enum ProcessIdentity {
+  private static let cache = Atomic<Int32>(ProcessIdentity.registerForkHandler())
+
+  private static func registerForkHandler() -> Int32 {
+    pthread_atfork(nil, nil, { ProcessIdentity.refresh() })
+    return Glibc.getpid()
+  }
+
+  static var current: pid_t { cache.load(ordering: .relaxed) }
+
+  static func refresh() { cache.store(Glibc.getpid(), ordering: .relaxed) }
 }

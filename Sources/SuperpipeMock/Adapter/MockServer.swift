@@ -36,13 +36,21 @@ final class MockServer: @unchecked Sendable {
     let socket: CInt
     let memory: CInt
     let window: UnsafeMutableRawPointer
+    let engine: AFUEngine
     var failed = false
 
-    init(file: MockAdapterFileID, socket: CInt, memory: CInt, window: UnsafeMutableRawPointer) {
+    init(file: MockAdapterFileID, socket: CInt, memory: CInt, window: UnsafeMutableRawPointer, engine: AFUEngine) {
       self.file = file
       self.socket = socket
       self.memory = memory
       self.window = window
+      self.engine = engine
+    }
+
+    /// Stops the AFU thread and closes the context's control page (later stores are dropped).
+    func close() {
+      MockControlPage(base: window + MockWire.controlAreaOffset).close()
+      engine.stop()
     }
   }
 
@@ -56,6 +64,7 @@ final class MockServer: @unchecked Sendable {
 
   let model: MockDriverModel
   let storage: FileLUNStorage
+  let executor: MockAFUExecutor
   let devDirectory: URL
   let persist: @Sendable (MockDriverModel) -> Void
   private(set) var state: MockPersistentState
@@ -75,6 +84,7 @@ final class MockServer: @unchecked Sendable {
   ) throws {
     self.model = model
     self.storage = storage
+    self.executor = MockAFUExecutor(model: model, storage: storage)
     self.state = state
     self.devDirectory = devDirectory
     self.persist = persist
@@ -256,7 +266,9 @@ final class MockServer: @unchecked Sendable {
       for effect in effects {
         switch effect {
         case .adapterFileCreated(let file, let token):
-          if let (endpoint, clientEnd) = makeEndpoint(file, processElement: UInt32(truncatingIfNeeded: token)) {
+          if let (endpoint, clientEnd) = makeEndpoint(
+            file, processElement: UInt32(truncatingIfNeeded: token), owner: connection.caller.pid)
+          {
             created = endpoint
             descriptors = [clientEnd, endpoint.memory]
           }
@@ -318,7 +330,7 @@ final class MockServer: @unchecked Sendable {
 
   // MARK: Adapter endpoints
 
-  private func makeEndpoint(_ file: MockAdapterFileID, processElement: UInt32) -> (Endpoint, CInt)? {
+  private func makeEndpoint(_ file: MockAdapterFileID, processElement: UInt32, owner: pid_t) -> (Endpoint, CInt)? {
     var pair: [CInt] = [-1, -1]
     guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
       return nil
@@ -334,10 +346,16 @@ final class MockServer: @unchecked Sendable {
       return nil
     }
     // Registers a fresh context shows (spec 7.2, 7.6): command room and the WRITE SAME UNMAP bit.
-    ccxl_mmio_write64(window, Int(CCXL_MMIO_CMD_ROOM), UInt64(CCXL_DEFAULT_CMD_ROOM))
-    ccxl_mmio_write64(window, Int(CCXL_MMIO_CTX_CTRL), model.configuration.writeSameUnmap ? SISL_CTX_CTRL_UNMAP_SECTOR : 0)
+    let configuration = model.configuration
+    ccxl_mmio_write64(window, Int(CCXL_MMIO_CMD_ROOM), UInt64(max(1, configuration.commandRoom)))
+    ccxl_mmio_write64(window, Int(CCXL_MMIO_CTX_CTRL), configuration.writeSameUnmap ? SISL_CTX_CTRL_UNMAP_SECTOR : 0)
     ccxl_mmio_write64(window, Int(CCXL_MMIO_INTR_MASK), ~UInt64(0))
-    let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, window: window)
+    MockControlPage(base: window + MockWire.controlAreaOffset).initialize()
+    let engine = AFUEngine(
+      window: window, socket: pair[0], processElement: processElement, ownerPID: owner, executor: executor,
+      reorderCompletions: configuration.reorderCompletions, unmapSupported: configuration.writeSameUnmap)
+    engine.start()
+    let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, window: window, engine: engine)
     endpoints[pair[0]] = endpoint
     endpointList.withLock { $0[file] = endpoint }
     return (endpoint, pair[1])
@@ -355,6 +373,7 @@ final class MockServer: @unchecked Sendable {
   private func release(_ endpoint: Endpoint) {
     endpoints.removeValue(forKey: endpoint.socket)
     endpointList.withLock { _ = $0.removeValue(forKey: endpoint.file) }
+    endpoint.close()
     let effects = model.adapterFileReleased(endpoint.file)
     Glibc.close(endpoint.socket)
     munmap(endpoint.window, MockWire.adapterMemorySize)
@@ -367,6 +386,8 @@ final class MockServer: @unchecked Sendable {
     for file in files {
       guard let endpoint = endpoints.values.first(where: { $0.file == file }), !endpoint.failed else { continue }
       endpoint.failed = true
+      // In-flight commands are lost (item 102): the AFU thread stops without completing them.
+      endpoint.close()
       memset(endpoint.window, 0xFF, Int(CCXL_MMIO_SIZE))
       Glibc.shutdown(endpoint.socket, Int32(SHUT_WR))
     }
@@ -404,6 +425,7 @@ final class MockServer: @unchecked Sendable {
     for fd in connections.keys { Glibc.close(fd) }
     connections.removeAll()
     for endpoint in endpoints.values {
+      endpoint.close()
       Glibc.close(endpoint.socket)
       munmap(endpoint.window, MockWire.adapterMemorySize)
       Glibc.close(endpoint.memory)

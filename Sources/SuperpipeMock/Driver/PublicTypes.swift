@@ -59,6 +59,12 @@ public struct MockAdapterConfiguration: Codable, Sendable, Equatable {
   public var portCapacityBlocks: UInt64 = 1 << 32
   /// LUN_PROVISION QUERY_PORT max_num_luns and CREATE limit per port.
   public var maxLUNsPerPort: Int = 512
+  /// The AFU's per-context command room (cmd_room after ATTACH): IOARRIN writes allowed before
+  /// completions give room back (spec 7.6; 16 on the hardware capiflash was tested on).
+  public var commandRoom: Int = 16
+  /// Complete a burst of commands of one context last-submitted first, to exercise applications'
+  /// handling of out-of-order completion.
+  public var reorderCompletions: Bool = false
 
   /// Creates a configuration; every limit has the driver's default.
   public init(portCount: Int = 2, luns: [MockLUNConfiguration] = [], maxContexts: Int = 512,
@@ -85,7 +91,7 @@ public struct MockAdapterConfiguration: Codable, Sendable, Equatable {
   private enum CodingKeys: String, CodingKey {
     case portCount, luns, maxContexts, reservedProcessElements, maxRHTPerContext
     case supportsLUNProvision, supportsAFUDebug, sqCommandMode, writeSameUnmap, lunMode
-    case minimumInterrupts, portCapacityBlocks, maxLUNsPerPort
+    case minimumInterrupts, portCapacityBlocks, maxLUNsPerPort, commandRoom, reorderCompletions
   }
 
   /// Decodes a persisted configuration; absent keys take their defaults.
@@ -105,6 +111,8 @@ public struct MockAdapterConfiguration: Codable, Sendable, Equatable {
     minimumInterrupts = try c.decodeIfPresent(Int.self, forKey: .minimumInterrupts) ?? d.minimumInterrupts
     portCapacityBlocks = try c.decodeIfPresent(UInt64.self, forKey: .portCapacityBlocks) ?? d.portCapacityBlocks
     maxLUNsPerPort = try c.decodeIfPresent(Int.self, forKey: .maxLUNsPerPort) ?? d.maxLUNsPerPort
+    commandRoom = try c.decodeIfPresent(Int.self, forKey: .commandRoom) ?? d.commandRoom
+    reorderCompletions = try c.decodeIfPresent(Bool.self, forKey: .reorderCompletions) ?? d.reorderCompletions
   }
 }
 

@@ -1,0 +1,146 @@
+// The public data path of the resource handles. Both handle types share one implementation
+// (IOTarget); these are its entry points, documented once per type for DocC.
+
+import CCXLFlash
+
+extension IOTarget {
+  static func emptyBuffer(_ device: String) -> SuperpipeError {
+    SuperpipeError(code: .invalidIORequest, operation: "I/O", device: device, message: "the buffer is empty")
+  }
+}
+
+extension PhysicalLUN {
+  /// The LUN's logical block size in bytes (all I/O is in whole blocks).
+  public var blockSize: Int { io.blockSize }
+
+  /// The largest single command in blocks (max_xfer); longer requests are split.
+  public var maxTransferBlocks: Int { io.maxTransferBlocks }
+
+  /// Reads `buffer.count` bytes (whole blocks) from `lba` into `buffer`: READ(16) commands through
+  /// the resource handle, split at max_xfer and kept in flight together. Any buffer alignment works.
+  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
+  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+  }
+
+  /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
+  /// device deallocate them (they read back as zeros).
+  public func writeZeroes(at lba: UInt64, blocks: UInt64, unmap: Bool = false) throws(SuperpipeError) {
+    try io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
+  }
+
+  /// Reads without blocking a thread: the task suspends until the command completes.
+  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// Writes without blocking a thread: the task suspends until the command completes.
+  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+  }
+
+  /// Low-level interface: submits a READ(16) of at most max_xfer blocks and returns at once.
+  /// Collect the completion with `Context.pollCompletions(_:)`; `buffer` must stay valid until then.
+  /// With `wait: false` a full queue throws `.wouldBlock` instead of waiting for room.
+  public func submitRead(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true)
+    throws(SuperpipeError) -> IOTag
+  {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    return try io.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
+  }
+
+  /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
+  public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
+    throws(SuperpipeError) -> IOTag
+  {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    return try io.submit(
+      lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true, wait: wait)
+  }
+}
+
+extension VirtualLUN {
+  /// The LUN's logical block size in bytes (all I/O is in whole blocks).
+  public var blockSize: Int { io.blockSize }
+
+  /// The largest single command in blocks (max_xfer); longer requests are split.
+  public var maxTransferBlocks: Int { io.maxTransferBlocks }
+
+  /// Reads `buffer.count` bytes (whole blocks) from `lba` into `buffer`: READ(16) commands through
+  /// the resource handle, split at max_xfer and kept in flight together. Any buffer alignment works.
+  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
+  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+  }
+
+  /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
+  /// device deallocate them (they read back as zeros).
+  public func writeZeroes(at lba: UInt64, blocks: UInt64, unmap: Bool = false) throws(SuperpipeError) {
+    try io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
+  }
+
+  /// Reads without blocking a thread: the task suspends until the command completes.
+  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// Writes without blocking a thread: the task suspends until the command completes.
+  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+  }
+
+  /// Low-level interface: submits a READ(16) of at most max_xfer blocks and returns at once.
+  /// Collect the completion with `Context.pollCompletions(_:)`; `buffer` must stay valid until then.
+  /// With `wait: false` a full queue throws `.wouldBlock` instead of waiting for room.
+  public func submitRead(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true)
+    throws(SuperpipeError) -> IOTag
+  {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    return try io.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
+  }
+
+  /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
+  public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
+    throws(SuperpipeError) -> IOTag
+  {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    return try io.submit(
+      lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true, wait: wait)
+  }
+}
+
+extension Context {
+  /// Low-level interface: harvests completions and reports each command submitted with
+  /// `submitRead`/`submitWrite` exactly once, in completion order (which may differ from submission
+  /// order). Returns how many were reported.
+  @discardableResult
+  public func pollCompletions(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) throws(SuperpipeError) -> Int {
+    let channel = try core.channel()
+    if channel.window.load(.commandRoom) == .max { throw channel.adapterResetError("polling completions") }
+    return channel.completions { index, status in
+      if status.isSuccess || status.retryClass == .none {
+        body(IOTag(rawValue: index), .success(()))
+      } else {
+        body(
+          IOTag(rawValue: index),
+          .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation)))
+      }
+    }
+  }
+}

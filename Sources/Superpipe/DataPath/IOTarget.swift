@@ -1,0 +1,206 @@
+import CCXLFlash
+
+/// The data path of one resource handle: builds READ(16)/WRITE(16)/WRITE SAME(16) commands for
+/// the handle and runs them on the context's I/O channel. Shared by `PhysicalLUN` and `VirtualLUN`.
+struct IOTarget: Sendable {
+  let core: ContextCore
+  let handle: UInt32
+  let blockSize: Int
+  let maxTransferBlocks: Int
+  let device: String
+
+  init(core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String) {
+    self.core = core
+    self.handle = UInt32(truncatingIfNeeded: handle.rawValue)
+    self.blockSize = Int(max(geometry.blockSize, 1))
+    self.maxTransferBlocks = Int(max(1, min(geometry.maxTransferBlocks, UInt64(Int32.max))))
+    self.device = device
+  }
+
+  static let read16: UInt8 = UInt8(CCXL_SCSI_READ_16)
+  static let write16: UInt8 = UInt8(CCXL_SCSI_WRITE_16)
+  static let writeSame16: UInt8 = UInt8(CCXL_SCSI_WRITE_SAME_16)
+
+  private func operationName(_ opcode: UInt8) -> String {
+    switch opcode {
+    case Self.read16: "READ(16)"
+    case Self.write16: "WRITE(16)"
+    default: "WRITE SAME(16)"
+    }
+  }
+
+  /// Checks a request and returns its length in blocks.
+  private func blocks(lba: UInt64, byteCount: Int, opcode: UInt8) throws(SuperpipeError) -> UInt64 {
+    guard byteCount > 0, byteCount % blockSize == 0 else {
+      throw SuperpipeError(
+        code: .invalidIORequest, operation: operationName(opcode), device: device,
+        message: "the buffer (\(byteCount) bytes) must be a positive multiple of the block size (\(blockSize))")
+    }
+    let count = UInt64(byteCount / blockSize)
+    guard lba <= UInt64.max - (count - 1) else {
+      throw SuperpipeError(
+        code: .invalidIORequest, operation: operationName(opcode), device: device, message: "the LBA range overflows")
+    }
+    return count
+  }
+
+  private func failure(_ opcode: UInt8, _ status: CommandStatus) -> SuperpipeError {
+    SuperpipeError(
+      code: .commandFailed, operation: operationName(opcode), device: device, status: status,
+      message: status.explanation)
+  }
+
+  /// Reads or writes `byteCount` bytes at `address` from/to `lba`, split into commands of at most
+  /// max_xfer blocks that are kept in flight together (up to the queue depth).
+  func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
+    let opcode = write ? Self.write16 : Self.read16
+    let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    let channel = try core.channel()
+    let maxBlocks = UInt64(maxTransferBlocks)
+    if total <= maxBlocks {
+      // One command: the common case, with no bookkeeping.
+      let index = try channel.acquire()
+      channel.submit(
+        index, opcode: opcode, lba: lba, blocks: UInt32(total), handle: handle,
+        dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(byteCount), hostWrite: write)
+      try channel.wait(index)
+      let status = channel.status(index)
+      channel.release(index)
+      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      return
+    }
+    // Several commands: keep up to the queue depth in flight, complete in submission order.
+    try withUnsafeTemporaryAllocation(of: Int32.self, capacity: channel.depth) { (inflight) throws(SuperpipeError) in
+      var head = 0
+      var count = 0
+      var submitted: UInt64 = 0
+      var firstError: SuperpipeError?
+      while submitted < total || count > 0 {
+        while submitted < total, count < inflight.count, firstError == nil {
+          guard let index = count == 0 ? try channel.acquire() : channel.tryAcquire() else { break }
+          let pieceBlocks = min(maxBlocks, total - submitted)
+          let offset = Int(submitted) * blockSize
+          channel.submit(
+            index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
+            dataAddress: UInt64(UInt(bitPattern: address + offset)), dataLength: UInt32(Int(pieceBlocks) * blockSize),
+            hostWrite: write)
+          inflight[(head + count) % inflight.count] = index
+          count += 1
+          submitted += pieceBlocks
+        }
+        guard count > 0 else { break }
+        let index = inflight[head]
+        do throws(SuperpipeError) {
+          try channel.wait(index)
+        } catch {
+          firstError = firstError ?? error
+          head = (head + 1) % inflight.count
+          count -= 1
+          continue
+        }
+        let status = channel.status(index)
+        channel.release(index)
+        if !status.isSuccess, status.retryClass != .none { firstError = firstError ?? failure(opcode, status) }
+        head = (head + 1) % inflight.count
+        count -= 1
+      }
+      if let firstError { throw firstError }
+    }
+  }
+
+  /// WRITE SAME(16) of zeroes (UNMAP when asked) over `blocks` blocks from `lba`.
+  func writeZeroes(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
+    let opcode = Self.writeSame16
+    _ = try blocks(lba: lba, byteCount: Int(clamping: count) * blockSize, opcode: opcode)
+    guard blockSize <= 4096 else {
+      throw SuperpipeError(code: .invalidIORequest, operation: operationName(opcode), device: device, message: "block size above 4096")
+    }
+    let channel = try core.channel()
+    var done: UInt64 = 0
+    while done < count {
+      let piece = min(count - done, UInt64(UInt32.max))
+      let index = try channel.acquire()
+      channel.submit(
+        index, opcode: opcode, cdbFlags: unmap ? UInt8(CCXL_SCSI_WRITE_SAME_UNMAP) : 0, lba: lba + done,
+        blocks: UInt32(piece), handle: handle, dataAddress: UInt64(UInt(bitPattern: channel.zeroBlock)),
+        dataLength: UInt32(blockSize), hostWrite: true)
+      try channel.wait(index)
+      let status = channel.status(index)
+      channel.release(index)
+      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      done += piece
+    }
+  }
+
+  /// The asynchronous form of a single-command transfer (up to max_xfer blocks; larger requests
+  /// are split and awaited in order).
+  func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
+    let opcode = write ? Self.write16 : Self.read16
+    let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    let channel = try core.channel()
+    var submitted: UInt64 = 0
+    while submitted < total {
+      let pieceBlocks = min(UInt64(maxTransferBlocks), total - submitted)
+      let index = try await acquireAsync(channel)
+      channel.submit(
+        index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
+        dataAddress: UInt64(UInt(bitPattern: address + Int(submitted) * blockSize)),
+        dataLength: UInt32(Int(pieceBlocks) * blockSize), hostWrite: write)
+      await channel.waitAsync(index)
+      let status = channel.status(index)
+      channel.release(index)
+      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      submitted += pieceBlocks
+    }
+  }
+
+  /// Takes a slot without blocking a cooperative thread: yields while the queue is full.
+  private func acquireAsync(_ channel: IOChannel) async throws(SuperpipeError) -> Int32 {
+    let start = MonotonicClock.now()
+    while true {
+      if let index = channel.tryAcquire() { return index }
+      if channel.window.load(.commandRoom) == .max { throw channel.adapterResetError("waiting for a command slot") }
+      if MonotonicClock.now() - start > 30_000_000_000 {
+        throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
+      }
+      await Task.yield()
+    }
+  }
+
+  /// Low-level submission: no waiting for completion. Without `wait`, a full queue throws
+  /// `.wouldBlock`.
+  func submit(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, wait: Bool) throws(SuperpipeError)
+    -> IOTag
+  {
+    let opcode = write ? Self.write16 : Self.read16
+    let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    guard total <= UInt64(maxTransferBlocks) else {
+      throw SuperpipeError(
+        code: .invalidIORequest, operation: operationName(opcode), device: device,
+        message: "a single submitted command carries at most \(maxTransferBlocks) blocks (max_xfer)")
+    }
+    let channel = try core.channel()
+    let index: Int32
+    if wait {
+      index = try channel.acquire()
+    } else {
+      guard let free = channel.tryAcquire() else {
+        throw SuperpipeError(
+          code: .wouldBlock, operation: operationName(opcode), device: device, message: "the command queue is full")
+      }
+      index = free
+    }
+    channel.markUserOwned(index)
+    channel.submit(
+      index, opcode: opcode, lba: lba, blocks: UInt32(total), handle: handle,
+      dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(byteCount), hostWrite: write)
+    return IOTag(rawValue: index)
+  }
+}
+
+/// Identifies a command submitted through the low-level interface (`submitRead`/`submitWrite`)
+/// until `Context.pollCompletions(_:)` reports it.
+public struct IOTag: Hashable, Sendable, CustomStringConvertible {
+  public let rawValue: Int32
+  public var description: String { "#\(rawValue)" }
+}

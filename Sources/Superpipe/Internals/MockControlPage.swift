@@ -1,0 +1,141 @@
+// The private control page behind a mock adapter's MMIO window: how a register store by the
+// application reaches the mock AFU, which has no MMIO trap to see it.
+//
+// The adapter memfd is 128 KiB: the 64 KiB register window the application maps, then this page
+// (shared by the seam in the application's process and the mock). Every register store to a mock
+// window is pushed, in program order, onto a bounded multi-producer/single-consumer FIFO of
+// (offset, value) entries — IOARRIN is a FIFO on hardware too, and the order of rrq_start/rrq_end
+// writes matters — and the store is also written into the window so that reads return it. The
+// mock's AFU thread consumes the FIFO; when it sleeps it says so, and only then does a store pay
+// for a futex wake.
+//
+// Layout (offsets in the page):
+//   0   u32 doorbell sequence (futex word the AFU sleeps on)
+//   4   u32 AFU-sleeping flag
+//   8   u32 pending-interrupt bits (bit n = LISN n), for CXL's coalescing of AFU interrupts
+//   12  u32 closed flag: the context is gone or in the error state; stores are dropped
+//   64  u64 FIFO enqueue position          128 u64 FIFO dequeue position
+//   192 FIFO slots: `capacity` x { u64 sequence, u64 offset, u64 value }
+
+import CCXLFlash
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+package struct MockControlPage: @unchecked Sendable {
+  package let base: UnsafeMutableRawPointer
+
+  package static let capacity = 1024
+  static let doorbell = 0
+  static let sleeping = 4
+  static let interrupts = 8
+  static let closed = 12
+  static let enqueue = 64
+  static let dequeue = 128
+  static let slots = 192
+  static let slotSize = 24
+
+  package init(base: UnsafeMutableRawPointer) { self.base = base }
+
+  /// Initialises a fresh page (the mock does this before handing the memfd out).
+  package func initialize() {
+    memset(base, 0, MockControlPage.slots + MockControlPage.capacity * MockControlPage.slotSize)
+    for index in 0..<Self.capacity {
+      ccxl_atomic_store_release_u64(slot(index), UInt64(index))
+    }
+  }
+
+  private func slot(_ index: Int) -> UnsafeMutableRawPointer { base + Self.slots + index * Self.slotSize }
+
+  // MARK: Producer: the seam, on a register store
+
+  /// Queues a register store for the AFU and wakes it if it sleeps. Waits (spinning) while the FIFO
+  /// is full, which happens only when the AFU is stopped with 1024 stores pending.
+  package func pushRegisterWrite(offset: Int, value: UInt64) {
+    if isClosed { return }
+    let mask = UInt64(Self.capacity - 1)
+    var position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
+    while true {
+      let entry = slot(Int(position & mask))
+      let sequence = ccxl_atomic_load_acquire_u64(entry)
+      let difference = Int64(bitPattern: sequence &- position)
+      if difference == 0 {
+        if ccxl_atomic_cas_u64(base + Self.enqueue, position, position &+ 1) != 0 {
+          entry.storeBytes(of: UInt64(offset), toByteOffset: 8, as: UInt64.self)
+          entry.storeBytes(of: value, toByteOffset: 16, as: UInt64.self)
+          ccxl_atomic_store_release_u64(entry, position &+ 1)
+          break
+        }
+        position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
+      } else if difference < 0 {
+        if isClosed { return }
+        ccxl_cpu_relax()  // full: the AFU drains it
+        position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
+      } else {
+        position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
+      }
+    }
+    ringDoorbell()
+  }
+
+  /// Whether the mock closed this context (error state or released): its stores go nowhere, as
+  /// stores to the error page do on hardware.
+  package var isClosed: Bool { ccxl_atomic_load_acquire_u32(base + Self.closed) != 0 }
+
+  /// Marks the context closed (the mock, at an adapter reset or release).
+  package func close() {
+    ccxl_atomic_store_release_u32(base + Self.closed, 1)
+    ringDoorbell()
+  }
+
+  /// Bumps the doorbell and wakes the AFU if it said it sleeps.
+  package func ringDoorbell() {
+    _ = ccxl_atomic_fetch_add_u32(base + Self.doorbell, 1)
+    ccxl_atomic_fence()
+    if ccxl_atomic_load_acquire_u32(base + Self.sleeping) != 0 {
+      _ = ccxl_futex_wake(base + Self.doorbell, 1)
+    }
+  }
+
+  // MARK: Consumer: the mock AFU thread
+
+  /// Takes the oldest queued register store, if any.
+  package func popRegisterWrite() -> (offset: Int, value: UInt64)? {
+    let mask = UInt64(Self.capacity - 1)
+    let position = ccxl_atomic_load_relaxed_u64(base + Self.dequeue)
+    let entry = slot(Int(position & mask))
+    guard ccxl_atomic_load_acquire_u64(entry) == position &+ 1 else { return nil }
+    let offset = entry.load(fromByteOffset: 8, as: UInt64.self)
+    let value = entry.load(fromByteOffset: 16, as: UInt64.self)
+    ccxl_atomic_store_release_u64(entry, position &+ UInt64(Self.capacity))
+    ccxl_atomic_store_release_u64(base + Self.dequeue, position &+ 1)
+    return (Int(offset), value)
+  }
+
+  /// The doorbell sequence now (read before checking for work, then wait on it).
+  package var doorbellSequence: UInt32 { ccxl_atomic_load_acquire_u32(base + Self.doorbell) }
+
+  /// Sleeps until the doorbell moves past `sequence` or `timeoutNanoseconds` pass.
+  package func waitForDoorbell(after sequence: UInt32, timeoutNanoseconds: Int64) {
+    ccxl_atomic_store_release_u32(base + Self.sleeping, 1)
+    ccxl_atomic_fence()
+    if ccxl_atomic_load_acquire_u32(base + Self.doorbell) == sequence {
+      _ = ccxl_futex_wait(base + Self.doorbell, sequence, timeoutNanoseconds)
+    }
+    ccxl_atomic_store_release_u32(base + Self.sleeping, 0)
+  }
+
+  // MARK: Interrupt coalescing (CXL keeps one pending bit per AFU interrupt)
+
+  /// Marks LISN `number` pending; true if it was not pending (an event must be sent).
+  package func raiseInterrupt(_ number: Int) -> Bool {
+    let bit = UInt32(1) << UInt32(number & 31)
+    return ccxl_atomic_fetch_or_u32(base + Self.interrupts, bit) & bit == 0
+  }
+
+  /// Clears LISN `number` (the application consumed its event).
+  package func clearInterrupt(_ number: Int) {
+    _ = ccxl_atomic_fetch_and_u32(base + Self.interrupts, ~(UInt32(1) << UInt32(number & 31)))
+  }
+}

@@ -1,0 +1,293 @@
+// One context's AFU: the thread that plays the adapter's command processing for one mock context.
+//
+// It drains the register-write FIFO of the context's control page in order (MockControlPage),
+// reacting to each store as the SISLite hardware would: IOARRIN fetches and executes a command
+// (MockAFUExecutor), then writes its IOASA after the IOARCB, posts the RRQ entry with the toggle
+// bit, gives the command room back and raises the IOARCB's interrupt; rrq_end re-arms the response
+// queue; intr_clear clears status bits; writing IOARRIN with no room sets PERM_ERR_CMDROOM.
+//
+// Memory: in the mock's own process (in-process hosting) the engine reads IOARCBs and writes IOASAs
+// and RRQ entries directly, after checking with process_vm_readv that the IOARCB+IOASA range is
+// mapped, so that a bad address becomes a CXL data-storage event instead of a crash; in another
+// process it uses process_vm_readv/writev. Data moves by pread/pwrite straight into and out of the
+// application's buffers (MockAFUMemory).
+//
+// Idle policy: after the last piece of work the thread spins for `spinNanoseconds` (fast wake for
+// back-to-back commands), then sleeps on the doorbell futex; a store to a sleeping engine pays one
+// futex wake. It never burns a core while idle.
+
+import CCXLFlash
+import Foundation
+import Superpipe
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+final class AFUEngine: @unchecked Sendable {
+  let window: UnsafeMutableRawPointer
+  let control: MockControlPage
+  let socket: CInt
+  let processElement: UInt32
+  let ownerPID: pid_t
+  let executor: MockAFUExecutor
+  let reorderCompletions: Bool
+  let unmapSupported: Bool
+  static let spinNanoseconds: Int64 = 50_000
+
+  private let stopped = Atomic<Bool>(false)
+  private let finished = DispatchSemaphore(value: 0)
+  private let inProcess: Bool
+
+  // Engine-thread state.
+  private var rrqStart: UInt64 = 0
+  private var rrqEnd: UInt64 = 0
+  private var producer: UInt64 = 0
+  private var toggle: UInt64 = 1
+  private var rrqArmed = false
+
+  init(
+    window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
+    reorderCompletions: Bool, unmapSupported: Bool
+  ) {
+    self.unmapSupported = unmapSupported
+    self.window = window
+    self.control = MockControlPage(base: window + MockWire.controlAreaOffset)
+    self.socket = socket
+    self.processElement = processElement
+    self.ownerPID = ownerPID
+    self.executor = executor
+    self.reorderCompletions = reorderCompletions
+    self.inProcess = ownerPID == getpid()
+  }
+
+  func start() {
+    let thread = Thread { [self] in
+      run()
+      finished.signal()
+    }
+    thread.name = "superpipe-mock-afu-\(processElement)"
+    thread.start()
+  }
+
+  /// Stops the thread and waits for it (before the window is unmapped).
+  func stop() {
+    stopped.store(true, ordering: .releasing)
+    control.ringDoorbell()
+    finished.wait()
+  }
+
+  // MARK: Registers
+
+  private func register(_ offset: Int32) -> UInt64 { ccxl_mmio_read64(window, Int(offset)) }
+  private func setRegister(_ offset: Int32, _ value: UInt64) { ccxl_mmio_write64(window, Int(offset), value) }
+
+  private func giveBackCommandRoom() {
+    let pointer = window + Int(CCXL_MMIO_CMD_ROOM)
+    while true {
+      let raw = ccxl_atomic_load_acquire_u64(pointer)
+      let room = ccxl_be64_to_cpu(raw)
+      if room == .max { return }  // error state
+      if ccxl_atomic_cas_u64(pointer, raw, ccxl_cpu_to_be64(room + 1)) != 0 { return }
+    }
+  }
+
+  /// Sets intr_status bits and raises the synchronous-error LISN (ctx_ctrl low byte) when unmasked.
+  private func reportStatus(_ bits: UInt64) {
+    setRegister(CCXL_MMIO_INTR_STATUS, register(CCXL_MMIO_INTR_STATUS) | bits)
+    if bits & ~register(CCXL_MMIO_INTR_MASK) != 0 {
+      let lisn = Int(register(CCXL_MMIO_CTX_CTRL) & SISL_CTX_CTRL_LISN_MASK)
+      if lisn != 0 { raiseInterrupt(lisn) }
+    }
+  }
+
+  // MARK: Loop
+
+  private func run() {
+    var idleSince: Int64?
+    var batch: [UInt64] = []
+    batch.reserveCapacity(64)
+    while !stopped.load(ordering: .acquiring), !control.isClosed {
+      let sequence = control.doorbellSequence
+      var worked = false
+      while let (offset, value) = control.popRegisterWrite() {
+        worked = true
+        if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
+          batch.append(value)
+          if !reorderCompletions || batch.count == 64 { flush(&batch) }
+        } else {
+          flush(&batch)
+          handleRegisterWrite(offset: offset, value: value)
+        }
+      }
+      flush(&batch)
+      if worked {
+        idleSince = nil
+        continue
+      }
+      let now = Self.now()
+      if let since = idleSince, now - since >= Self.spinNanoseconds {
+        control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
+        idleSince = nil
+      } else {
+        if idleSince == nil { idleSince = now }
+        ccxl_cpu_relax()
+      }
+    }
+  }
+
+  private func flush(_ batch: inout [UInt64]) {
+    guard !batch.isEmpty else { return }
+    // Commands of one context may complete out of order: with reordering on, a batch completes
+    // last-submitted first.
+    if reorderCompletions { batch.reverse() }
+    for address in batch { execute(ioarcbAddress: address) }
+    batch.removeAll(keepingCapacity: true)
+  }
+
+  private static func now() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+  }
+
+  private func handleRegisterWrite(offset rawOffset: Int, value: UInt64) {
+    if rawOffset & MappedWindowFlags.noRoom != 0 {
+      // IOARRIN written with no room: a user error; the command is dropped (spec 7.6, item 99).
+      reportStatus(SISL_ISTATUS_PERM_ERR_CMDROOM)
+      return
+    }
+    switch Int32(rawOffset) {
+    case CCXL_MMIO_IOARRIN:
+      // Context reset: drop nothing in flight (commands run to completion here), re-arm, clear.
+      rrqArmed = false
+      setRegister(CCXL_MMIO_IOARRIN, 0)
+    case CCXL_MMIO_RRQ_END:
+      armResponseQueue(start: register(CCXL_MMIO_RRQ_START), end: value)
+    case CCXL_MMIO_INTR_CLEAR:
+      setRegister(CCXL_MMIO_INTR_STATUS, register(CCXL_MMIO_INTR_STATUS) & ~value)
+    case CCXL_MMIO_CTX_CTRL:
+      // Bit 0 (WRITE SAME UNMAP support) is read-only.
+      let unmap = unmapSupported ? SISL_CTX_CTRL_UNMAP_SECTOR : 0
+      setRegister(CCXL_MMIO_CTX_CTRL, (value & ~SISL_CTX_CTRL_UNMAP_SECTOR) | unmap)
+    case CCXL_MMIO_CMD_ROOM, CCXL_MMIO_INTR_STATUS, CCXL_MMIO_SQ_HEAD:
+      // Read-only registers: a store does not change them.
+      break
+    default:
+      break  // endian_ctrl, intr_mask, rrq_start, sq_*: the window already holds the value
+    }
+  }
+
+  /// rrq_start/rrq_end written: the producer restarts at the first entry with toggle 1 (spec 7.7).
+  private func armResponseQueue(start: UInt64, end: UInt64) {
+    rrqStart = start
+    rrqEnd = end
+    producer = start
+    toggle = 1
+    let length = end >= start ? Int(end - start) + 8 : 0
+    rrqArmed = length > 0 && start & 7 == 0 && accessible(start, length)
+  }
+
+  // MARK: Commands
+
+  /// Whether `length` bytes at `address` of the application's memory are mapped.
+  private func accessible(_ address: UInt64, _ length: Int) -> Bool {
+    guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { return false }
+    return withUnsafeTemporaryAllocation(byteCount: length, alignment: 8) {
+      ccxl_process_vm_read(ownerPID, $0.baseAddress, pointer, length) == length
+    }
+  }
+
+  private func execute(ioarcbAddress address: UInt64) {
+    var command = sisl_ioarcb()
+    // One copy of the IOARCB (and, in-process, of the IOASA after it, which is then written
+    // directly) through process_vm_readv: an unmapped address fails instead of faulting.
+    let span = inProcess ? 128 : 64
+    let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
+      guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
+        ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
+      else { return false }
+      withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<64])) }
+      return true
+    }
+    guard fetched else {
+      // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
+      sendDataStorageEvent(address: address)
+      giveBackCommandRoom()
+      return
+    }
+    let completion: MockAFUCompletion =
+      inProcess
+      ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory())
+      : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID))
+    if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
+    var ioasa = completion.ioasa
+    let ioasaAddress = address + 64
+    if inProcess, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
+      // Everything but host_use (not written by the AFU).
+      withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+    } else if let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
+      _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, 32) }
+    }
+    postResponse(address)
+    giveBackCommandRoom()
+    if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
+  }
+
+  /// Writes the RRQ entry (IOARCB address | toggle) and advances, wrapping with a toggle flip.
+  private func postResponse(_ address: UInt64) {
+    guard rrqArmed, let entry = UnsafeMutableRawPointer(bitPattern: UInt(producer)) else {
+      reportStatus(SISL_ISTATUS_PERM_ERR_RRQ_WRITE)
+      return
+    }
+    let value = address | toggle
+    if inProcess {
+      ccxl_store_release64(entry, value)
+    } else {
+      var copy = value
+      _ = withUnsafeBytes(of: &copy) { ccxl_process_vm_write(ownerPID, $0.baseAddress, entry, 8) }
+    }
+    if producer >= rrqEnd {
+      producer = rrqStart
+      toggle ^= 1
+    } else {
+      producer += 8
+    }
+  }
+
+  // MARK: Events on the adapter fd
+
+  private func raiseInterrupt(_ number: Int) {
+    guard control.raiseInterrupt(number) else { return }  // already pending: coalesced
+    var event = [UInt8](repeating: 0, count: 16)
+    event.withUnsafeMutableBytes { raw in
+      raw.storeBytes(of: UInt16(CCXL_EVENT_AFU_INTERRUPT), toByteOffset: 0, as: UInt16.self)
+      raw.storeBytes(of: UInt16(16), toByteOffset: 2, as: UInt16.self)
+      raw.storeBytes(of: UInt16(truncatingIfNeeded: processElement), toByteOffset: 4, as: UInt16.self)
+      raw.storeBytes(of: UInt16(number), toByteOffset: 10, as: UInt16.self)
+    }
+    send(event)
+  }
+
+  private func sendDataStorageEvent(address: UInt64) {
+    var event = [UInt8](repeating: 0, count: 40)
+    event.withUnsafeMutableBytes { raw in
+      raw.storeBytes(of: UInt16(CCXL_EVENT_DATA_STORAGE), toByteOffset: 0, as: UInt16.self)
+      raw.storeBytes(of: UInt16(40), toByteOffset: 2, as: UInt16.self)
+      raw.storeBytes(of: UInt16(truncatingIfNeeded: processElement), toByteOffset: 4, as: UInt16.self)
+      raw.storeBytes(of: address, toByteOffset: 16, as: UInt64.self)
+    }
+    send(event)
+  }
+
+  private func send(_ event: [UInt8]) {
+    _ = event.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
+  }
+}
+
+/// Flags the seam sets on register-write FIFO entries (MappedWindow in Superpipe).
+enum MappedWindowFlags {
+  /// IOARRIN written while cmd_room was 0.
+  static let noRoom = 1 << 62
+}
