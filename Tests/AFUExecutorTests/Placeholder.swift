@@ -1,0 +1,3 @@
+import Testing
+
+@Test("the AFU executor test target builds") func afuExecutorTargetBuilds() { #expect(Bool(true)) }
