@@ -31,6 +31,8 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -55,11 +57,24 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    // The data-path benchmark (`superpipectl bench`): fio-style figures against an in-process mock
+    // on a RAM-backed file, with a pread/pwrite baseline and allocation counts per I/O.
+    .target(
+      name: "SuperpipeBenchmark",
+      dependencies: [
+        "Superpipe",
+        "SuperpipeMock",
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+      ],
+      swiftSettings: strictSwift
+    ),
     .executableTarget(
       name: "superpipectl",
       dependencies: [
         "Superpipe",
         "SuperpipeMock",
+        "SuperpipeBenchmark",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: strictSwift

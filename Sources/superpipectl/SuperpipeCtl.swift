@@ -10,9 +10,22 @@ struct SuperpipeCtl: ParsableCommand {
     abstract: "Manage IBM CXL Flash (CAPI Flash) storage through the cxlflash superpipe interface.",
     discussion: """
       Superpipe gives applications direct user-space access to CXL Flash LUNs. The kernel driver
-      left Linux in 6.15, so most users meet it through Superpipe's mock adapter.
+      left Linux in 6.15, so most users meet it through Superpipe's mock adapter: every command
+      works on hardware (sysfs, /dev/sdX, /dev/cxlflash/cxlflashN) and on a mock (--mock DIR, or
+      the mock's DIR/dev/sdX paths while `superpipectl mock serve` runs).
+
+      Start here:
+        superpipectl demo                 a complete session on a throw-away mock, in seconds
+        superpipectl doctor               what this machine has, and what to do next
+
+      Every command takes --json (one document with "schemaVersion": 1) and -v.
+      Exit status: 0 ok, 1 unexpected, 64 usage, 65 data mismatch, 69 device missing,
+      74 device error, 75 busy, 77 permission denied (see Docs/cli.md).
       """,
     version: Superpipe.version,
-    subcommands: [Mock.self, ABI.self]
+    subcommands: [
+      List.self, Mode.self, Provision.self, Info.self, IO.self, Doctor.self, Demo.self, Bench.self, Mock.self, ABI.self,
+      DemoChild.self,
+    ]
   )
 }

@@ -3,6 +3,7 @@
 
 import CCXLFlash
 import Foundation
+import Synchronization
 import Testing
 @testable import SuperpipeMock
 
@@ -225,7 +226,7 @@ struct AFUExecutorTests {
     let a = try rig.attach()
     let h = try rig.virtual(a, size: chunk)
     for op in [Op.read16, .write16, .writeSame16] {
-      for ea: UInt64 in [0, 0x1234] {
+      for ea: UInt64 in [0, 0x1234, UInt64.max - 100, UInt64.max] {
         let c = rig.run(ioarcb(a, handle: h, op, lba: 0, blocks: 1, ea: ea), a)
         #expect(c.afuRC == 0x31 && c.ioasa.afu_extra == 0x0B && c.scsiRC == 0 && c.fcRC == 0)
         #expect(c.dataStorageFault == ea)
@@ -453,7 +454,6 @@ struct AFUExecutorTests {
     #expect(f.afuRC == 0x31 && f.dataStorageFault == buffer.ea)
     rig.afu.failNextCommands(1, with: .scsiStatus(0x08))
     #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 0, blocks: 1, ea: buffer.ea), a).composite == 0x08)
-    let physicalLBA = rig.chunks(a, h)[0] * chunk + 3
     rig.afu.setFaultHook { info in
       info.lba == 3 && info.isWrite ? .afuError(rc: 0x30) : nil
     }
@@ -461,7 +461,6 @@ struct AFUExecutorTests {
     #expect(rig.run(ioarcb(a, handle: h, .write16, lba: 4, blocks: 1, ea: buffer.ea), a).isGood)
     rig.afu.clearInjectedFaults()
     #expect(rig.run(ioarcb(a, handle: h, .write16, lba: 3, blocks: 1, ea: buffer.ea), a).isGood)
-    _ = physicalLBA
   }
 
   @Test("a detached context's commands fail afu_rc 0x21 (item 56)")
@@ -474,6 +473,17 @@ struct AFUExecutorTests {
     #expect(rig.ioctl(CCXL_DK_CXLFLASH_DETACH, &d, on: .disk(lun: 0, port: 0)) == 0)
     let buffer = Buffer(block)
     #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 0, blocks: 1, ea: buffer.ea), a).afuRC == 0x21)
+  }
+
+  @Test("a data buffer wrapping past the top of the address space faults at EA 0 after the reachable part")
+  func wrappingBuffer() throws {
+    let rig = try Rig()
+    let a = try rig.attach()
+    let h = try rig.virtual(a, size: chunk)
+    let memory = AcceptAllMemory()
+    let c = rig.afu.execute(ioarcb(a, handle: h, .read16, lba: 0, blocks: 1, ea: UInt64.max - 99), contextID: a.ctxid, memory: memory)
+    #expect(c.afuRC == 0x31 && c.ioasa.afu_extra == 0x0B && c.dataStorageFault == 0)
+    #expect(memory.moved.withLock { $0 } == 100)
   }
 
   // MARK: Remote memory
@@ -545,7 +555,12 @@ struct AFUExecutorTests {
         rcb.ctx_id = UInt16(truncatingIfNeeded: ctx.ctxid)
         rcb.req_flags = RES_HNDL | UInt16(truncatingIfNeeded: rng.next() & 0x40C1)
         rcb.res_hndl = rng.next() % 4 == 0 ? UInt32(truncatingIfNeeded: rng.next()) : (ctx.token == a.token ? v : ph)
-        rcb.data_ea = rng.next() % 4 == 0 ? rng.next() : sandbox.base + rng.next() % (1 << 20)
+        switch rng.next() % 8 {
+        case 0: rcb.data_ea = rng.next()
+        case 1: rcb.data_ea = UInt64.max - rng.next() % 8192  // wraps past the top of the address space
+        case 2: rcb.data_ea = sandbox.base + (1 << 20) - rng.next() % 8192  // runs off the end of the sandbox
+        default: rcb.data_ea = sandbox.base + rng.next() % (1 << 20)
+        }
         rcb.data_len = UInt32(truncatingIfNeeded: rng.next() % (1 << 18))
         withUnsafeMutableBytes(of: &rcb.cdb) { cdb in
           cdb[0] = opcodes[Int(rng.next() % UInt64(opcodes.count))]
@@ -564,6 +579,19 @@ struct AFUExecutorTests {
       #expect(withUnsafeBytes(of: c.ioasa.host_use) { $0.allSatisfy { $0 == 0 } })
     }
     #expect(good > 0)
+  }
+}
+
+/// Memory in which every address is accessible (nothing is really written): counts the bytes moved.
+final class AcceptAllMemory: MockAFUMemory, Sendable {
+  let moved = Mutex(0)
+  func pread(fd: CInt, offset: Int64, count: Int, into address: UInt64) -> Result<Int, MockAFUErrno> {
+    moved.withLock { $0 += count }
+    return .success(count)
+  }
+  func pwrite(fd: CInt, offset: Int64, count: Int, from address: UInt64) -> Result<Int, MockAFUErrno> {
+    moved.withLock { $0 += count }
+    return .success(count)
   }
 }
 

@@ -12,11 +12,15 @@ struct MappedWindow: @unchecked Sendable {
   let length: Int
   /// The mock's control page, or nil on hardware.
   let control: MockControlPage?
+  /// The mock's AFU engine when it runs in this process: a store then runs the command on the
+  /// storing thread instead of handing it to the AFU thread (no thread switch per command).
+  let inlineEngine: (any MockInlineEngine)?
 
   init(base: UnsafeMutableRawPointer, length: Int) {
     self.base = base
     self.length = length
     self.control = Syscall.mockControlPage(forMapping: base)
+    self.inlineEngine = control.flatMap { MockInlineEngines.engine($0.engineID) }
   }
 
   /// The FIFO entry flag for an IOARRIN write made when cmd_room was 0 (the AFU reports
@@ -39,7 +43,12 @@ struct MappedWindow: @unchecked Sendable {
     var offset = register.offset
     if register == .ioarrin, value & 1 == 0, !takeCommandRoom() { offset |= Self.noRoomFlag }
     ccxl_mmio_write64(base, register.offset, value)
-    control.pushRegisterWrite(offset: offset, value: value)
+    if let inlineEngine {
+      control.pushRegisterWrite(offset: offset, value: value, ring: false)
+      if !inlineEngine.drainInline() { control.ringDoorbell() }
+    } else {
+      control.pushRegisterWrite(offset: offset, value: value)
+    }
   }
 
   /// On a mock window: cmd_room falls at the IOARRIN write, as on hardware (the AFU gives it back

@@ -14,10 +14,14 @@
 //   4   u32 AFU-sleeping flag
 //   8   u32 pending-interrupt bits (bit n = LISN n), for CXL's coalescing of AFU interrupts
 //   12  u32 closed flag: the context is gone or in the error state; stores are dropped
+//   16  u32 consumer lock: whoever holds it drains the FIFO (the AFU thread, or, in-process, the
+//       application thread that just stored, which then runs the command itself)
+//   24  u64 engine id: identifies an in-process AFU engine (0: none in this process)
 //   64  u64 FIFO enqueue position          128 u64 FIFO dequeue position
 //   192 FIFO slots: `capacity` x { u64 sequence, u64 offset, u64 value }
 
 import CCXLFlash
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -31,6 +35,8 @@ package struct MockControlPage: @unchecked Sendable {
   static let sleeping = 4
   static let interrupts = 8
   static let closed = 12
+  static let consumer = 16
+  static let engine = 24
   static let enqueue = 64
   static let dequeue = 128
   static let slots = 192
@@ -52,7 +58,7 @@ package struct MockControlPage: @unchecked Sendable {
 
   /// Queues a register store for the AFU and wakes it if it sleeps. Waits (spinning) while the FIFO
   /// is full, which happens only when the AFU is stopped with 1024 stores pending.
-  package func pushRegisterWrite(offset: Int, value: UInt64) {
+  package func pushRegisterWrite(offset: Int, value: UInt64, ring: Bool = true) {
     if isClosed { return }
     let mask = UInt64(Self.capacity - 1)
     var position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
@@ -76,7 +82,28 @@ package struct MockControlPage: @unchecked Sendable {
         position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
       }
     }
-    ringDoorbell()
+    if ring { ringDoorbell() }
+  }
+
+  /// Takes the consumer lock (only its holder pops the FIFO).
+  package func tryLockConsumer() -> Bool {
+    ccxl_atomic_exchange_u32(base + Self.consumer, 1) == 0
+  }
+
+  /// Releases the consumer lock.
+  package func unlockConsumer() { ccxl_atomic_store_release_u32(base + Self.consumer, 0) }
+
+  /// Whether the FIFO holds entries.
+  package var hasPendingWrites: Bool {
+    let position = ccxl_atomic_load_acquire_u64(base + Self.dequeue)
+    let entry = slot(Int(position & UInt64(Self.capacity - 1)))
+    return ccxl_atomic_load_acquire_u64(entry) == position &+ 1
+  }
+
+  /// The id of the in-process engine serving this page (0: none).
+  package var engineID: UInt64 {
+    get { ccxl_atomic_load_acquire_u64(base + Self.engine) }
+    nonmutating set { ccxl_atomic_store_release_u64(base + Self.engine, newValue) }
   }
 
   /// Whether the mock closed this context (error state or released): its stores go nowhere, as
@@ -137,5 +164,32 @@ package struct MockControlPage: @unchecked Sendable {
   /// Clears LISN `number` (the application consumed its event).
   package func clearInterrupt(_ number: Int) {
     _ = ccxl_atomic_fetch_and_u32(base + Self.interrupts, ~(UInt32(1) << UInt32(number & 31)))
+  }
+}
+
+/// An AFU engine running in this process, which an application thread may drive itself.
+package protocol MockInlineEngine: AnyObject, Sendable {
+  /// Drains the register FIFO on the calling thread if no one else is; false if someone is.
+  func drainInline() -> Bool
+}
+
+/// The in-process AFU engines, by the id they write into their control page.
+package enum MockInlineEngines {
+  private static let engines = Mutex<[UInt64: any MockInlineEngine]>([:])
+  private static let nextID = Atomic<UInt64>(1)
+
+  /// Registers an engine; returns its id.
+  package static func register(_ engine: any MockInlineEngine) -> UInt64 {
+    let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+    engines.withLock { $0[id] = engine }
+    return id
+  }
+
+  package static func unregister(_ id: UInt64) {
+    _ = engines.withLock { $0.removeValue(forKey: id) }
+  }
+
+  package static func engine(_ id: UInt64) -> (any MockInlineEngine)? {
+    id == 0 ? nil : engines.withLock { $0[id] }
   }
 }

@@ -286,7 +286,7 @@ package final class MockAFUExecutor: Sendable {
     }
 
     // 6. Every piece of the range, translated and checked before any data moves.
-    var pieces: [Piece] = []
+    var pieces = Pieces()
     var remaining = cdb.blocks
     var virtualLBA = cdb.lba
     while remaining > 0 {
@@ -376,7 +376,7 @@ package final class MockAFUExecutor: Sendable {
 
   // MARK: Data movement
 
-  private struct Piece {
+  struct Piece {
     var lba: UInt64
     var blocks: UInt64
   }
@@ -389,7 +389,7 @@ package final class MockAFUExecutor: Sendable {
   }
 
   /// READ/WRITE: the pieces in order, consecutive in the data buffer.
-  private func transfer(pieces: [Piece], isWrite: Bool, fd: CInt, blockSize: UInt64, address: UInt64,
+  private func transfer(pieces: Pieces, isWrite: Bool, fd: CInt, blockSize: UInt64, address: UInt64,
                         memory: some MockAFUMemory) -> MoveFailure? {
     var ea = address
     for piece in pieces {
@@ -407,18 +407,13 @@ package final class MockAFUExecutor: Sendable {
   /// capacity (after a capacity increase) grows the sparse file first.
   private func move(isWrite: Bool, fd: CInt, offset: UInt64, count: UInt64, address: UInt64,
                     memory: some MockAFUMemory) -> MoveFailure? {
-    // A buffer running past the top of the address space faults where it wraps.
-    if address.addingReportingOverflow(count).overflow, count > 0 {
-      let reachable = UInt64.max - address + 1
-      if let failure = move(isWrite: isWrite, fd: fd, offset: offset, count: reachable, address: address, memory: memory) {
-        return failure
-      }
-      return .fault(0)
-    }
+    // A buffer running past the top of the address space faults where it wraps (at EA 0).
+    let wraps = count > 0 && count - 1 > UInt64.max - address
+    let reachable = wraps ? UInt64.max - address + 1 : count  // address > 0 when it wraps
     var done: UInt64 = 0
     var grown = false
-    while done < count {
-      let want = Int(min(count - done, 1 << 30))
+    while done < reachable {
+      let want = Int(min(reachable - done, 1 << 30))
       let ea = address + done
       let position = Int64(offset + done)
       let result = isWrite
@@ -439,7 +434,7 @@ package final class MockAFUExecutor: Sendable {
         return .medium(error.rawValue)
       }
     }
-    return nil
+    return wraps ? .fault(0) : nil
   }
 
   /// Extends the backing file to `size` bytes when it is shorter (reads then see zeros).
@@ -453,7 +448,7 @@ package final class MockAFUExecutor: Sendable {
   /// WRITE SAME(16): UNMAP deallocates every piece (zeros on read back; falls back to writing zeros
   /// where hole punching is not supported) without touching the data buffer; otherwise the
   /// one-block data buffer is fetched into the first block and replicated over the range.
-  private func writeSame(pieces: [Piece], unmap: Bool, fd: CInt, blockSize: UInt64, address: UInt64,
+  private func writeSame(pieces: Pieces, unmap: Bool, fd: CInt, blockSize: UInt64, address: UInt64,
                          memory: some MockAFUMemory) -> MoveFailure? {
     let batchBlocks = max(1, (1 << 20) / blockSize)
     if unmap {
@@ -537,20 +532,30 @@ struct MockAFUCDB: Equatable {
 
   /// Decodes READ(16), WRITE(16), WRITE SAME(16), READ(10), WRITE(10); nil for any other opcode.
   init?(_ cdb: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) {
-    let b = withUnsafeBytes(of: cdb) { Array($0) }
-    func be(_ range: Range<Int>) -> UInt64 { b[range].reduce(0) { $0 << 8 | UInt64($1) } }
-    opcode = b[0]
+    // Decoded in place: no copy to the heap (this runs for every command).
+    let bytes = withUnsafeBytes(of: cdb) { raw in (0..<16).reduce(into: (UInt64(0), UInt64(0))) { words, index in
+        if index < 8 { words.0 |= UInt64(raw[index]) << (56 - 8 * UInt64(index)) }
+        else { words.1 |= UInt64(raw[index]) << (56 - 8 * UInt64(index - 8)) }
+      }
+    }
+    // bytes.0 = cdb[0..<8], bytes.1 = cdb[8..<16], both big-endian.
+    func byte(_ index: Int) -> UInt8 {
+      UInt8(truncatingIfNeeded: (index < 8 ? bytes.0 : bytes.1) >> (56 - 8 * UInt64(index % 8)))
+    }
+    func be(_ range: Range<Int>) -> UInt64 { range.reduce(0) { $0 << 8 | UInt64(byte($1)) } }
+    opcode = byte(0)
     unmap = false
     isWriteSame = false
-    switch Int32(b[0]) {
+    let flags = byte(1)
+    switch Int32(opcode) {
     case CCXL_SCSI_READ_16, CCXL_SCSI_WRITE_16, CCXL_SCSI_WRITE_SAME_16:
-      isWrite = b[0] != UInt8(CCXL_SCSI_READ_16)
-      isWriteSame = b[0] == UInt8(CCXL_SCSI_WRITE_SAME_16)
-      unmap = isWriteSame && b[1] & UInt8(CCXL_SCSI_WRITE_SAME_UNMAP) != 0
+      isWrite = opcode != UInt8(CCXL_SCSI_READ_16)
+      isWriteSame = opcode == UInt8(CCXL_SCSI_WRITE_SAME_16)
+      unmap = isWriteSame && flags & UInt8(CCXL_SCSI_WRITE_SAME_UNMAP) != 0
       lba = be(2..<10)
       blocks = be(10..<14)
     case CCXL_SCSI_READ_10, CCXL_SCSI_WRITE_10:
-      isWrite = b[0] == UInt8(CCXL_SCSI_WRITE_10)
+      isWrite = opcode == UInt8(CCXL_SCSI_WRITE_10)
       lba = be(2..<6)
       blocks = be(7..<9)
     default:
@@ -614,5 +619,35 @@ extension MockAFUCompletion {
     case .dataStorageFault:
       afu(UInt8(SISL_AFU_RC_DATA_DMA_ERR), extra: UInt8(SISL_AFU_DMA_ERR_INVALID_EA), port: port, fault: dataEA)
     }
+  }
+}
+
+/// The physical pieces of one command's LBA range. A command within max_xfer touches at most two
+/// 256 MiB chunks, so two pieces are stored inline; more (raw, oversized commands) spill to an
+/// array. Keeps the per-command path free of heap allocation.
+struct Pieces: RandomAccessCollection {
+  private var first = MockAFUExecutor.Piece(lba: 0, blocks: 0)
+  private var second = MockAFUExecutor.Piece(lba: 0, blocks: 0)
+  private var overflow: [MockAFUExecutor.Piece] = []
+  private(set) var count = 0
+
+  var startIndex: Int { 0 }
+  var endIndex: Int { count }
+
+  subscript(index: Int) -> MockAFUExecutor.Piece {
+    switch index {
+    case 0: first
+    case 1: second
+    default: overflow[index - 2]
+    }
+  }
+
+  mutating func append(_ piece: MockAFUExecutor.Piece) {
+    switch count {
+    case 0: first = piece
+    case 1: second = piece
+    default: overflow.append(piece)
+    }
+    count += 1
   }
 }

@@ -12,9 +12,16 @@
 // process it uses process_vm_readv/writev. Data moves by pread/pwrite straight into and out of the
 // application's buffers (MockAFUMemory).
 //
-// Idle policy: after the last piece of work the thread spins for `spinNanoseconds` (fast wake for
-// back-to-back commands), then sleeps on the doorbell futex; a store to a sleeping engine pays one
-// futex wake. It never burns a core while idle.
+// Who runs commands: whoever holds the control page's consumer lock drains the FIFO. When the
+// mock is hosted in the application's own process, the application thread that stores to IOARRIN
+// takes the lock and runs the command itself (MockInlineEngine), so a command costs no thread
+// switch; the engine thread then only picks up what arrives while someone else holds the lock.
+// For an application in another process the engine thread does all the work.
+//
+// Idle policy: serving another process, the thread spins for `spinNanoseconds` after the last
+// piece of work (fast wake for back-to-back commands), then sleeps on the doorbell futex; a store
+// to a sleeping engine pays one futex wake. In-process it sleeps at once (application threads
+// drive it). It never burns a core while idle.
 
 import CCXLFlash
 import Foundation
@@ -25,7 +32,7 @@ import Synchronization
   import Glibc
 #endif
 
-final class AFUEngine: @unchecked Sendable {
+final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let window: UnsafeMutableRawPointer
   let control: MockControlPage
   let socket: CInt
@@ -40,7 +47,10 @@ final class AFUEngine: @unchecked Sendable {
   private let finished = DispatchSemaphore(value: 0)
   private let inProcess: Bool
 
-  // Engine-thread state.
+  private var inlineID: UInt64 = 0
+
+  // State of whoever holds the consumer lock.
+  private var batch: [UInt64] = []
   private var rrqStart: UInt64 = 0
   private var rrqEnd: UInt64 = 0
   private var producer: UInt64 = 0
@@ -60,9 +70,14 @@ final class AFUEngine: @unchecked Sendable {
     self.executor = executor
     self.reorderCompletions = reorderCompletions
     self.inProcess = ownerPID == getpid()
+    batch.reserveCapacity(64)
   }
 
   func start() {
+    if inProcess {
+      inlineID = MockInlineEngines.register(self)
+      control.engineID = inlineID
+    }
     let thread = Thread { [self] in
       run()
       finished.signal()
@@ -73,6 +88,10 @@ final class AFUEngine: @unchecked Sendable {
 
   /// Stops the thread and waits for it (before the window is unmapped).
   func stop() {
+    if inlineID != 0 {
+      control.engineID = 0
+      MockInlineEngines.unregister(inlineID)
+    }
     stopped.store(true, ordering: .releasing)
     control.ringDoorbell()
     finished.wait()
@@ -104,30 +123,50 @@ final class AFUEngine: @unchecked Sendable {
 
   // MARK: Loop
 
+  /// Pops and handles every queued register store (consumer lock held). True if there was any.
+  private func drainLocked() -> Bool {
+    var worked = false
+    while let (offset, value) = control.popRegisterWrite() {
+      worked = true
+      if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
+        batch.append(value)
+        if !reorderCompletions || batch.count == 64 { flush(&batch) }
+      } else {
+        flush(&batch)
+        handleRegisterWrite(offset: offset, value: value)
+      }
+    }
+    flush(&batch)
+    return worked
+  }
+
+  /// MockInlineEngine: an application thread of this process runs the queued commands itself.
+  func drainInline() -> Bool {
+    guard !control.isClosed, !stopped.load(ordering: .acquiring), control.tryLockConsumer() else { return false }
+    _ = drainLocked()
+    control.unlockConsumer()
+    return true
+  }
+
   private func run() {
     var idleSince: Int64?
-    var batch: [UInt64] = []
-    batch.reserveCapacity(64)
+    let spin = inProcess ? 0 : Self.spinNanoseconds
     while !stopped.load(ordering: .acquiring), !control.isClosed {
       let sequence = control.doorbellSequence
       var worked = false
-      while let (offset, value) = control.popRegisterWrite() {
-        worked = true
-        if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
-          batch.append(value)
-          if !reorderCompletions || batch.count == 64 { flush(&batch) }
-        } else {
-          flush(&batch)
-          handleRegisterWrite(offset: offset, value: value)
-        }
+      if control.tryLockConsumer() {
+        worked = drainLocked()
+        control.unlockConsumer()
       }
-      flush(&batch)
+      // When an application thread holds the lock it drains what it queued; a store that finds
+      // the lock taken rings the doorbell, so sleeping here loses nothing.
       if worked {
         idleSince = nil
+        if !control.hasPendingWrites { ccxl_cpu_relax() }
         continue
       }
       let now = Self.now()
-      if let since = idleSince, now - since >= Self.spinNanoseconds {
+      if let since = idleSince, now - since >= spin {
         control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
         idleSince = nil
       } else {

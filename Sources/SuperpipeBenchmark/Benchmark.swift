@@ -1,0 +1,342 @@
+// The data-path benchmark: 4 KiB random read, write and 70/30 mix at several queue depths against
+// an in-process mock whose LUN is a file on a RAM-backed filesystem, for a fixed duration per row,
+// and, in the same run, a plain single-thread pread/pwrite loop on the same file as the baseline.
+//
+// Queue depth 1 uses the synchronous API (`PhysicalLUN.read/write`), which is the path whose
+// steady-state heap allocations are counted (malloc-interposer, with a control allocation proving
+// the counter is live). Deeper queues use the low-level submit/poll interface from one thread,
+// keeping the queue full. Latency is per command, submission to completion, in an HdrHistogram.
+
+import CCXLFlash
+import Foundation
+import Histogram
+import MallocInterposerSwift
+import Synchronization
+public import Superpipe
+import SuperpipeMock
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What to run.
+public struct BenchmarkConfiguration: Sendable, Codable {
+  /// Seconds per row.
+  public var seconds: Double = 3
+  /// Queue depths to run.
+  public var queueDepths: [Int] = [1, 8, 32]
+  /// Workloads to run.
+  public var workloads: [Workload] = Workload.allCases
+  /// LUN size in 4 KiB blocks (the random offsets span all of it).
+  public var lunBlocks: UInt64 = 262_144
+  /// Directory for the mock and its LUN file; a RAM-backed filesystem (default /dev/shm).
+  public var directory: String = "/dev/shm"
+  /// Completion mode of the data path.
+  public var completion: CompletionMode = .polling
+
+  public init() {}
+
+  /// The fio workload names.
+  public enum Workload: String, Sendable, Codable, CaseIterable {
+    case randread, randwrite, randrw
+    /// Fraction of reads.
+    var readFraction: Double {
+      switch self {
+      case .randread: 1
+      case .randwrite: 0
+      case .randrw: 0.7
+      }
+    }
+  }
+}
+
+/// One row of results, in fio's vocabulary.
+public struct BenchmarkRow: Sendable, Codable {
+  public var workload: String
+  public var iodepth: Int
+  public var blockSize: Int
+  public var ios: UInt64
+  public var iops: Double
+  public var bandwidthMiBps: Double
+  public var latencyMicroseconds: Latency
+  /// Heap allocations per I/O in steady state (queue depth 1, synchronous API); nil when not
+  /// measured for this row.
+  public var allocationsPerIO: Double?
+  /// The baseline's IOPS for the same workload (single-thread pread/pwrite).
+  public var baselineIOPS: Double
+  /// iops / baselineIOPS.
+  public var ratio: Double
+
+  public struct Latency: Sendable, Codable {
+    public var p50: Double
+    public var p99: Double
+    public var p99_9: Double
+    public var mean: Double
+    public var max: Double
+  }
+}
+
+/// A whole run.
+public struct BenchmarkReport: Sendable, Codable {
+  public var schemaVersion = 1
+  public var machine: String
+  public var cores: Int
+  public var configuration: BenchmarkConfiguration
+  public var rows: [BenchmarkRow]
+  /// The baseline rows (pread/pwrite, one thread, queue depth 1).
+  public var baseline: [BenchmarkRow]
+  /// Whether the allocation counter was verified live (a control allocation was counted).
+  public var allocationCountingVerified: Bool
+}
+
+/// Runs the benchmark.
+public enum SuperpipeBenchmark {
+  /// Runs every row and the baselines. `progress` receives a line per finished row.
+  public static func run(_ configuration: BenchmarkConfiguration, progress: (String) -> Void = { _ in }) throws
+    -> BenchmarkReport
+  {
+    let directory = URL(fileURLWithPath: configuration.directory)
+      .appendingPathComponent("superpipe-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var mockConfiguration = MockAdapter.configuration(lunCount: 1, blocks: configuration.lunBlocks, ports: 1)
+    mockConfiguration.commandRoom = 256
+    let adapter = try MockAdapter.create(at: directory, configuration: mockConfiguration)
+    try adapter.start()
+    defer { adapter.stop() }
+    let disk = adapter.diskPath(lun: 0)!
+    try Superpipe.setMode(.superpipe, wwid: WWID(bytes: adapter.wwid(lun: 0))!, path: disk)
+    let lunFile = directory.appendingPathComponent("luns/lun0.img").path
+    try prefill(lunFile, blocks: configuration.lunBlocks)
+
+    var baseline: [BenchmarkRow] = []
+    for workload in configuration.workloads {
+      let row = try runBaseline(file: lunFile, workload: workload, configuration: configuration)
+      baseline.append(row)
+      progress(describe(row, label: "baseline pread/pwrite"))
+    }
+    let verified = allocationCounterIsLive()
+    var rows: [BenchmarkRow] = []
+    let context = try Context(lun: disk)
+    for depth in configuration.queueDepths {
+      context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+      for workload in configuration.workloads {
+        var row = try context.withPhysicalLUN { lun in
+          depth <= 1
+            ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: verified)
+            : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
+        }
+        let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
+        row.baselineIOPS = base
+        row.ratio = base > 0 ? row.iops / base : 0
+        rows.append(row)
+        progress(describe(row, label: "superpipe"))
+      }
+    }
+    try context.detach()
+    var name = utsname()
+    uname(&name)
+    let machine = withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    return BenchmarkReport(
+      machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
+      cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
+      baseline: baseline, allocationCountingVerified: verified)
+  }
+
+  /// One line in fio's words.
+  public static func describe(_ row: BenchmarkRow, label: String) -> String {
+    let latency = row.latencyMicroseconds
+    var text =
+      "\(label) \(row.workload) iodepth=\(row.iodepth) bs=\(row.blockSize / 1024)k: IOPS=\(Int(row.iops)), "
+      + "BW=\(String(format: "%.1f", row.bandwidthMiBps))MiB/s, lat (usec): p50=\(String(format: "%.2f", latency.p50)) "
+      + "p99=\(String(format: "%.2f", latency.p99)) p99.9=\(String(format: "%.2f", latency.p99_9))"
+    if let allocations = row.allocationsPerIO { text += ", allocs/io=\(String(format: "%.3f", allocations))" }
+    if row.baselineIOPS > 0 { text += ", ratio=\(String(format: "%.2f", row.ratio))x" }
+    return text
+  }
+
+  // MARK: Rows
+
+  private static func prefill(_ path: String, blocks: UInt64) throws {
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(fd) }
+    let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
+    var offset: off_t = 0
+    let total = off_t(blocks * 4096)
+    while offset < total {
+      let n = chunk.withUnsafeBytes { pwrite(fd, $0.baseAddress, min($0.count, Int(total - offset)), offset) }
+      guard n > 0 else { break }
+      offset += off_t(n)
+    }
+  }
+
+  /// A random-number generator without allocation or locking (xorshift64*).
+  struct Random {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state ^= state >> 12
+      state ^= state << 25
+      state ^= state >> 27
+      return state &* 2_685_821_657_736_338_717
+    }
+    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+  }
+
+  static func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+  }
+
+  private static func row(
+    _ workload: BenchmarkConfiguration.Workload, depth: Int, ios: UInt64, elapsed: UInt64, histogram: Histogram<UInt64>,
+    allocations: Double?
+  ) -> BenchmarkRow {
+    let seconds = Double(elapsed) / 1e9
+    let iops = Double(ios) / seconds
+    func micro(_ value: UInt64) -> Double { Double(value) / 1000 }
+    return BenchmarkRow(
+      workload: workload.rawValue, iodepth: depth, blockSize: 4096, ios: ios, iops: iops,
+      bandwidthMiBps: iops * 4096 / 1_048_576,
+      latencyMicroseconds: .init(
+        p50: micro(histogram.valueAtPercentile(50)), p99: micro(histogram.valueAtPercentile(99)),
+        p99_9: micro(histogram.valueAtPercentile(99.9)), mean: histogram.mean / 1000, max: micro(histogram.max)),
+      allocationsPerIO: allocations, baselineIOPS: 0, ratio: 0)
+  }
+
+  /// The baseline: one thread, pread/pwrite of 4 KiB at random offsets of the same file.
+  private static func runBaseline(
+    file: String, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration
+  ) throws -> BenchmarkRow {
+    let fd = open(file, O_RDWR)
+    guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    defer { close(fd) }
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
+    defer { buffer.deallocate() }
+    memset(buffer, 0xA5, 4096)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    var random = Random(state: 0x1234_5678_9ABC_DEF1)
+    let duration = UInt64(configuration.seconds * 1e9)
+    let start = now()
+    var ios: UInt64 = 0
+    var last = start
+    while last - start < duration {
+      let offset = off_t((random.next() % configuration.lunBlocks) * 4096)
+      if random.unit() < workload.readFraction {
+        _ = pread(fd, buffer, 4096, offset)
+      } else {
+        _ = pwrite(fd, buffer, 4096, offset)
+      }
+      let end = now()
+      _ = histogram.record(end - last)
+      last = end
+      ios += 1
+    }
+    return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: nil)
+  }
+
+  /// Queue depth 1: the synchronous API, allocations counted in steady state.
+  private static func runSynchronous(
+    _ lun: borrowing PhysicalLUN, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration,
+    countAllocations: Bool
+  ) throws -> BenchmarkRow {
+    let buffer = AlignedBuffer(count: 4096)
+    memset(buffer.bytes.baseAddress!, 0xA5, 4096)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    var random = Random(state: 0x0FED_CBA9_8765_4321)
+    // Warm up (channel creation, first touches), then measure.
+    for _ in 0..<1000 { try lun.read(at: random.next() % configuration.lunBlocks, into: buffer.bytes) }
+    let duration = UInt64(configuration.seconds * 1e9)
+    if countAllocations {
+      MallocInterposerSwift.reset()
+      MallocInterposerSwift.hook()
+    }
+    let start = now()
+    var ios: UInt64 = 0
+    var last = start
+    while last - start < duration {
+      let lba = random.next() % configuration.lunBlocks
+      if random.unit() < workload.readFraction {
+        try lun.read(at: lba, into: buffer.bytes)
+      } else {
+        try lun.write(at: lba, from: buffer.readOnly)
+      }
+      let end = now()
+      _ = histogram.record(end - last)
+      last = end
+      ios += 1
+    }
+    var allocations: Double?
+    if countAllocations {
+      MallocInterposerSwift.unhook()
+      allocations = Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
+    }
+    return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+  }
+
+  /// Deeper queues: the low-level interface from one thread, keeping `depth` commands in flight.
+  private static func runQueued(
+    _ context: borrowing Context, _ lun: borrowing PhysicalLUN, depth: Int, workload: BenchmarkConfiguration.Workload,
+    configuration: BenchmarkConfiguration
+  ) throws -> BenchmarkRow {
+    let buffers = AlignedBuffer(count: depth * 4096)
+    memset(buffers.bytes.baseAddress!, 0xA5, depth * 4096)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    var random = Random(state: 0xDEAD_BEEF_CAFE_F00D)
+    // Per tag: submission time and buffer index (tags are slot numbers < queue depth).
+    var started = [UInt64](repeating: 0, count: context.ioConfiguration.queueDepth)
+    var bufferOf = [Int](repeating: 0, count: context.ioConfiguration.queueDepth)
+    var freeBuffers = Array((0..<depth).reversed())
+    let duration = UInt64(configuration.seconds * 1e9)
+    let start = now()
+    var ios: UInt64 = 0
+    var inflight = 0
+    var failure: SuperpipeError?
+    var stopAt = start + duration
+    while true {
+      let current = now()
+      if current >= stopAt, inflight == 0 { break }
+      while current < stopAt, inflight < depth, let index = freeBuffers.popLast() {
+        let slice = UnsafeMutableRawBufferPointer(rebasing: buffers.bytes[(index * 4096)..<((index + 1) * 4096)])
+        let lba = random.next() % configuration.lunBlocks
+        let tag =
+          random.unit() < workload.readFraction
+          ? try lun.submitRead(at: lba, into: slice)
+          : try lun.submitWrite(at: lba, from: UnsafeRawBufferPointer(slice))
+        started[Int(tag.rawValue)] = now()
+        bufferOf[Int(tag.rawValue)] = index
+        inflight += 1
+      }
+      try context.pollCompletions { tag, result in
+        let end = now()
+        _ = histogram.record(end - started[Int(tag.rawValue)])
+        freeBuffers.append(bufferOf[Int(tag.rawValue)])
+        inflight -= 1
+        ios += 1
+        if case .failure(let error) = result { failure = failure ?? error }
+      }
+      if let failure {
+        stopAt = 0
+        if inflight == 0 { throw failure }
+      }
+    }
+    return row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+  }
+
+  /// Whether malloc counting works in this process: one deliberate allocation must be counted.
+  static func allocationCounterIsLive() -> Bool {
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    // A heap array kept in a global: an allocation the optimizer cannot remove.
+    controlAllocation.withLock { $0 = [UInt8](repeating: 1, count: 64 + Int(getpid() & 7)) }
+    controlAllocation.withLock { $0 = [] }
+    MallocInterposerSwift.unhook()
+    let statistics = MallocInterposerSwift.getStatistics()
+    if ProcessInfo.processInfo.environment["SUPERPIPE_BENCH_DEBUG"] != nil {
+      print("malloc-interposer control: \(statistics)")
+    }
+    return statistics.mallocCount >= 1
+  }
+
+  private static let controlAllocation = Mutex<[UInt8]>([])
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import Foundation
+import Superpipe
+import SuperpipeMock
+
+/// The exit status of `superpipectl`, by class of failure (documented in Docs/cli.md; values follow
+/// BSD sysexits.h so that shell scripts can tell them apart). Never renumbered.
+enum CLIExitCode: Int32, CaseIterable, Codable, Sendable {
+  /// Everything worked.
+  case success = 0
+  /// An unexpected failure that fits no other class.
+  case failure = 1
+  /// Bad command line: unknown option, missing or invalid argument (EX_USAGE; ValidationError).
+  case usage = 64
+  /// Data read back differs from what was written or expected (EX_DATAERR).
+  case dataMismatch = 65
+  /// The device, adapter, mock directory or LUN does not exist, or is not a cxlflash device
+  /// (EX_UNAVAILABLE).
+  case deviceMissing = 69
+  /// The driver or the device reported an error (EX_IOERR).
+  case deviceError = 74
+  /// The device is busy or in use (open handles, mounted, served elsewhere); try again later
+  /// (EX_TEMPFAIL).
+  case busy = 75
+  /// Not allowed: the host node needs CAP_SYS_ADMIN, the disk node needs read/write access
+  /// (EX_NOPERM).
+  case permission = 77
+
+  /// The class name used in JSON error documents.
+  var name: String {
+    switch self {
+    case .success: "success"
+    case .failure: "failure"
+    case .usage: "usage"
+    case .dataMismatch: "dataMismatch"
+    case .deviceMissing: "deviceMissing"
+    case .deviceError: "deviceError"
+    case .busy: "busy"
+    case .permission: "permission"
+    }
+  }
+
+  var summary: String {
+    switch self {
+    case .success: "success"
+    case .failure: "unexpected failure"
+    case .usage: "usage error (bad option or argument)"
+    case .dataMismatch: "data read back does not match"
+    case .deviceMissing: "device, adapter, LUN or mock directory missing"
+    case .deviceError: "the driver or device reported an error"
+    case .busy: "device busy or in use"
+    case .permission: "permission denied"
+    }
+  }
+}
+
+/// A failure `superpipectl` reports itself: one readable line, an optional detail shown with `-v`,
+/// and the exit class.
+struct CLIError: Error, CustomStringConvertible {
+  var exitCode: CLIExitCode
+  var message: String
+  var detail: String?
+  /// A suggestion printed after the message ("hint: ...").
+  var hint: String?
+
+  init(_ exitCode: CLIExitCode, _ message: String, detail: String? = nil, hint: String? = nil) {
+    self.exitCode = exitCode
+    self.message = message
+    self.detail = detail
+    self.hint = hint
+  }
+
+  var description: String { message }
+
+  /// Classifies any error thrown by the library, the mock or Foundation.
+  static func from(_ error: any Error) -> CLIError {
+    switch error {
+    case let error as CLIError:
+      return error
+    case let error as SuperpipeError:
+      return from(error)
+    case let error as MockAdapterError:
+      switch error {
+      case .invalidDirectory:
+        return CLIError(.deviceMissing, error.description, hint: "create one with `superpipectl mock create --dir DIR`")
+      case .alreadyServed:
+        return CLIError(.busy, error.description)
+      case .alreadyRunning:
+        return CLIError(.busy, error.description)
+      case .io(_, let errno):
+        return CLIError(errno == EACCES || errno == EPERM ? .permission : .deviceError, error.description)
+      }
+    case let error as CocoaError where error.code == .fileReadNoSuchFile || error.code == .fileNoSuchFile:
+      return CLIError(.deviceMissing, error.localizedDescription)
+    case let error as CocoaError where error.code == .fileReadNoPermission || error.code == .fileWriteNoPermission:
+      return CLIError(.permission, error.localizedDescription)
+    default:
+      return CLIError(.failure, "\(error)", detail: String(reflecting: error))
+    }
+  }
+
+  static func from(_ error: SuperpipeError) -> CLIError {
+    let exit: CLIExitCode
+    var hint: String?
+    switch error.code {
+    case .noSuchDevice, .notCXLFlashDevice:
+      exit = .deviceMissing
+      hint = "run `superpipectl list` to see the devices, or `superpipectl doctor`"
+    case .permissionDenied:
+      exit = .permission
+      hint = "the host node (/dev/cxlflash/*) needs CAP_SYS_ADMIN; disk nodes need read/write access (run as root)"
+    case .busy:
+      exit = .busy
+    default:
+      exit = .deviceError
+    }
+    if error.code == .invalidRequest, error.operation != CXLFlashIoctl.manageLUN.name {
+      hint = "is the LUN in superpipe mode? `superpipectl mode --set superpipe --device PATH`"
+    }
+    var detail = "code \(error.code)"
+    if let errno = error.errno { detail += ", errno \(errno.rawValue)" }
+    if let flags = error.returnFlags { detail += ", return_flags 0x\(String(flags, radix: 16))" }
+    if let sense = error.sense { detail += ", \(sense)" }
+    if let status = error.status { detail += ", status \(status)" }
+    return CLIError(exit, error.description, detail: detail, hint: hint)
+  }
+}
