@@ -2,7 +2,9 @@
 // adapter in-process) spawns it, so its parent is the test process, as DK_CXLFLASH_VLUN_CLONE
 // requires. It prints one line of `key=value` pairs and exits 0 when the scenario ran as expected.
 //
-//   clone <disk> <parent-token> <handle>      attach, clone the parent's vLUNs, adopt <handle>
+//   clone <disk> <parent-token> <handle> [blocks]   attach, clone the parent's vLUNs, adopt <handle>;
+//        with [blocks]: verify LBAs 0..<blocks hold generation 1, then write generation 2 to
+//        LBAs blocks..<2*blocks (the parent checks it sees them: the chunks are shared)
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
 
@@ -49,7 +51,16 @@ func run() throws {
     let context = try Context(lun: disk)
     try context.cloneVirtualLUNs(from: parent)
     let lun = try context.adoptVirtualLUN(number)
-    emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle) blocks=\(lun.blocks)")
+    var verified = "none"
+    if arguments.count > 5, let count = Int(arguments[5]) {
+      let buffer = AlignedBuffer(count: count * lun.blockSize)
+      try lun.read(at: 0, into: buffer.bytes)
+      verified = BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: lun.blockSize, generation: 1) ?? "ok"
+      BlockPattern.fill(buffer.bytes, lba: UInt64(count), blockSize: lun.blockSize, generation: 2)
+      try lun.write(at: UInt64(count), from: buffer.readOnly)
+    }
+    let outcome = verified.replacingOccurrences(of: " ", with: "_")
+    emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle) blocks=\(lun.blocks) verified=\(outcome)")
   case "foreign":
     // The typed API refuses nothing here (it does not know the token is foreign); the driver must.
     let parent = token(3)

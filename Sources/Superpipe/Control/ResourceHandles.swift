@@ -5,7 +5,7 @@ import CCXLFlash
 /// Noncopyable and bound to the context it came from: it cannot outlive the context, and it is
 /// released (DK_CXLFLASH_RELEASE) when it goes away. `release()` does so explicitly and reports
 /// errors; using it afterwards does not compile.
-public struct PhysicalLUN: ~Copyable, ~Escapable {
+public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   let core: ContextCore
   let lunPath: String
   /// The resource handle number (`rsrc_handle`).
@@ -55,7 +55,7 @@ public struct PhysicalLUN: ~Copyable, ~Escapable {
 ///
 /// Noncopyable and bound to its context; released (DK_CXLFLASH_RELEASE, which frees its chunks)
 /// when it goes away or by `release()`.
-public struct VirtualLUN: ~Copyable, ~Escapable {
+public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   let core: ContextCore
   let lunPath: String
   /// The resource handle number (`rsrc_handle`).

@@ -2,6 +2,7 @@
 // (IOTarget); these are its entry points, documented once per type for DocC.
 
 import CCXLFlash
+import Synchronization
 
 extension IOTarget {
   static func emptyBuffer(_ device: String) -> SuperpipeError {
@@ -10,6 +11,16 @@ extension IOTarget {
 }
 
 extension PhysicalLUN {
+  /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
+  /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
+  /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`
+  /// without issuing a command.
+  public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
+    let view = ConcurrentIO(io: io)
+    defer { view.validity.invalidate() }
+    return try await body(view)
+  }
+
   /// The LUN's logical block size in bytes (all I/O is in whole blocks).
   public var blockSize: Int { io.blockSize }
 
@@ -68,6 +79,16 @@ extension PhysicalLUN {
 }
 
 extension VirtualLUN {
+  /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
+  /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
+  /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`
+  /// without issuing a command.
+  public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
+    let view = ConcurrentIO(io: io)
+    defer { view.validity.invalidate() }
+    return try await body(view)
+  }
+
   /// The LUN's logical block size in bytes (all I/O is in whole blocks).
   public var blockSize: Int { io.blockSize }
 
@@ -142,5 +163,41 @@ extension Context {
           .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation)))
       }
     }
+  }
+}
+
+/// A shareable view of one handle's data path for concurrent tasks (see `withConcurrentIO`).
+public struct ConcurrentIO: Sendable {
+  let io: IOTarget
+  let validity = Validity()
+
+  final class Validity: Sendable {
+    let flag = Atomic<Bool>(true)
+    func invalidate() { flag.store(false, ordering: .releasing) }
+  }
+
+  private func check() throws(SuperpipeError) {
+    guard validity.flag.load(ordering: .acquiring) else {
+      throw SuperpipeError(
+        code: .wrongProcess, operation: "I/O", device: io.device,
+        message: "a ConcurrentIO view was used after its withConcurrentIO scope ended")
+    }
+  }
+
+  /// The LUN's logical block size in bytes.
+  public var blockSize: Int { io.blockSize }
+
+  /// Reads whole blocks from `lba` into `buffer` (READ(16)), suspending until complete.
+  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
+    try check()
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// Writes whole blocks from `buffer` at `lba` (WRITE(16)), suspending until complete.
+  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
+    try check()
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
   }
 }

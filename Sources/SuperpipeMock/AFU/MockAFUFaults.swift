@@ -11,7 +11,7 @@
 // not consume an injected fault; an injected fault moves no data.
 
 /// Which commands an injected fault applies to.
-package enum MockAFUCommandClass: Sendable, Equatable {
+public enum MockAFUCommandClass: Sendable, Equatable {
   /// READ(16) and READ(10).
   case read
   /// WRITE(16), WRITE(10) and WRITE SAME(16).
@@ -20,7 +20,7 @@ package enum MockAFUCommandClass: Sendable, Equatable {
   case any
 
   /// True when a command of direction `isWrite` belongs to this class.
-  package func matches(isWrite: Bool) -> Bool {
+  public func matches(isWrite: Bool) -> Bool {
     switch self {
     case .read: !isWrite
     case .write: isWrite
@@ -30,7 +30,7 @@ package enum MockAFUCommandClass: Sendable, Equatable {
 }
 
 /// What an injected fault makes the command complete with.
-package enum MockAFUInjectedFault: Sendable, Equatable {
+public enum MockAFUInjectedFault: Sendable, Equatable {
   /// IOASA afu_rc (and afu_extra), e.g. 0x20 NO_CHANNELS, 0x30 OUT_OF_DATA_BUFS, 0x21.
   case afuError(rc: UInt8, extra: UInt8 = 0)
   /// IOASA scsi_rc = `status` (0x02 CHECK CONDITION, 0x08 BUSY, 0x18 RESERVATION CONFLICT ...);

@@ -27,6 +27,9 @@ public final class MockAdapter: Sendable {
   /// The emulated driver (for introspection and fault injection).
   public let model: MockDriverModel
   let storage: FileLUNStorage
+  /// The AFU's command execution (shared by every context; keeps pending unit attentions and
+  /// injected faults across restarts of the server thread).
+  let executor: MockAFUExecutor
   private let persistent: Mutex<MockPersistentState>
   private let server = Mutex<MockServer?>(nil)
   private let lock: CInt
@@ -43,6 +46,7 @@ public final class MockAdapter: Sendable {
     storage = FileLUNStorage(directory: directory.appendingPathComponent("luns"))
     try storage.open(state.configuration)
     model = MockDriverModel(configuration: state.configuration, storage: storage, randomSeed: state.randomSeed)
+    executor = MockAFUExecutor(model: model, storage: storage)
     persistent = Mutex(state)
     // Replay the superpipe modes that were set before the restart (DK_CXLFLASH_MANAGE_LUN).
     for name in state.superpipeNodes {
@@ -118,7 +122,8 @@ public final class MockAdapter: Sendable {
       guard server == nil else { throw MockAdapterError.alreadyRunning }
       let state = persistent.withLock { $0 }
       let instance = try MockServer(
-        model: model, storage: storage, state: state, devDirectory: directory.appendingPathComponent("dev"),
+        model: model, storage: storage, executor: executor, state: state,
+        devDirectory: directory.appendingPathComponent("dev"),
         persist: { [weak self] model in self?.save(model) })
       instance.start()
       server = instance
@@ -229,6 +234,19 @@ public final class MockAdapter: Sendable {
   }
 
   // MARK: Faults
+
+  /// Fails the next `count` commands of class `matching` (read, write or any) with `fault`
+  /// instead of executing them (spec 7.5 statuses; SPDK error-bdev style).
+  public func failNextCommands(_ count: Int, matching: MockAFUCommandClass = .any, with fault: MockAFUInjectedFault) {
+    executor.failNextCommands(count, matching: matching, with: fault)
+  }
+
+  /// Makes a UNIT ATTENTION pending for `lun` on every port: the first command to it through each
+  /// port receives CHECK CONDITION with that sense (asc 0x29 after a reset, 0x2A/0x09 after a
+  /// capacity change).
+  public func raiseUnitAttention(lun: Int, asc: UInt8, ascq: UInt8 = 0) {
+    executor.raiseUnitAttention(lun: lun, asc: asc, ascq: ascq)
+  }
 
   /// An adapter reset (EEH / AFU reset, spec 3.5): every context goes to the error state (its
   /// window reads all ones, its adapter fd reports EIO), DK ioctls block for `duration`, then the

@@ -79,12 +79,12 @@ final class MockServer: @unchecked Sendable {
   private var running = true
 
   init(
-    model: MockDriverModel, storage: FileLUNStorage, state: MockPersistentState, devDirectory: URL,
-    persist: @escaping @Sendable (MockDriverModel) -> Void
+    model: MockDriverModel, storage: FileLUNStorage, executor: MockAFUExecutor, state: MockPersistentState,
+    devDirectory: URL, persist: @escaping @Sendable (MockDriverModel) -> Void
   ) throws {
     self.model = model
     self.storage = storage
-    self.executor = MockAFUExecutor(model: model, storage: storage)
+    self.executor = executor
     self.state = state
     self.devDirectory = devDirectory
     self.persist = persist

@@ -33,6 +33,12 @@ extension SuperpipeCtl {
     @Flag(help: "Keep the temporary mock directory (it is printed).")
     var keep = false
 
+    @Flag(
+      help: ArgumentHelp(
+        "Skip the adapter reset and recovery step.",
+        discussion: "A workaround while the mock deadlocks when a reset context's old adapter fd is closed (see Docs/cli.md)."))
+    var skipReset = false
+
     @Option(help: "Blocks written and verified in each phase.")
     var blocks: UInt64 = 256
 
@@ -192,6 +198,10 @@ extension SuperpipeCtl {
           narrator.bytesVerified += blockCount * UInt64(lun.blockSize)
           narrator.end()
 
+          if skipReset {
+            narrator.begin("Reset the adapter and recover the context: skipped (--skip-reset)")
+            narrator.end()
+          } else {
           narrator.begin("Reset the adapter and recover the context", "DK_CXLFLASH_RECOVER_AFU")
           adapter.resetAdapter(duration: .milliseconds(20))
           narrator.detail("adapter reset: every context's MMIO window read all ones, its adapter fd reported EIO")
@@ -210,6 +220,7 @@ extension SuperpipeCtl {
           }
           narrator.detail("re-read and verified \(Format.bytes(again.bytesVerified)) through the same virtual LUN handle")
           narrator.end()
+          }
 
           narrator.begin("Answer the unit attention the LUN reports after the reset", "DK_CXLFLASH_VERIFY")
           let lastLBA = try lun.verify(sense: .powerOnReset)
