@@ -128,13 +128,17 @@ enum MockDevices {
 
   /// Sends one request and waits for its reply. A mock that vanished mid-call is ENODEV, as a
   /// device that went offline.
-  private static func roundTrip(_ socket: CInt, _ request: MockWire.Request) -> Result<
+  private static func roundTrip(_ socket: CInt, _ request: MockWire.Request, descriptors: [CInt] = []) -> Result<
     (MockWire.Reply, [CInt]), Errno
   > {
     let message = request.encoded()
     var sent: Int
     repeat {
-      sent = message.withUnsafeBytes { ccxl_send_with_fds(socket, $0.baseAddress, $0.count, nil, 0) }
+      sent = message.withUnsafeBytes { raw in
+        descriptors.withUnsafeBufferPointer {
+          ccxl_send_with_fds(socket, raw.baseAddress, raw.count, $0.baseAddress, CInt($0.count))
+        }
+      }
     } while sent < 0 && errno == EINTR
     if sent < 0 { return .failure(errno == EPIPE || errno == ECONNRESET ? Errno(rawValue: ENODEV) : Errno(rawValue: errno)) }
 
@@ -172,23 +176,31 @@ enum MockDevices {
     // The driver rejects an unknown request before copying anything in.
     let size = CXLFlashIoctl(request: request)?.argumentSize ?? 0
     var bytes = [UInt8](repeating: 0, count: size)
-    if size > 0, !safeCopy(from: UnsafeRawPointer(argument), into: &bytes) { return .failure(.badAddress) }
+    // An unreadable argument is sent as no bytes at all: the driver's checks that come before its
+    // copy_from_user (mode, adapter state) still run, and the copy itself then fails with EFAULT.
+    if size > 0, !safeCopy(from: UnsafeRawPointer(argument), into: &bytes) { bytes = [] }
 
-    var extra: [UInt8] = []
-    var debugBuffer: (address: UInt64, length: Int, hostRead: Bool)?
-    if request == CCXL_HT_CXLFLASH_AFU_DEBUG, size == MemoryLayout<ht_cxlflash_afu_debug>.size {
+    // AFU_DEBUG's data buffer (up to 256 KiB, more than a socket message may carry) travels in a
+    // memfd passed with the request: filled from data_ea for a host write, copied back to data_ea
+    // after a successful host read.
+    var debugBuffer: (address: UInt64, length: Int, hostRead: Bool, memory: CInt)?
+    defer { if let memory = debugBuffer?.memory { _ = Glibc.close(memory) } }
+    if request == CCXL_HT_CXLFLASH_AFU_DEBUG, bytes.count == MemoryLayout<ht_cxlflash_afu_debug>.size {
       let (address, length, flags) = bytes.withUnsafeBytes {
         ($0.loadLE(UInt64.self, at: 40), Int($0.loadLE(UInt32.self, at: 48)), $0.loadLE(UInt64.self, at: 8))
       }
-      // The driver validates the length before touching user memory; the mock re-checks it.
-      if length <= Int(HT_CXLFLASH_AFU_DEBUG_MAX_DATA_LEN) {
+      // The driver validates the length before touching user memory.
+      if length > 0, length <= Int(HT_CXLFLASH_AFU_DEBUG_MAX_DATA_LEN) {
         let hostWrite = flags & HT_CXLFLASH_HOST_WRITE != 0
-        debugBuffer = (address, length, !hostWrite)
-        if hostWrite, length > 0 {
-          extra = [UInt8](repeating: 0, count: length)
-          guard let source = UnsafeRawPointer(bitPattern: UInt(address)), safeCopy(from: source, into: &extra) else {
+        let memory = ccxl_memfd_create("superpipe-afu-debug", CCXL_MFD_CLOEXEC)
+        guard memory >= 0, ftruncate(memory, off_t(length)) == 0 else { return .failure(Errno(rawValue: ENOMEM)) }
+        debugBuffer = (address, length, !hostWrite, memory)
+        if hostWrite {
+          var data = [UInt8](repeating: 0, count: length)
+          guard let source = UnsafeRawPointer(bitPattern: UInt(address)), safeCopy(from: source, into: &data) else {
             return .failure(.badAddress)
           }
+          _ = data.withUnsafeBytes { pwrite(memory, $0.baseAddress, length, 0) }
         }
       }
     }
@@ -199,7 +211,9 @@ enum MockDevices {
     case .failure(let error): return .failure(error.rawValue == ENXIO ? Errno(rawValue: ENODEV) : error)
     }
     defer { _ = Glibc.close(socket) }
-    let outcome = roundTrip(socket, MockWire.Request(kind: .ioctl, request: UInt64(request), argument: bytes, extra: extra))
+    let outcome = roundTrip(
+      socket, MockWire.Request(kind: .ioctl, request: UInt64(request), argument: bytes),
+      descriptors: debugBuffer.map { [$0.memory] } ?? [])
     guard case .success(var (reply, descriptors)) = outcome else {
       if case .failure(let error) = outcome { return .failure(error) }
       return .failure(Errno(rawValue: ENODEV))
@@ -230,9 +244,10 @@ enum MockDevices {
       descriptors = []
     }
     descriptors.forEach { _ = Glibc.close($0) }
-    if let debugBuffer, debugBuffer.hostRead, debugBuffer.length > 0, !reply.extra.isEmpty {
-      guard let target = UnsafeMutableRawPointer(bitPattern: UInt(debugBuffer.address)),
-        safeCopy(reply.extra.prefix(debugBuffer.length), to: target)
+    if let debugBuffer, debugBuffer.hostRead {
+      var data = [UInt8](repeating: 0, count: debugBuffer.length)
+      _ = data.withUnsafeMutableBytes { pread(debugBuffer.memory, $0.baseAddress, debugBuffer.length, 0) }
+      guard let target = UnsafeMutableRawPointer(bitPattern: UInt(debugBuffer.address)), safeCopy(data[...], to: target)
       else { return .failure(.badAddress) }
     }
     guard safeCopy(reply.argument[...], to: argument) else { return .failure(.badAddress) }

@@ -15,8 +15,8 @@ package enum MockWire {
   package static let magic: UInt32 = 0x4B4D_5053  // "SPMK"
   package static let version: UInt16 = 1
   package static let headerSize = 32
-  /// Header + the largest ioctl struct + AFU_DEBUG's largest data buffer.
-  package static let maximumMessage = headerSize + 4096 + 262_144
+  /// Header + room for the largest ioctl struct (AFU_DEBUG data travels in a memfd).
+  package static let maximumMessage = headerSize + 4096
 
   package enum Kind: UInt16, Sendable {
     /// open(2) of a node. `request` carries the open flags.

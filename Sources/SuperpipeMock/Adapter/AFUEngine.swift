@@ -87,12 +87,14 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 
   /// Stops the thread and waits for it (before the window is unmapped).
+  /// Idempotent: an engine stopped at an adapter reset is stopped again when its adapter fd is
+  /// finally released.
   func stop() {
+    guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
     if inlineID != 0 {
       control.engineID = 0
       MockInlineEngines.unregister(inlineID)
     }
-    stopped.store(true, ordering: .releasing)
     control.ringDoorbell()
     finished.wait()
   }

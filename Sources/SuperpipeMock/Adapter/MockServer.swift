@@ -231,9 +231,15 @@ final class MockServer: @unchecked Sendable {
     guard let connection = connections[fd] else { return }
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MockWire.maximumMessage, alignment: 8)
     defer { buffer.deallocate() }
-    let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+    var passed = [CInt](repeating: -1, count: Int(CCXL_MAX_PASSED_FDS))
+    var passedCount: CInt = 0
+    var truncated: CInt = 0
+    let n = ccxl_recv_with_fds(fd, buffer.baseAddress, buffer.count, 0, &passed, &passedCount, &truncated)
     if n < 0, errno == EAGAIN || errno == EINTR { return }
-    guard n > 0, let request = MockWire.Request.decode(UnsafeRawBufferPointer(rebasing: buffer[..<n])) else {
+    // A request may carry one descriptor: the memfd holding AFU_DEBUG's data buffer.
+    let requestMemory: CInt? = passedCount > 0 ? passed[0] : nil
+    defer { for index in 0..<Int(passedCount) { Glibc.close(passed[index]) } }
+    guard n > 0, truncated == 0, let request = MockWire.Request.decode(UnsafeRawBufferPointer(rebasing: buffer[..<n])) else {
       closeConnection(fd)
       return
     }
@@ -243,25 +249,26 @@ final class MockServer: @unchecked Sendable {
       send(fd, MockWire.Reply(kind: .open, errno: allowed ? 0 : EACCES))
       if allowed { connections[fd]?.phase = .openNode } else { closeConnection(fd) }
     case (.awaiting, .ioctl):
-      dispatch(fd, request)
+      dispatch(fd, request, memory: requestMemory)
     default:
       closeConnection(fd)
     }
   }
 
-  private func dispatch(_ fd: CInt, _ request: MockWire.Request) {
+  private func dispatch(_ fd: CInt, _ request: MockWire.Request, memory: CInt? = nil) {
     guard let connection = connections[fd] else { return }
     var argument = request.argument
     let (outcome, effects) = argument.withUnsafeMutableBytes {
       model.ioctl(node: connection.node, caller: connection.caller, request: UInt(request.request), argument: $0)
     }
     guard case .completed(let errno) = outcome else {
+      // A parked AFU_DEBUG keeps no memfd (its data moves only on success; the mock AFU answers
+      // host reads with zeros, which the fresh memfd already holds).
       connections[fd]?.phase = .parked(request)
       return
     }
     var descriptors: [CInt] = []
     var created: Endpoint?
-    var extra: [UInt8] = []
     if errno == 0 {
       for effect in effects {
         switch effect {
@@ -278,30 +285,21 @@ final class MockServer: @unchecked Sendable {
           break
         }
       }
-      if UInt(request.request) == CCXL_HT_CXLFLASH_AFU_DEBUG {
-        extra = afuDebugData(argument)
-      }
+      // HT_CXLFLASH_AFU_DEBUG: the mock AFU has no debug state; a host read returns zeros (the
+      // client's memfd already holds them) and host-write data is accepted and discarded.
+      _ = memory
       if UInt(request.request) == CCXL_DK_CXLFLASH_MANAGE_LUN || !effects.isEmpty {
         persist(model)
       }
     }
     let reply = MockWire.Reply(
-      kind: .ioctl, errno: errno, argument: errno == 0 ? argument : [], extra: extra,
-      descriptorCount: descriptors.count)
+      kind: .ioctl, errno: errno, argument: errno == 0 ? argument : [], descriptorCount: descriptors.count)
     let delivered = send(fd, reply, descriptors: descriptors)
     if let created {
       Glibc.close(descriptors[0])  // the client's end now lives in the client
       if !delivered { release(created) }
     }
     closeConnection(fd)
-  }
-
-  /// HT_CXLFLASH_AFU_DEBUG data for a host read: the mock AFU has no debug state and answers
-  /// zeros (writes are accepted and discarded).
-  private func afuDebugData(_ argument: [UInt8]) -> [UInt8] {
-    guard argument.count == MemoryLayout<ht_cxlflash_afu_debug>.size else { return [] }
-    let (flags, length) = argument.withUnsafeBytes { ($0.loadLE(UInt64.self, at: 8), Int($0.loadLE(UInt32.self, at: 48))) }
-    return flags & HT_CXLFLASH_HOST_WRITE == 0 ? [UInt8](repeating: 0, count: length) : []
   }
 
   private func redispatchParked() {

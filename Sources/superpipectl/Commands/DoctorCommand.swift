@@ -177,12 +177,12 @@ extension SuperpipeCtl {
               status: "info", topic: "libcxl",
               message: "ndctl's libcxl is not installed (Debian: libcxl1 / libcxl-dev), so CXL memory devices are not listed"))
         case (true, "ndctl"):
-          let where_ = libcxl.path ?? "libcxl.so.1"
+          let location = libcxl.path ?? "libcxl.so.1"
           if let error = libcxl.error {
-            findings.append(.init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(where_)); \(error)"))
+            findings.append(.init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)); \(error)"))
           } else if libcxl.memoryDevices.isEmpty {
             findings.append(
-              .init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(where_)): no CXL memory devices"))
+              .init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)): no CXL memory devices"))
           } else {
             for device in libcxl.memoryDevices {
               findings.append(
