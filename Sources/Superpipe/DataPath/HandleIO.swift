@@ -153,8 +153,7 @@ extension Context {
   @discardableResult
   public func pollCompletions(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) throws(SuperpipeError) -> Int {
     let channel = try core.channel()
-    if channel.window.load(.commandRoom) == .max { throw channel.adapterResetError("polling completions") }
-    return channel.completions { index, status in
+    let reported = channel.completions { index, status in
       if status.isSuccess || status.retryClass == .none {
         body(IOTag(rawValue: index), .success(()))
       } else {
@@ -163,6 +162,11 @@ extension Context {
           .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation)))
       }
     }
+    // Nothing completed: is the adapter still there? (All ones: it was reset.)
+    if reported == 0, channel.window.load(.commandRoom) == .max {
+      throw channel.adapterResetError("polling completions")
+    }
+    return reported
   }
 }
 

@@ -73,6 +73,9 @@ final class IOChannel: @unchecked Sendable {
 
   struct State {
     var free: [Int32]
+    /// Completed slots submitted through the low-level interface, not yet reported (capacity
+    /// `depth`, never grows).
+    var completedUser: [Int32]
     var waiters: [UnsafeContinuation<Void, Never>?]
     var head = 0
     var toggle: UInt64 = 1
@@ -106,10 +109,17 @@ final class IOChannel: @unchecked Sendable {
     let room = window.load(.commandRoom)
     state = Mutex(
       State(
-        free: (0..<Int32(depth)).reversed().map { $0 }, waiters: Array(repeating: nil, count: depth),
+        free: (0..<Int32(depth)).reversed().map { $0 }, completedUser: Self.emptyList(capacity: depth),
+        waiters: Array(repeating: nil, count: depth),
         room: room == .max ? depth : min(depth, Int(room))))
     program()
     if configuration.completion == .interrupts { startThread() }
+  }
+
+  private static func emptyList(capacity: Int) -> [Int32] {
+    var list: [Int32] = []
+    list.reserveCapacity(capacity)
+    return list
   }
 
   deinit {
@@ -176,19 +186,25 @@ final class IOChannel: @unchecked Sendable {
   /// The status of a completed slot.
   func status(_ index: Int32) -> CommandStatus { CommandStatus(UnsafeRawPointer(slot(index) + Self.ioasaOffset)) }
 
-  /// Low-level interface: harvests, then reports and frees every completed user-submitted slot.
+  /// Low-level interface: harvests, then reports and frees every completed user-submitted slot,
+  /// in completion order.
   func completions(_ body: (Int32, CommandStatus) -> Void) -> Int {
-    poll()
-    var count = 0
-    for index in 0..<Int32(depth) {
-      let arcb = slot(index)
-      guard ccxl_atomic_load_acquire_u32(arcb + Self.userOwnedOffset) != 0, isDone(index) else { continue }
-      ccxl_atomic_store_release_u32(arcb + Self.userOwnedOffset, 0)
-      body(index, status(index))
-      release(index)
-      count += 1
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: depth) { reported in
+      let count = state.withLock { state -> Int in
+        harvest(&state)
+        let count = state.completedUser.count
+        for (position, index) in state.completedUser.enumerated() { reported[position] = index }
+        state.completedUser.removeAll(keepingCapacity: true)
+        return count
+      }
+      for position in 0..<count {
+        let index = reported[position]
+        ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
+        body(index, status(index))
+        release(index)
+      }
+      return count
     }
-    return count
   }
 
   /// Marks a slot as submitted through the low-level interface.
@@ -256,7 +272,9 @@ final class IOChannel: @unchecked Sendable {
         continue
       }
       ccxl_atomic_store_release_u32(arcb + Self.doneOffset, 1)
-      if let waiter = state.waiters[Int(index)] {
+      if ccxl_atomic_load_acquire_u32(arcb + Self.userOwnedOffset) != 0 {
+        state.completedUser.append(index)
+      } else if let waiter = state.waiters[Int(index)] {
         state.waiters[Int(index)] = nil
         state.asyncOutstanding -= 1
         waiter.resume()
