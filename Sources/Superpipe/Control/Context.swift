@@ -251,6 +251,8 @@ public struct Context: ~Copyable, Sendable {
       $0.token = newToken
       $0.adapterFD = newFD
       $0.window = newWindow
+      // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
+      $0.attachFlags = flags.intersection(.submissionQueueMode).union($0.attachFlags.subtracting(.submissionQueueMode))
     }
     if let oldWindow { _ = Syscall.munmap(oldWindow.base, length: oldWindow.length) }
     if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }

@@ -111,7 +111,7 @@ final class ContextCore: Sendable {
       return channel
     }
     try checkUsable("I/O")
-    let (window, adapterFD, token) = state.withLock { ($0.window, $0.adapterFD, $0.token) }
+    let (window, adapterFD, token, flags) = state.withLock { ($0.window, $0.adapterFD, $0.token, $0.attachFlags) }
     guard let window else {
       throw SuperpipeError(code: .adapterReset, operation: "I/O", message: "the context has no MMIO window; recover it")
     }
@@ -120,7 +120,7 @@ final class ContextCore: Sendable {
       if let current { return current }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
-        configuration: configuration)
+        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode))
       current = channel
       return channel
     }

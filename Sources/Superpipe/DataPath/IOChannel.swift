@@ -68,6 +68,10 @@ final class IOChannel: @unchecked Sendable {
   let configuration: IOConfiguration
   let slots: UnsafeMutableRawPointer
   let rrq: UnsafeMutablePointer<UInt64>
+  /// SQ command mode (DK_CXLFLASH_CONTEXT_SQ_CMD_MODE): commands are copied into this ring of
+  /// `depth + 1` 64-byte slots and published by storing the next free slot's address to sq_tail
+  /// (spec 7.6); nil in IOARRIN mode.
+  let submissionQueue: UnsafeMutableRawPointer?
   let zeroBlock: UnsafeMutableRawPointer
   private let timeoutNanoseconds: Int64
 
@@ -82,6 +86,8 @@ final class IOChannel: @unchecked Sendable {
     var room: Int
     var asyncOutstanding = 0
     var stopped = false
+    /// SQ mode: the next free ring slot.
+    var sqTail = 0
   }
 
   let state: Mutex<State>
@@ -90,7 +96,10 @@ final class IOChannel: @unchecked Sendable {
   private let threadDone = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
   private var hasThread = false
 
-  init(window: MappedWindow, adapterFD: CInt, contextID: UInt16, configuration: IOConfiguration) {
+  init(
+    window: MappedWindow, adapterFD: CInt, contextID: UInt16, configuration: IOConfiguration,
+    submissionQueueMode: Bool = false
+  ) {
     self.window = window
     self.adapterFD = adapterFD
     self.contextID = contextID
@@ -100,13 +109,22 @@ final class IOChannel: @unchecked Sendable {
     slots.initializeMemory(as: UInt8.self, repeating: 0, count: depth * Self.slotSize)
     rrq = UnsafeMutablePointer<UInt64>.allocate(capacity: depth)
     rrq.initialize(repeating: 0, count: depth)
+    if submissionQueueMode {
+      let ring = UnsafeMutableRawPointer.allocate(byteCount: (depth + 1) * 64, alignment: 128)
+      ring.initializeMemory(as: UInt8.self, repeating: 0, count: (depth + 1) * 64)
+      submissionQueue = ring
+    } else {
+      submissionQueue = nil
+    }
     zeroBlock = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
     zeroBlock.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
     let components = configuration.commandTimeout.components
     timeoutNanoseconds = components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     pollerWord.initialize(to: 0)
     threadDone.initialize(to: 0)
-    let room = window.load(.commandRoom)
+    // IOARRIN mode: the adapter's command room bounds what is in flight; SQ mode: the ring (one
+    // slot always free).
+    let room = submissionQueueMode ? UInt64(depth) : window.load(.commandRoom)
     state = Mutex(
       State(
         free: (0..<Int32(depth)).reversed().map { $0 }, completedUser: Self.emptyList(capacity: depth),
@@ -126,9 +144,22 @@ final class IOChannel: @unchecked Sendable {
     stop()
     slots.deallocate()
     rrq.deallocate()
+    submissionQueue?.deallocate()
     zeroBlock.deallocate()
     pollerWord.deallocate()
     threadDone.deallocate()
+  }
+
+  /// After a context reset (or recovery): zero the RRQ, restart the consumer at entry 0 with
+  /// toggle 1, rewind the SQ tail, and program the registers again. Commands in flight are lost.
+  func rearm() {
+    state.withLock { state in
+      rrq.update(repeating: 0, count: depth)
+      state.head = 0
+      state.toggle = 1
+      state.sqTail = 0
+    }
+    program()
   }
 
   /// Programs the context's registers for this channel (spec 3.8 step 3, 7.7): unmask the error
@@ -139,6 +170,10 @@ final class IOChannel: @unchecked Sendable {
     window.store(.contextControl, UInt64(SISL_MSI_SYNC_ERROR))
     window.store(.rrqStart, UInt64(UInt(bitPattern: rrq)))
     window.store(.rrqEnd, UInt64(UInt(bitPattern: rrq + (depth - 1))))
+    if let submissionQueue {
+      window.store(.sqStart, UInt64(UInt(bitPattern: submissionQueue)))
+      window.store(.sqEnd, UInt64(UInt(bitPattern: submissionQueue + depth * 64)))
+    }
   }
 
   // MARK: Slots
@@ -242,8 +277,19 @@ final class IOChannel: @unchecked Sendable {
     arcb.storeBytes(of: lba.bigEndian, toByteOffset: 42, as: UInt64.self)
     arcb.storeBytes(of: blocks.bigEndian, toByteOffset: 50, as: UInt32.self)
     arcb.storeBytes(of: UInt16(0), toByteOffset: 54, as: UInt16.self)
-    arcb.storeBytes(of: UInt64(0), toByteOffset: 56, as: UInt64.self)
-    window.store(.ioarrin, UInt64(UInt(bitPattern: arcb)))
+    guard let submissionQueue else {
+      arcb.storeBytes(of: UInt64(0), toByteOffset: 56, as: UInt64.self)
+      window.store(.ioarrin, UInt64(UInt(bitPattern: arcb)))
+      return
+    }
+    // SQ mode: the IOARCB names its IOASA, is copied into the ring at the tail, and the new tail
+    // is published (in order: under the lock).
+    arcb.storeBytes(of: UInt64(UInt(bitPattern: arcb + Self.ioasaOffset)), toByteOffset: 56, as: UInt64.self)
+    state.withLock { state in
+      (submissionQueue + state.sqTail * 64).copyMemory(from: arcb, byteCount: 64)
+      state.sqTail = state.sqTail == depth ? 0 : state.sqTail + 1
+      window.store(.sqTail, UInt64(UInt(bitPattern: submissionQueue + state.sqTail * 64)))
+    }
   }
 
   // MARK: Completion
@@ -261,7 +307,9 @@ final class IOChannel: @unchecked Sendable {
         state.toggle ^= 1
       }
       state.room = min(state.room + 1, depth)
-      let address = entry & ~SISL_RESP_HANDLE_T_BIT
+      // IOARRIN mode: the IOARCB's address; SQ mode: the IOASA's (64 bytes into the slot).
+      var address = entry & ~SISL_RESP_HANDLE_T_BIT
+      if submissionQueue != nil { address &-= UInt64(Self.ioasaOffset) }
       guard address >= base, address < limit, (address - base) % UInt64(Self.slotSize) == 0 else { continue }
       let index = Int32((address - base) / UInt64(Self.slotSize))
       let arcb = slot(index)

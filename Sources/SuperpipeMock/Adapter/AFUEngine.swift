@@ -56,6 +56,10 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   private var producer: UInt64 = 0
   private var toggle: UInt64 = 1
   private var rrqArmed = false
+  // SQ mode (spec 7.6): the ring and the adapter's head.
+  private var sqStart: UInt64 = 0
+  private var sqEnd: UInt64 = 0
+  private var sqHead: UInt64 = 0
 
   init(
     window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
@@ -206,6 +210,20 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       setRegister(CCXL_MMIO_IOARRIN, 0)
     case CCXL_MMIO_RRQ_END:
       armResponseQueue(start: register(CCXL_MMIO_RRQ_START), end: value)
+    case CCXL_MMIO_SQ_END:
+      sqStart = register(CCXL_MMIO_SQ_START)
+      sqEnd = value
+      sqHead = sqStart
+      setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+    case CCXL_MMIO_SQ_TAIL:
+      consumeSubmissionQueue(tail: value)
+    case CCXL_MMIO_SQ_CTX_RESET:
+      if value & 1 != 0 {
+        sqHead = sqStart
+        setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+        rrqArmed = false
+        setRegister(CCXL_MMIO_SQ_CTX_RESET, 0)
+      }
     case CCXL_MMIO_INTR_CLEAR:
       setRegister(CCXL_MMIO_INTR_STATUS, register(CCXL_MMIO_INTR_STATUS) & ~value)
     case CCXL_MMIO_CTX_CTRL:
@@ -240,11 +258,26 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
   }
 
-  private func execute(ioarcbAddress address: UInt64) {
+  /// SQ mode: executes the IOARCBs from the head up to (not including) `tail`, wrapping after
+  /// sq_end; each names its IOASA (offset 56) and is answered with an RRQ entry holding the IOASA's
+  /// address.
+  private func consumeSubmissionQueue(tail: UInt64) {
+    guard sqEnd >= sqStart, sqStart & 63 == 0, tail >= sqStart, tail <= sqEnd, (tail - sqStart) % 64 == 0 else {
+      reportStatus(SISL_ISTATUS_PERM_ERR_RCB_READ)
+      return
+    }
+    while sqHead != tail {
+      execute(ioarcbAddress: sqHead, submissionQueue: true)
+      sqHead = sqHead >= sqEnd ? sqStart : sqHead + 64
+      setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+    }
+  }
+
+  private func execute(ioarcbAddress address: UInt64, submissionQueue: Bool = false) {
     var command = sisl_ioarcb()
-    // One copy of the IOARCB (and, in-process, of the IOASA after it, which is then written
-    // directly) through process_vm_readv: an unmapped address fails instead of faulting.
-    let span = inProcess ? 128 : 64
+    // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
+    // written directly) through process_vm_readv: an unmapped address fails instead of faulting.
+    let span = inProcess && !submissionQueue ? 128 : 64
     let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
       guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
         ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
@@ -255,7 +288,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     guard fetched else {
       // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
       sendDataStorageEvent(address: address)
-      giveBackCommandRoom()
+      if !submissionQueue { giveBackCommandRoom() }
       return
     }
     let completion: MockAFUCompletion =
@@ -264,15 +297,16 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID))
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
     var ioasa = completion.ioasa
-    let ioasaAddress = address + 64
-    if inProcess, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
+    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (offset 56).
+    let ioasaAddress = submissionQueue ? command.ioasa_ea : address + 64
+    if inProcess, !submissionQueue, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
       // Everything but host_use (not written by the AFU).
       withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: 32) }
     } else if let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
       _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, 32) }
     }
-    postResponse(address)
-    giveBackCommandRoom()
+    postResponse(submissionQueue ? ioasaAddress : address)
+    if !submissionQueue { giveBackCommandRoom() }
     if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
   }
 
