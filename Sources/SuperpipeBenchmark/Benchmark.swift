@@ -34,6 +34,7 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   /// Completion mode of the data path.
   public var completion: CompletionMode = .polling
 
+  /// The defaults: 3 s per row, depths 1, 8 and 32, every workload, a 1 GiB LUN in /dev/shm, polling.
   public init() {}
 
   /// The fio workload names.
@@ -52,12 +53,19 @@ public struct BenchmarkConfiguration: Sendable, Codable {
 
 /// One row of results, in fio's vocabulary.
 public struct BenchmarkRow: Sendable, Codable {
+  /// fio's workload name: randread, randwrite or randrw (70% reads).
   public var workload: String
+  /// Commands kept in flight.
   public var iodepth: Int
+  /// Bytes per I/O.
   public var blockSize: Int
+  /// I/Os completed in the measured interval.
   public var ios: UInt64
+  /// I/Os per second.
   public var iops: Double
+  /// Throughput in MiB/s.
   public var bandwidthMiBps: Double
+  /// Completion latency, submission to completion.
   public var latencyMicroseconds: Latency
   /// Heap allocations per I/O in steady state (queue depth 1, synchronous API); nil when not
   /// measured for this row.
@@ -67,21 +75,32 @@ public struct BenchmarkRow: Sendable, Codable {
   /// iops / baselineIOPS.
   public var ratio: Double
 
+  /// Latency percentiles and extremes in microseconds.
   public struct Latency: Sendable, Codable {
+    /// Median.
     public var p50: Double
+    /// 99th percentile.
     public var p99: Double
+    /// 99.9th percentile.
     public var p99_9: Double
+    /// Mean.
     public var mean: Double
+    /// Largest value recorded.
     public var max: Double
   }
 }
 
 /// A whole run.
 public struct BenchmarkReport: Sendable, Codable {
+  /// The JSON schema version of the report (1).
   public var schemaVersion = 1
+  /// Architecture and memory of the machine.
   public var machine: String
+  /// Online CPUs.
   public var cores: Int
+  /// What was run.
   public var configuration: BenchmarkConfiguration
+  /// One row per (queue depth, workload).
   public var rows: [BenchmarkRow]
   /// The baseline rows (pread/pwrite, one thread, queue depth 1).
   public var baseline: [BenchmarkRow]

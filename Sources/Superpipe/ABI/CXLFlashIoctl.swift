@@ -31,6 +31,7 @@ public struct CXLFlashIoctl: Hashable, Sendable, CustomStringConvertible {
   /// The size field encoded in the request number (bits 16...29).
   public var encodedSize: Int { Int((request >> 16) & 0x3FFF) }
 
+  /// A readable rendering.
   public var description: String { name }
 
   private init<T>(_ name: String, _ request: UInt, _ type: T.Type, _ node: Node) {

@@ -8,6 +8,7 @@ public struct SISLiteRegister: Hashable, Sendable, CustomStringConvertible {
   /// The register's name in the SISLite specification and the kernel's `struct sisl_host_map`.
   public let name: String
 
+  /// A readable rendering.
   public var description: String { name }
 
   private init(_ offset: CInt, _ name: String) {

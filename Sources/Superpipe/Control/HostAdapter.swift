@@ -34,10 +34,13 @@ public struct HostAdapter: ~Copyable, Sendable {
 
   /// A port's provisioning state (QUERY_PORT).
   public struct PortCapacity: Hashable, Sendable, Codable {
+    /// LUNs the port can hold (max_num_luns).
     public var maximumLUNs: UInt64
+    /// LUNs provisioned on the port (cur_num_luns).
     public var currentLUNs: UInt64
     /// Capacities in 4 KiB blocks.
     public var maximumCapacityBlocks: UInt64
+    /// Capacity provisioned on the port, in 4 KiB blocks (cur_cap_port).
     public var currentCapacityBlocks: UInt64
   }
 

@@ -7,6 +7,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     let name: String
     private init(_ name: String) { self.name = name }
+    /// A readable rendering.
     public var description: String { name }
 
     /// The driver rejected the request (EINVAL): a stale or foreign token, a released handle, a LUN
@@ -75,6 +76,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   /// A sentence a person can act on.
   public var message: String
 
+  /// Creates the value from its parts.
   public init(
     code: Code, operation: String, errno: Errno? = nil, device: String? = nil, returnFlags: UInt64? = nil,
     sense: SenseData? = nil, status: CommandStatus? = nil, message: String
@@ -89,6 +91,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     self.message = message
   }
 
+  /// A readable rendering.
   public var description: String {
     var text = "\(operation)"
     if let device { text += " on \(device)" }

@@ -16,22 +16,29 @@ public enum AccessMode: UInt64, Sendable, CaseIterable, Codable {
 /// the process element (the context's number on the adapter); the whole value identifies the
 /// context to the driver, and a stale token is rejected.
 public struct ContextToken: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The value as the driver passes it.
   public var rawValue: UInt64
+  /// Wraps the driver's value.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// The process element (`ctxid`): the IOARCB's ctx_id and the index of the MMIO area.
   public var processElement: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
+  /// A readable rendering.
   public var description: String { "0x" + String(rawValue, radix: 16, uppercase: true) }
 }
 
 /// A resource handle number: an index into a context's resource handle table (`rsrc_handle`).
 public struct ResourceHandleID: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The value as the driver passes it.
   public var rawValue: UInt64
+  /// Wraps the driver's value.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
+  /// A readable rendering.
   public var description: String { String(rawValue) }
 }
 
 /// A LUN's 16-byte world-wide identifier (SCSI VPD page 0x83, NAA-6), as MANAGE_LUN takes it.
 public struct WWID: Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The raw bytes.
   public var bytes: [UInt8]
 
   /// A WWID from exactly 16 bytes; nil otherwise.
@@ -58,13 +65,16 @@ public struct WWID: Hashable, Sendable, Codable, CustomStringConvertible {
 
   /// 32 lowercase hexadecimal digits.
   public var hex: String { bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+  /// A readable rendering.
   public var description: String { hex }
 }
 
 /// SCSI sense data (fixed or descriptor format), as the adapter returns it in an IOASA and as
 /// DK_CXLFLASH_VERIFY takes it (18 bytes).
 public struct SenseData: Hashable, Sendable, Codable, CustomStringConvertible {
+  /// The raw bytes.
   public var bytes: [UInt8]
+  /// Sense data from raw bytes (fixed or descriptor format).
   public init(bytes: [UInt8]) { self.bytes = bytes }
 
   /// Fixed-format sense with the given key, additional sense code and qualifier.
@@ -96,6 +106,7 @@ public struct SenseData: Hashable, Sendable, Codable, CustomStringConvertible {
 
   private func byte(_ index: Int) -> UInt8 { index < bytes.count ? bytes[index] : 0 }
 
+  /// A readable rendering.
   public var description: String {
     "sense key 0x\(String(key, radix: 16)) asc 0x\(String(asc, radix: 16)) ascq 0x\(String(ascq, radix: 16))"
   }
@@ -115,7 +126,9 @@ public struct LUNGeometry: Hashable, Sendable, Codable {
 
 /// Return flags of the superpipe ioctls (`hdr.return_flags`).
 public struct ReturnFlags: OptionSet, Hashable, Sendable, Codable {
+  /// The value as the driver passes it.
   public var rawValue: UInt64
+  /// Wraps the driver's value.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// DK_CXLFLASH_ALL_PORTS_ACTIVE: the LUN is reachable through more than one FC port.
   public static let allPortsActive = ReturnFlags(rawValue: DK_CXLFLASH_ALL_PORTS_ACTIVE)

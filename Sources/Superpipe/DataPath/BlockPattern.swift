@@ -25,7 +25,9 @@ public enum BlockPattern {
 
   /// What a block of a buffer holds.
   public struct Stamp: Hashable, Sendable {
+    /// The LBA stamped in the block.
     public var lba: UInt64
+    /// The generation stamped in the block.
     public var generation: UInt64
     /// Whether the checksum matches (false: torn or corrupted).
     public var intact: Bool

@@ -38,6 +38,7 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     }
   }
 
+  /// Creates the value from its parts.
   public init(
     flags: UInt8 = 0, afuRC: UInt8 = 0, scsiStatus: UInt8 = 0, fcRC: UInt8 = 0, residual: UInt32 = 0,
     afuExtra: UInt8 = 0, sense: SenseData? = nil
@@ -110,6 +111,7 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     }
   }
 
+  /// A readable rendering.
   public var description: String {
     if isSuccess { return "good completion" }
     var parts: [String] = []

@@ -45,6 +45,7 @@ public struct IOConfiguration: Sendable, Hashable {
   /// How long a command may take before it is reported as timed out.
   public var commandTimeout: Duration
 
+  /// Settings with the given depth, completion mode and timeout.
   public init(queueDepth: Int = 32, completion: CompletionMode = .polling, commandTimeout: Duration = .seconds(30)) {
     self.queueDepth = queueDepth
     self.completion = completion

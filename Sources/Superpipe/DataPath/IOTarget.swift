@@ -201,6 +201,8 @@ struct IOTarget: Sendable {
 /// Identifies a command submitted through the low-level interface (`submitRead`/`submitWrite`)
 /// until `Context.pollCompletions(_:)` reports it.
 public struct IOTag: Hashable, Sendable, CustomStringConvertible {
+  /// The command slot the tag names.
   public let rawValue: Int32
+  /// A readable rendering.
   public var description: String { "#\(rawValue)" }
 }

@@ -93,6 +93,7 @@ public enum MockAdapterError: Error, Sendable, CustomStringConvertible, Equatabl
   /// The adapter is already being served by this object.
   case alreadyRunning
 
+  /// A readable rendering.
   public var description: String {
     switch self {
     case .io(let what, let errno): "\(what): \(String(cString: strerror(errno))) (errno \(errno))"
