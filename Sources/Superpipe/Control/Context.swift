@@ -226,42 +226,34 @@ public struct Context: ~Copyable, Sendable {
 
   /// Recovers the context after an adapter reset (DK_CXLFLASH_RECOVER_AFU). On a context reset it
   /// unmaps the old window, maps the new adapter fd, closes the old one (APP_CLOSE_ADAP_FD) and
-  /// adopts the new token. Blocks while the adapter is still resetting.
+  /// adopts the new token; the next I/O re-arms the response queue. Blocks while the adapter is
+  /// still resetting. The data path does this by itself when `recoveryPolicy.automatic` is set.
   public func recover() throws(SuperpipeError) -> RecoveryOutcome {
-    let (token, link) = try core.link(nil, for: CXLFlashIoctl.recoverAFU.name)
-    let (oldFD, oldWindow) = core.state.withLock { ($0.adapterFD, $0.window) }
-    var recover = dk_cxlflash_recover_afu()
-    recover.hdr = DriverCall.diskHeader()
-    recover.context_id = token.rawValue
-    recover.mmio_size = UInt64(oldWindow?.length ?? SISLiteRegister.windowSize)
-    recover.adap_fd = UInt64(bitPattern: Int64(oldFD))
-    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover)
-    let flags = ReturnFlags(rawValue: recover.hdr.return_flags)
-    guard flags.contains(.contextReset) else { return .notNeeded }
-    let newToken = ContextToken(rawValue: recover.context_id)
-    let newFD = CInt(truncatingIfNeeded: Int64(bitPattern: recover.adap_fd))
-    let newWindow: MappedWindow?
-    switch Syscall.mmap(newFD, length: Int(recover.mmio_size)) {
-    case .success(let base): newWindow = MappedWindow(base: base, length: Int(recover.mmio_size))
-    case .failure: newWindow = nil
+    try core.recover()
+  }
+
+  /// How the data path reacts to failures (automatic recovery, retries, VERIFY on unit attention).
+  public var recoveryPolicy: RecoveryPolicy {
+    get { core.recovery.policy }
+    nonmutating set { core.recovery.shared.withLock { $0.policy = newValue } }
+  }
+
+  /// Counters of the recovery machinery.
+  public var recoveryStatistics: RecoveryStatistics { core.recovery.shared.withLock { $0.statistics } }
+
+  /// The recovery events of this context, from now on, as an asynchronous sequence (ends when
+  /// the context goes away).
+  public func recoveryEvents() -> AsyncStream<RecoveryEvent> {
+    let (stream, continuation) = AsyncStream<RecoveryEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
+    let id = core.recovery.shared.withLock { state -> UInt64 in
+      state.nextObserver += 1
+      state.observers[state.nextObserver] = { continuation.yield($0) }
+      return state.nextObserver
     }
-    // Commands in flight on the old context are lost; the channel is rebuilt on the new window.
-    core.dropChannel()
-    core.state.withLock {
-      $0.token = newToken
-      $0.adapterFD = newFD
-      $0.window = newWindow
-      // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
-      $0.attachFlags = flags.intersection(.submissionQueueMode).union($0.attachFlags.subtracting(.submissionQueueMode))
-    }
-    if let oldWindow { _ = Syscall.munmap(oldWindow.base, length: oldWindow.length) }
-    if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
-    if newWindow == nil {
-      throw SuperpipeError(
-        code: .deviceUnavailable, operation: "mmap", device: link.path,
-        message: "the recovered context's MMIO window could not be mapped")
-    }
-    return .contextReset(previous: token, current: newToken)
+    let recovery = core.recovery
+    continuation.onTermination = { _ in _ = recovery.shared.withLock { $0.observers.removeValue(forKey: id) } }
+    core.eventContinuations.withLock { $0.append(continuation) }
+    return stream
   }
 
   /// DK_CXLFLASH_VERIFY on one handle; returns last_lba.

@@ -33,6 +33,10 @@ final class ContextCore: Sendable {
   /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
   let io = Mutex<IOChannel?>(nil)
   let ioConfiguration = Mutex(IOConfiguration())
+  /// Recovery generation, policy, counters and observers.
+  let recovery = RecoveryState()
+  /// Streams handed out by `recoveryEvents()`, finished when the context is detached.
+  let eventContinuations = Mutex<[AsyncStream<RecoveryEvent>.Continuation]>([])
 
   init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State) {
     self.ownerPID = ownerPID
@@ -85,6 +89,7 @@ final class ContextCore: Sendable {
     }
     guard let snapshot else { return nil }
     dropChannel()
+    for continuation in eventContinuations.withLock({ $0 }) { continuation.finish() }
     var firstError: SuperpipeError?
     if Syscall.processID() == ownerPID {
       for link in snapshot.luns.reversed() {
@@ -143,5 +148,93 @@ final class ContextCore: Sendable {
     release.context_id = token.rawValue
     release.rsrc_handle = handle.rawValue
     try DriverCall.issue(.release, fd: link.fd, device: link.path, &release)
+  }
+}
+
+extension ContextCore {
+  /// DK_CXLFLASH_RECOVER_AFU. On CONTEXT_RESET: drop the I/O channel (its commands are lost), map
+  /// the new adapter fd, adopt the new token, unmap the old window and close the old adapter fd
+  /// (APP_CLOSE_ADAP_FD); the next I/O builds a channel on the new window.
+  func recover() throws(SuperpipeError) -> Context.RecoveryOutcome {
+    let (token, link) = try link(nil, for: CXLFlashIoctl.recoverAFU.name)
+    let (oldFD, oldWindow) = state.withLock { ($0.adapterFD, $0.window) }
+    var recover = dk_cxlflash_recover_afu()
+    recover.hdr = DriverCall.diskHeader()
+    recover.context_id = token.rawValue
+    recover.mmio_size = UInt64(oldWindow?.length ?? SISLiteRegister.windowSize)
+    recover.adap_fd = UInt64(bitPattern: Int64(oldFD))
+    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover)
+    let flags = ReturnFlags(rawValue: recover.hdr.return_flags)
+    guard flags.contains(.contextReset) else { return .notNeeded }
+    let newToken = ContextToken(rawValue: recover.context_id)
+    let newFD = CInt(truncatingIfNeeded: Int64(bitPattern: recover.adap_fd))
+    let newWindow: MappedWindow?
+    switch Syscall.mmap(newFD, length: Int(recover.mmio_size)) {
+    case .success(let base): newWindow = MappedWindow(base: base, length: Int(recover.mmio_size))
+    case .failure: newWindow = nil
+    }
+    dropChannel()
+    state.withLock {
+      $0.token = newToken
+      $0.adapterFD = newFD
+      $0.window = newWindow
+      // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
+      $0.attachFlags = flags.intersection(.submissionQueueMode).union($0.attachFlags.subtracting(.submissionQueueMode))
+    }
+    if let oldWindow { _ = Syscall.munmap(oldWindow.base, length: oldWindow.length) }
+    if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
+    if newWindow == nil {
+      throw SuperpipeError(
+        code: .deviceUnavailable, operation: "mmap", device: link.path,
+        message: "the recovered context's MMIO window could not be mapped")
+    }
+    return .contextReset(previous: token, current: newToken)
+  }
+
+  /// After a failure observed at `generation`: recover the context once, however many threads
+  /// saw the failure. Returns when the context is usable again (or was recovered by another
+  /// thread meanwhile); throws when recovery is impossible, and from then on for every caller.
+  func recoverOnce(observed generation: UInt64) throws(SuperpipeError) {
+    try recovery.serial.withLock { (_: inout ()) throws(SuperpipeError) in
+      let (current, failure, policy) = recovery.shared.withLock { ($0.generation, $0.failure, $0.policy) }
+      if let failure { throw failure }
+      guard current == generation else { return }  // someone else recovered
+      recovery.emit(.adapterResetDetected)
+      var backoff = policy.initialBackoff
+      var attempt = 0
+      while true {
+        attempt += 1
+        do throws(SuperpipeError) {
+          let outcome = try recover()
+          recovery.shared.withLock {
+            $0.generation += 1
+            if case .contextReset = outcome { $0.statistics.recoveries += 1 }
+          }
+          if case .contextReset(let previous, let current) = outcome {
+            recovery.emit(.recovered(previous: previous, current: current))
+          }
+          return
+        } catch {
+          let permanent = error.code == .deviceUnavailable || error.code == .invalidRequest
+          if permanent || attempt >= policy.recoveryAttempts {
+            var failure = error
+            failure.message =
+              "the context cannot be recovered (\(error.message)); release and detach still work; "
+              + "attach a new context when the adapter is back"
+            recovery.shared.withLock { $0.failure = failure }
+            recovery.emit(.failed(failure))
+            throw failure
+          }
+          Self.sleep(backoff)
+          backoff = min(backoff * 2, policy.maximumBackoff)
+        }
+      }
+    }
+  }
+
+  static func sleep(_ duration: Duration) {
+    let components = duration.components
+    let microseconds = components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    if microseconds > 0 { usleep(useconds_t(clamping: microseconds)) }
   }
 }

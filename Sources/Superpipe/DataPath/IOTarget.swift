@@ -53,6 +53,20 @@ struct IOTarget: Sendable {
   /// Reads or writes `byteCount` bytes at `address` from/to `lba`, split into commands of at most
   /// max_xfer blocks that are kept in flight together (up to the queue depth).
   func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
+    var attempts = 0
+    while true {
+      let generation = core.recovery.generation
+      do throws(SuperpipeError) {
+        return try transferOnce(lba: lba, address: address, byteCount: byteCount, write: write)
+      } catch {
+        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+      }
+    }
+  }
+
+  private func transferOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
+    throws(SuperpipeError)
+  {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
     let channel = try core.channel()
@@ -110,6 +124,18 @@ struct IOTarget: Sendable {
 
   /// WRITE SAME(16) of zeroes (UNMAP when asked) over `blocks` blocks from `lba`.
   func writeZeroes(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
+    var attempts = 0
+    while true {
+      let generation = core.recovery.generation
+      do throws(SuperpipeError) {
+        return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap)
+      } catch {
+        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+      }
+    }
+  }
+
+  private func writeZeroesOnce(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
     let opcode = Self.writeSame16
     _ = try blocks(lba: lba, byteCount: Int(clamping: count) * blockSize, opcode: opcode)
     guard blockSize <= 4096 else {
@@ -135,6 +161,20 @@ struct IOTarget: Sendable {
   /// The asynchronous form of a single-command transfer (up to max_xfer blocks; larger requests
   /// are split and awaited in order).
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
+    var attempts = 0
+    while true {
+      let generation = core.recovery.generation
+      do throws(SuperpipeError) {
+        return try await transferAsyncOnce(lba: lba, address: address, byteCount: byteCount, write: write)
+      } catch {
+        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+      }
+    }
+  }
+
+  private func transferAsyncOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
+    async throws(SuperpipeError)
+  {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
     let channel = try core.channel()
@@ -205,4 +245,55 @@ public struct IOTag: Hashable, Sendable, CustomStringConvertible {
   public let rawValue: Int32
   /// A readable rendering.
   public var description: String { "#\(rawValue)" }
+}
+
+extension IOTarget {
+  /// The recovery loop's decision for one failed I/O (Docs/recovery.md): returns to re-issue it,
+  /// throws to give up. `generation` is the recovery generation the I/O started in, so that all
+  /// threads that saw the same adapter reset recover the context once.
+  func recoverOrThrow(_ error: SuperpipeError, generation: UInt64, attempts: inout Int) throws(SuperpipeError) {
+    let recovery = core.recovery
+    let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
+    func giveUp(_ error: SuperpipeError) -> SuperpipeError {
+      recovery.count { $0.failedIOs += 1 }
+      return error
+    }
+    if let failure { throw giveUp(failure) }
+    attempts += 1
+    guard policy.automatic, attempts <= policy.commandRetries else { throw giveUp(error) }
+    switch error.code {
+    case .adapterReset:
+      try core.recoverOnce(observed: generation)
+    case .timedOut:
+      recovery.count { $0.timeouts += 1 }
+      recovery.emit(.timedOut(operation: error.operation))
+      // A lost command: recover if the adapter was reset (RECOVER_AFU is a no-op otherwise).
+      try core.recoverOnce(observed: generation)
+    case .commandFailed:
+      guard let status = error.status else { throw giveUp(error) }
+      switch status.retryClass {
+      case .recover:
+        try core.recoverOnce(observed: generation)
+      case .verify:
+        guard policy.verifyOnUnitAttention, let sense = status.sense else { throw giveUp(error) }
+        let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
+        _ = try Context.verify(token: token, link: link, handle: ResourceHandleID(rawValue: UInt64(handle)), sense: sense)
+        recovery.count { $0.verifies += 1 }
+        recovery.emit(.verified(handle: ResourceHandleID(rawValue: UInt64(handle)), sense: sense))
+      case .retry:
+        recovery.emit(.retried(operation: error.operation, status: status))
+      case .retryAfterDelay:
+        recovery.emit(.retried(operation: error.operation, status: status))
+        ContextCore.sleep(policy.busyDelay)
+      case .retryOtherPath:
+        recovery.emit(.retried(operation: error.operation, status: status))
+        ContextCore.sleep(policy.initialBackoff)
+      case .fatal, .none:
+        throw giveUp(error)
+      }
+    default:
+      throw giveUp(error)
+    }
+    recovery.count { $0.retries += 1 }
+  }
 }

@@ -249,15 +249,34 @@ public final class MockAdapter: Sendable {
   }
 
   /// An adapter reset (EEH / AFU reset, spec 3.5): every context goes to the error state (its
-  /// window reads all ones, its adapter fd reports EIO), DK ioctls block for `duration`, then the
-  /// adapter returns to NORMAL (or, with `recovers: false`, fails permanently: FAILTERM).
-  public func resetAdapter(duration: Duration = .milliseconds(50), recovers: Bool = true) {
+  /// window reads all ones, its adapter fd reports EIO, commands in flight are lost), DK ioctls
+  /// block for `duration`, then the adapter returns to NORMAL (or, with `recovers: false`, fails
+  /// permanently: FAILTERM). With `unitAttention`, the first command to each LUN through each port
+  /// afterwards gets UNIT ATTENTION, power on / reset (asc 0x29), as Corsa adapters report.
+  public func resetAdapter(duration: Duration = .milliseconds(50), recovers: Bool = true, unitAttention: Bool = true) {
     let files = model.beginAdapterReset()
     let instance = server.withLock { $0 }
     instance?.post(.contextsFailed(files))
     let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     if nanoseconds > 0 { usleep(useconds_t(clamping: nanoseconds / 1000)) }
+    if unitAttention {
+      for lun in model.configuration.luns.indices { executor.raiseUnitAttention(lun: lun, asc: 0x29, ascq: 0) }
+    }
     model.endAdapterReset(success: recovers)
     instance?.post(.stateChanged)
+  }
+
+  /// Permanent adapter failure (FAILTERM, spec 3.4): every context goes to the error state and
+  /// cannot be recovered (RECOVER_AFU is ENODEV); RELEASE, VLUN_RESIZE and DETACH still work.
+  public func failAdapter() {
+    let files = model.failAdapter()
+    server.withLock { $0 }?.post(.contextsFailed(files))
+  }
+
+  /// A failed adapter replaced (or its slot re-initialised, as after a reboot): back to NORMAL for
+  /// new contexts.
+  public func replaceAdapter() {
+    model.replaceFailedAdapter()
+    server.withLock { $0 }?.post(.stateChanged)
   }
 }

@@ -63,6 +63,15 @@ public final class MockDriverModel: Sendable {
     state.withLock { $0.moveContextsToErrorList(newState: .failterm) }
   }
 
+  /// FAILTERM → NORMAL: a failed adapter was replaced or re-initialised. Contexts left on the
+  /// error list stay there (they can be released and detached).
+  public func replaceFailedAdapter() {
+    state.withLock { s in
+      guard s.adapterState == .failterm else { return }
+      s.adapterState = .normal
+    }
+  }
+
   /// Current adapter state (spec §3.4).
   public var adapterState: MockAdapterState { state.withLock { $0.adapterState } }
 

@@ -15,6 +15,7 @@ struct CommandErrorTests {
     let mock = try MockFixture()
     inject?(mock.adapter)
     let context = try Context(lun: mock.disk(0), access: access)
+    context.recoveryPolicy.automatic = false  // observe the raw status
     let buffer = AlignedBuffer(count: 4096)
     let error = try context.withPhysicalLUN { lun in
       #expect(throws: SuperpipeError.self) {
@@ -103,6 +104,7 @@ struct CommandErrorTests {
     let mock = try MockFixture()
     mock.adapter.raiseUnitAttention(lun: 0, asc: 0x29)
     let context = try Context(lun: mock.disk(0))
+    context.recoveryPolicy.automatic = false  // answer it by hand
     var physical = try context.openPhysicalLUN()
     let buffer = AlignedBuffer(count: 4096)
     let error = #expect(throws: SuperpipeError.self) { try physical.read(at: 0, into: buffer.bytes) }

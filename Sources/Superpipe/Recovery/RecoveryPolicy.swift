@@ -1,0 +1,109 @@
+import Synchronization
+
+/// How a context reacts to failures on its data path (see Docs/recovery.md).
+public struct RecoveryPolicy: Sendable, Hashable {
+  /// Recover and retry automatically. When false every failure reaches the caller at once.
+  public var automatic: Bool
+  /// DK_CXLFLASH_RECOVER_AFU attempts per recovery (the ioctl itself waits while the adapter is
+  /// resetting; an attempt fails only with an errno).
+  public var recoveryAttempts: Int
+  /// Backoff between recovery attempts: starts at `initialBackoff`, doubles, at most `maximumBackoff`.
+  public var initialBackoff: Duration
+  /// Upper bound of the backoff.
+  public var maximumBackoff: Duration
+  /// Times one I/O is re-issued for a retryable status (`retry`, `retryAfterDelay`,
+  /// `retryOtherPath`) or after a recovery or a VERIFY, before its error reaches the caller.
+  public var commandRetries: Int
+  /// The wait before re-issuing a command the device answered BUSY (capiflash waits 5 s).
+  public var busyDelay: Duration
+  /// Answer a UNIT ATTENTION (reset, capacity or inventory change) with DK_CXLFLASH_VERIFY and the
+  /// sense data, then re-issue the command.
+  public var verifyOnUnitAttention: Bool
+
+  /// The defaults: automatic, 5 recovery attempts with 10 ms...1 s backoff, 3 re-issues per I/O,
+  /// 100 ms after BUSY, VERIFY on unit attention.
+  public init(
+    automatic: Bool = true, recoveryAttempts: Int = 5, initialBackoff: Duration = .milliseconds(10),
+    maximumBackoff: Duration = .seconds(1), commandRetries: Int = 3, busyDelay: Duration = .milliseconds(100),
+    verifyOnUnitAttention: Bool = true
+  ) {
+    self.automatic = automatic
+    self.recoveryAttempts = recoveryAttempts
+    self.initialBackoff = initialBackoff
+    self.maximumBackoff = maximumBackoff
+    self.commandRetries = commandRetries
+    self.busyDelay = busyDelay
+    self.verifyOnUnitAttention = verifyOnUnitAttention
+  }
+}
+
+/// Something the recovery machinery did, in order.
+public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
+  /// The context's window read all ones (or its adapter fd reported EIO): the adapter was reset.
+  case adapterResetDetected
+  /// DK_CXLFLASH_RECOVER_AFU re-created the context: new token and adapter fd, window remapped,
+  /// response queue re-armed.
+  case recovered(previous: ContextToken, current: ContextToken)
+  /// A UNIT ATTENTION was answered with DK_CXLFLASH_VERIFY.
+  case verified(handle: ResourceHandleID, sense: SenseData)
+  /// A command was re-issued after a retryable status.
+  case retried(operation: String, status: CommandStatus)
+  /// A command did not complete within its timeout.
+  case timedOut(operation: String)
+  /// Recovery is impossible (the adapter failed permanently): every I/O fails until the
+  /// application detaches and attaches again.
+  case failed(SuperpipeError)
+
+  public var description: String {
+    switch self {
+    case .adapterResetDetected: "adapter reset detected"
+    case .recovered(let previous, let current): "context recovered: \(previous) -> \(current)"
+    case .verified(let handle, let sense): "verified handle \(handle) (\(sense))"
+    case .retried(let operation, let status): "retried \(operation) after \(status)"
+    case .timedOut(let operation): "\(operation) timed out"
+    case .failed(let error): "recovery failed: \(error)"
+    }
+  }
+}
+
+/// Counters of a context's recovery machinery.
+public struct RecoveryStatistics: Sendable, Hashable, Codable {
+  /// Contexts re-created by DK_CXLFLASH_RECOVER_AFU.
+  public var recoveries = 0
+  /// Commands re-issued.
+  public var retries = 0
+  /// Commands that timed out.
+  public var timeouts = 0
+  /// Unit attentions answered with DK_CXLFLASH_VERIFY.
+  public var verifies = 0
+  /// I/Os whose error reached the caller.
+  public var failedIOs = 0
+}
+
+/// The mutable recovery state of one context.
+final class RecoveryState: Sendable {
+  struct Shared: Sendable {
+    var generation: UInt64 = 0
+    /// Set when recovery proved impossible: every later I/O fails with it.
+    var failure: SuperpipeError?
+    var policy = RecoveryPolicy()
+    var statistics = RecoveryStatistics()
+    var observers: [UInt64: @Sendable (RecoveryEvent) -> Void] = [:]
+    var nextObserver: UInt64 = 0
+  }
+
+  let shared = Mutex(Shared())
+  /// Serialises recoveries: the first thread to see a failure recovers, the others wait and
+  /// find the generation moved on.
+  let serial = Mutex(())
+
+  var generation: UInt64 { shared.withLock { $0.generation } }
+  var policy: RecoveryPolicy { shared.withLock { $0.policy } }
+
+  func count(_ update: (inout RecoveryStatistics) -> Void) { shared.withLock { update(&$0.statistics) } }
+
+  func emit(_ event: RecoveryEvent) {
+    let observers = shared.withLock { Array($0.observers.values) }
+    for observer in observers { observer(event) }
+  }
+}
