@@ -105,7 +105,10 @@ let package = Package(
     ),
     .testTarget(
       name: "SuperpipeTests",
-      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild", "superpipectl"],
+      dependencies: [
+        "Superpipe", "SuperpipeMock", "SuperpipeBenchmark", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
+        "superpipectl",
+      ],
       swiftSettings: testSwift
     ),
   ]

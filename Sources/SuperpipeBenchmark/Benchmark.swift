@@ -190,15 +190,15 @@ public enum SuperpipeBenchmark {
   }
 
   /// A random-number generator without allocation or locking (xorshift64*).
-  struct Random {
-    var state: UInt64
-    mutating func next() -> UInt64 {
+  package struct Random {
+    package var state: UInt64
+    package mutating func next() -> UInt64 {
       state ^= state >> 12
       state ^= state << 25
       state ^= state >> 27
       return state &* 2_685_821_657_736_338_717
     }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    package mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
   }
 
   static func now() -> UInt64 {

@@ -246,7 +246,11 @@ package final class MockAFUExecutor: Sendable {
   /// Executes one IOARCB issued by the context whose ctxid is `contextID`, moving data through
   /// `memory`, and returns the IOASA (see the file header for the rules). Never traps, whatever
   /// the IOARCB holds.
+  /// Commands executed so far (all contexts): the clock of a fault schedule.
+  let commandCount = Atomic<UInt64>(0)
+
   package func execute(_ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory) -> MockAFUCompletion {
+    commandCount.add(1, ordering: .relaxed)
     // 1-3. Capability and addressing checks (items 90, 91; §7.2 ctx_cap).
     guard UInt32(ioarcb.ctx_id) == contextID else { return .afu(Self.capViolation) }
     let flags = ioarcb.req_flags
