@@ -125,6 +125,15 @@ public final class MockAdapter: Sendable {
         model: model, storage: storage, executor: executor, state: state,
         devDirectory: directory.appendingPathComponent("dev"),
         persist: { [weak self] model in self?.save(model) })
+      instance.controlHandler = { [weak self] bytes in
+        let reply: MockControlReply
+        if let self, let request = try? JSONDecoder().decode(MockControlRequest.self, from: Data(bytes)) {
+          reply = self.apply(request)
+        } else {
+          reply = MockControlReply(ok: false, message: "not a control request (schemaVersion 1 JSON)")
+        }
+        return Array((try? JSONEncoder().encode(reply)) ?? Data())
+      }
       instance.start()
       server = instance
     }
@@ -192,6 +201,41 @@ public final class MockAdapter: Sendable {
   /// The disk node path of `lun` seen through `port`.
   public func diskPath(lun: Int, port: Int = 0) -> String? {
     diskNodes.first { $0.lun == lun && $0.port == port }.map(path(of:))
+  }
+
+  /// The control socket path (`control`): fault injection for a mock served by another process.
+  public var controlPath: String { directory.appendingPathComponent("control").path }
+
+  /// Sends a control request to the mock served from `directory` (by this or another process).
+  public static func sendControl(_ request: MockControlRequest, directory: URL) throws -> MockControlReply {
+    let path = directory.appendingPathComponent("control").path
+    let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw MockAdapterError.io("socket", errno) }
+    defer { Glibc.close(fd) }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+      throw MockAdapterError.io("control socket path too long: \(path)", ENAMETOOLONG)
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+      raw.copyBytes(from: bytes)
+      raw[bytes.count] = 0
+    }
+    let connected = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    guard connected == 0 else {
+      throw MockAdapterError.invalidDirectory("no mock is served from \(directory.path) (control socket: \(String(cString: strerror(errno))))")
+    }
+    let message = try JSONEncoder().encode(request)
+    guard message.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == message.count else {
+      throw MockAdapterError.io("send", errno)
+    }
+    var reply = [UInt8](repeating: 0, count: 65536)
+    let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+    guard n > 0 else { throw MockAdapterError.io("recv", n == 0 ? EPIPE : errno) }
+    return try JSONDecoder().decode(MockControlReply.self, from: Data(reply[..<n]))
   }
 
   /// The host node path (`dev/cxlflash/cxlflash0`).

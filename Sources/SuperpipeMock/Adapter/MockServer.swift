@@ -73,6 +73,10 @@ final class MockServer: @unchecked Sendable {
   private let commands = Mutex<[Command]>([])
   private let finished = DispatchSemaphore(value: 0)
   private var listeners: [CInt: (node: MockDeviceNode, path: String)] = [:]
+  /// The control socket (fault injection from other processes) and what handles its requests.
+  private var controlListener: CInt = -1
+  private var controlPath: String { devDirectory.deletingLastPathComponent().appendingPathComponent("control").path }
+  var controlHandler: (@Sendable ([UInt8]) -> [UInt8])?
   private var connections: [CInt: Connection] = [:]
   private var endpoints: [CInt: Endpoint] = [:]
   private let endpointList = Mutex<[MockAdapterFileID: Endpoint]>([:])
@@ -94,6 +98,7 @@ final class MockServer: @unchecked Sendable {
       at: devDirectory.appendingPathComponent("cxlflash"), withIntermediateDirectories: true)
     for node in state.diskNodes { try listen(.disk(lun: node.lun, port: node.port), name: node.name) }
     try listen(.host, name: "cxlflash/cxlflash0")
+    controlListener = try bindListener(controlPath)
   }
 
   /// Path of a node under the dev directory.
@@ -101,6 +106,11 @@ final class MockServer: @unchecked Sendable {
 
   private func listen(_ node: MockDeviceNode, name: String) throws {
     let path = self.path(name)
+    listeners[try bindListener(path)] = (node, path)
+  }
+
+  /// A listening SOCK_SEQPACKET socket bound to `path`.
+  private func bindListener(_ path: String) throws -> CInt {
     let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { throw MockAdapterError.io("socket", errno) }
     unlink(path)
@@ -123,7 +133,7 @@ final class MockServer: @unchecked Sendable {
       Glibc.close(fd)
       throw MockAdapterError.io("bind/listen \(path)", error)
     }
-    listeners[fd] = (node, path)
+    return fd
   }
 
   // MARK: Cross-thread interface
@@ -159,6 +169,7 @@ final class MockServer: @unchecked Sendable {
     while running {
       var descriptors = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
       for fd in listeners.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+      if controlListener >= 0 { descriptors.append(pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)) }
       for (fd, connection) in connections {
         if case .parked = connection.phase { continue }
         descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
@@ -173,6 +184,8 @@ final class MockServer: @unchecked Sendable {
         let fd = descriptor.fd
         if fd == wake {
           handleCommands()
+        } else if fd == controlListener {
+          acceptControl()
         } else if listeners[fd] != nil {
           acceptAll(fd)
         } else if connections[fd] != nil {
@@ -414,7 +427,31 @@ final class MockServer: @unchecked Sendable {
     }
   }
 
+  /// A control request: answered on its own thread (a reset waits for its duration, and the
+  /// server loop must go on serving ioctls meanwhile).
+  private func acceptControl() {
+    let fd = ccxl_accept_cloexec_nonblock(controlListener)
+    guard fd >= 0 else { return }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+    let handler = controlHandler
+    let thread = Thread {
+      defer { Glibc.close(fd) }
+      var buffer = [UInt8](repeating: 0, count: 65536)
+      var timeout = timeval(tv_sec: 5, tv_usec: 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+      let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      guard n > 0, let handler else { return }
+      let reply = handler(Array(buffer[..<n]))
+      _ = reply.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+    thread.start()
+  }
+
   private func shutdown() {
+    if controlListener >= 0 {
+      Glibc.close(controlListener)
+      unlink(controlPath)
+    }
     for (fd, listener) in listeners {
       Glibc.close(fd)
       unlink(listener.path)

@@ -19,7 +19,7 @@ extension SuperpipeCtl {
           superpipectl mock status --dir /tmp/cxl --json
           superpipectl mock destroy --dir /tmp/cxl
         """,
-      subcommands: [Create.self, Serve.self, Status.self, Destroy.self]
+      subcommands: [Create.self, Serve.self, Status.self, Inject.self, Destroy.self]
     )
 
     struct Options: ParsableArguments {

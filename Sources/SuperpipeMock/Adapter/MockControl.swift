@@ -1,0 +1,120 @@
+// The mock's control socket (<directory>/control): fault injection for a mock served by another
+// process (`superpipectl mock inject`). One SOCK_SEQPACKET message each way, JSON.
+
+import Foundation
+
+/// A fault-injection request for a served mock adapter.
+public struct MockControlRequest: Codable, Sendable, Equatable {
+  /// What to inject.
+  public enum Fault: String, Codable, Sendable, CaseIterable {
+    /// An adapter reset (EEH / AFU reset), unit attentions afterwards.
+    case reset
+    /// A permanent adapter failure (FAILTERM).
+    case fail
+    /// The failed adapter replaced: NORMAL again.
+    case replace
+    /// A UNIT ATTENTION on a LUN (`asc`, `ascq`).
+    case unitAttention = "unit-attention"
+    /// The next `count` commands fail with afu_rc 0x30 (out of data buffers).
+    case outOfDataBuffers = "out-of-data-buffers"
+    /// The next `count` commands fail with fc_rc 0x52 (abort pending).
+    case abortPending = "abort-pending"
+    /// The next `count` commands fail with afu_rc 0x20 (no channels).
+    case noChannels = "no-channels"
+    /// The next `count` commands fail with fc_rc 0x57 (link down).
+    case linkDown = "link-down"
+    /// The next `count` commands fail with CHECK CONDITION, MEDIUM ERROR (key 3, asc 0x11).
+    case mediumError = "medium-error"
+    /// The next `count` commands fail with SCSI status BUSY.
+    case busy
+    /// The next `count` AFU syncs fail: USER_DIRECT/VLUN_RESIZE/VLUN_CLONE answer EAGAIN.
+    case syncFailure = "sync-failure"
+    /// A seeded fault schedule (`seed`, `faults`) played from now on.
+    case schedule
+  }
+
+  /// The JSON schema version (1).
+  public var schemaVersion = 1
+  /// The fault.
+  public var fault: Fault
+  /// How many commands or syncs fail (command faults, sync-failure).
+  public var count: Int?
+  /// Which commands: read, write or any (command faults).
+  public var commandClass: String?
+  /// The LUN (unit-attention).
+  public var lun: Int?
+  /// Additional sense code and qualifier (unit-attention; default 0x29/0).
+  public var asc: Int?
+  /// Additional sense code qualifier.
+  public var ascq: Int?
+  /// Reset duration in milliseconds (reset).
+  public var durationMilliseconds: Int?
+  /// Seed and fault count (schedule).
+  public var seed: UInt64?
+  /// Faults in the schedule.
+  public var faults: Int?
+
+  /// A request for `fault` with no parameters.
+  public init(fault: Fault) { self.fault = fault }
+}
+
+/// The answer to a control request.
+public struct MockControlReply: Codable, Sendable, Equatable {
+  /// The JSON schema version (1).
+  public var schemaVersion = 1
+  /// Whether the fault was injected.
+  public var ok: Bool
+  /// What was done, or why not.
+  public var message: String
+}
+
+extension MockAdapter {
+  /// Applies a control request (what the control socket does for another process).
+  public func apply(_ request: MockControlRequest) -> MockControlReply {
+    let count = max(1, request.count ?? 1)
+    let commandClass: MockAFUCommandClass =
+      switch request.commandClass {
+      case "read": .read
+      case "write": .write
+      default: .any
+      }
+    switch request.fault {
+    case .reset:
+      resetAdapter(duration: .milliseconds(request.durationMilliseconds ?? 50))
+      return MockControlReply(ok: true, message: "adapter reset")
+    case .fail:
+      failAdapter()
+      return MockControlReply(ok: true, message: "adapter failed permanently (FAILTERM)")
+    case .replace:
+      replaceAdapter()
+      return MockControlReply(ok: true, message: "adapter replaced")
+    case .unitAttention:
+      let lun = request.lun ?? 0
+      guard configuration.luns.indices.contains(lun) else {
+        return MockControlReply(ok: false, message: "no LUN \(lun)")
+      }
+      raiseUnitAttention(lun: lun, asc: UInt8(clamping: request.asc ?? 0x29), ascq: UInt8(clamping: request.ascq ?? 0))
+      return MockControlReply(ok: true, message: "unit attention pending on LUN \(lun)")
+    case .outOfDataBuffers:
+      failNextCommands(count, matching: commandClass, with: .afuError(rc: 0x30))
+    case .abortPending:
+      failNextCommands(count, matching: commandClass, with: .fcError(rc: 0x52))
+    case .noChannels:
+      failNextCommands(count, matching: commandClass, with: .afuError(rc: 0x20))
+    case .linkDown:
+      failNextCommands(count, matching: commandClass, with: .fcError(rc: 0x57))
+    case .mediumError:
+      failNextCommands(count, matching: commandClass, with: .checkCondition(key: 3, asc: 0x11, ascq: 0))
+    case .busy:
+      failNextCommands(count, matching: commandClass, with: .scsiStatus(0x08))
+    case .syncFailure:
+      model.failNextAFUSyncs(count: count)
+      return MockControlReply(ok: true, message: "the next \(count) AFU sync(s) fail (EAGAIN)")
+    case .schedule:
+      let schedule = MockFaultSchedule(seed: request.seed ?? 1, count: max(1, request.faults ?? 10))
+      _ = play(schedule)
+      return MockControlReply(ok: true, message: "playing \(schedule.faults.count) faults of seed \(schedule.seed)")
+    }
+    return MockControlReply(ok: true, message: "the next \(count) \(commandClass) command(s) fail (\(request.fault.rawValue))")
+  }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import SuperpipeMock
+
+extension SuperpipeCtl.Mock {
+  /// `superpipectl mock inject`: fault injection into a served mock.
+  struct Inject: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Inject a fault into a mock served by `superpipectl mock serve` (through its control socket).",
+      discussion: """
+        Faults: \(MockControlRequest.Fault.allCases.map(\.rawValue).joined(separator: ", ")).
+        See Docs/recovery.md for what each one does and what an application sees.
+
+        Examples:
+          superpipectl mock inject --dir /tmp/cxl reset --duration-ms 100
+          superpipectl mock inject --dir /tmp/cxl abort-pending --count 3 --class read
+          superpipectl mock inject --dir /tmp/cxl unit-attention --lun 0 --asc 0x2a --ascq 0x09
+          superpipectl mock inject --dir /tmp/cxl schedule --seed 7 --faults 20
+          superpipectl mock inject --dir /tmp/cxl fail
+        """
+    )
+
+    @OptionGroup var options: SuperpipeCtl.Mock.Options
+
+    @Argument(help: "The fault to inject.")
+    var fault: String
+
+    @Option(help: "Commands (or AFU syncs) that fail.")
+    var count: Int?
+
+    @Option(name: .customLong("class"), help: "Which commands fail: read, write or any.")
+    var commandClass: String?
+
+    @Option(help: "LUN for unit-attention.")
+    var lun: Int?
+
+    @Option(help: "Additional sense code for unit-attention (default 0x29).")
+    var asc: String?
+
+    @Option(help: "Additional sense code qualifier for unit-attention.")
+    var ascq: String?
+
+    @Option(help: "Reset duration in milliseconds.")
+    var durationMs: Int?
+
+    @Option(help: "Seed of a fault schedule.")
+    var seed: UInt64?
+
+    @Option(help: "Faults in a schedule.")
+    var faults: Int?
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+      guard MockControlRequest.Fault(rawValue: fault) != nil else {
+        throw ValidationError(
+          "unknown fault '\(fault)'; one of: \(MockControlRequest.Fault.allCases.map(\.rawValue).joined(separator: ", "))")
+      }
+      if let commandClass, !["read", "write", "any"].contains(commandClass) {
+        throw ValidationError("--class takes read, write or any")
+      }
+      if let asc, Self.number(asc) == nil { throw ValidationError("--asc takes a number (0x29 or 41)") }
+      if let ascq, Self.number(ascq) == nil { throw ValidationError("--ascq takes a number") }
+      if let count, count < 1 { throw ValidationError("--count must be positive") }
+    }
+
+    static func number(_ text: String) -> Int? {
+      text.lowercased().hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+    }
+
+    func run() throws {
+      try common.run("mock inject") { try inject() }
+    }
+
+    private func inject() throws {
+      var request = MockControlRequest(fault: MockControlRequest.Fault(rawValue: fault) ?? .reset)
+      request.count = count
+      request.commandClass = commandClass
+      request.lun = lun
+      request.asc = asc.flatMap(Self.number)
+      request.ascq = ascq.flatMap(Self.number)
+      request.durationMilliseconds = durationMs
+      request.seed = seed
+      request.faults = faults
+      let reply: MockControlReply
+      do {
+        reply = try MockAdapter.sendControl(request, directory: options.url)
+      } catch {
+        throw CLIError(.deviceMissing, "\(error)", hint: "start the mock with: superpipectl mock serve --dir \(options.dir)")
+      }
+      if common.json {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(reply), as: UTF8.self))
+      } else {
+        print(reply.message)
+      }
+      if !reply.ok { throw CLIError(.usage, reply.message) }
+    }
+  }
+}
