@@ -7,6 +7,7 @@
 //        LBAs blocks..<2*blocks (the parent checks it sees them: the chunks are shared)
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
+//   hammer <disk>                             attach, open a vLUN, write as fast as it can until killed
 
 import CCXLFlash
 import Foundation
@@ -90,6 +91,20 @@ func run() throws {
     }
     emit("resize=\(name(resized)) release=\(name(released)) reuse=\(name(reused)) detach=\(name(detached))")
     _ = Syscall.close(fd)
+  case "hammer":
+    let context = try Context(lun: disk)
+    let lun = try context.openVirtualLUN(blocks: 65536)
+    let buffer = AlignedBuffer(count: 16 * lun.blockSize)
+    var lba: UInt64 = 0
+    for _ in 0..<100 {
+      try lun.write(at: lba, from: buffer.readOnly)
+      lba = (lba + 16) % 65536
+    }
+    emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle)")
+    while true {
+      try lun.write(at: lba, from: buffer.readOnly)
+      lba = (lba + 16) % 65536
+    }
   case "hold":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)

@@ -232,6 +232,19 @@ extension ContextCore {
     }
   }
 
+  /// After a timeout observed at `generation`: abort the context's outstanding commands with a
+  /// context reset (once, however many threads timed out), or recover if the adapter was reset.
+  func resetContextOnce(observed generation: UInt64) throws(SuperpipeError) {
+    let channel = io.withLock { $0 }
+    let done: Bool = recovery.serial.withLock { _ in
+      guard recovery.generation == generation, let channel else { return true }
+      guard channel.resetContext() else { return false }
+      recovery.shared.withLock { $0.generation += 1 }
+      return true
+    }
+    if !done { try recoverOnce(observed: generation) }
+  }
+
   static func sleep(_ duration: Duration) {
     let components = duration.components
     let microseconds = components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000

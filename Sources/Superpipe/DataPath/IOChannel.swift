@@ -143,12 +143,50 @@ final class IOChannel: @unchecked Sendable {
 
   deinit {
     stop()
-    slots.deallocate()
-    rrq.deallocate()
-    submissionQueue?.deallocate()
-    zeroBlock.deallocate()
+    // Memory the adapter may still write (a command given up on after a timeout or lost to a
+    // reset, whose completion could still arrive) is never freed: it is left allocated rather
+    // than risk the adapter writing into reused memory. Only a channel with every slot accounted
+    // for frees its memory.
+    let quiet = state.withLock { $0.free.count + $0.completedUser.count == depth }
+    if quiet {
+      slots.deallocate()
+      rrq.deallocate()
+      submissionQueue?.deallocate()
+      zeroBlock.deallocate()
+    }
     pollerWord.deallocate()
     threadDone.deallocate()
+  }
+
+  /// Context reset (spec 7.2 ioarrin / sq_ctx_reset): the adapter aborts every command of the
+  /// context that has not completed, so none completes later into memory its caller has moved on
+  /// from. Waits (up to 2 s) for bit 0 to read 0, then re-arms. False when the registers read all
+  /// ones (the adapter was reset: recover instead) or the reset did not finish.
+  func resetContext() -> Bool {
+    let register: SISLiteRegister = submissionQueue == nil ? .ioarrin : .sqContextReset
+    window.store(register, 1)
+    let deadline = MonotonicClock.now() + 2_000_000_000
+    while true {
+      let value = window.load(register)
+      if value == .max { return false }
+      if value & 1 == 0 { break }
+      if MonotonicClock.now() > deadline { return false }
+      sched_yield()
+    }
+    state.withLock { state in
+      // Every slot that was in flight is free again (its command was aborted).
+      for index in 0..<Int32(depth) {
+        let arcb = slot(index)
+        if ccxl_atomic_load_acquire_u32(arcb + Self.abandonedOffset) != 0 {
+          ccxl_atomic_store_release_u32(arcb + Self.abandonedOffset, 0)
+          state.free.append(index)
+        }
+      }
+      let room = window.load(.commandRoom)
+      state.room = submissionQueue != nil || room == .max ? depth : min(depth, Int(room))
+    }
+    rearm()
+    return true
   }
 
   /// After a context reset (or recovery): zero the RRQ, restart the consumer at entry 0 with

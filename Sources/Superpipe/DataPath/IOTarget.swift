@@ -259,16 +259,21 @@ extension IOTarget {
       return error
     }
     if let failure { throw giveUp(failure) }
+    if error.code == .timedOut {
+      // Whatever happens next, the command given up on must not complete later into the
+      // caller's buffer: abort the context's outstanding commands (context reset), or recover if
+      // the adapter was reset. Done even when recovery is not automatic.
+      recovery.count { $0.timeouts += 1 }
+      recovery.emit(.timedOut(operation: error.operation))
+      try core.resetContextOnce(observed: generation)
+    }
     attempts += 1
     guard policy.automatic, attempts <= policy.commandRetries else { throw giveUp(error) }
     switch error.code {
     case .adapterReset:
       try core.recoverOnce(observed: generation)
     case .timedOut:
-      recovery.count { $0.timeouts += 1 }
-      recovery.emit(.timedOut(operation: error.operation))
-      // A lost command: recover if the adapter was reset (RECOVER_AFU is a no-op otherwise).
-      try core.recoverOnce(observed: generation)
+      break  // the context was reset above; re-issue
     case .commandFailed:
       guard let status = error.status else { throw giveUp(error) }
       switch status.retryClass {

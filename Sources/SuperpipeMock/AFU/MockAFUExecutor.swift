@@ -248,6 +248,9 @@ package final class MockAFUExecutor: Sendable {
   /// the IOARCB holds.
   /// Commands executed so far (all contexts): the clock of a fault schedule.
   let commandCount = Atomic<UInt64>(0)
+  /// While set, the AFU engines park commands instead of executing them (fault injection: lost or
+  /// slow commands, timeouts); they run when it is cleared.
+  let holding = Atomic<Bool>(false)
 
   package func execute(_ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory) -> MockAFUCompletion {
     commandCount.add(1, ordering: .relaxed)

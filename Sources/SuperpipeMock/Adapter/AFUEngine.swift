@@ -41,6 +41,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let executor: MockAFUExecutor
   let reorderCompletions: Bool
   let unmapSupported: Bool
+  let commandRoom: Int
   static let spinNanoseconds: Int64 = 50_000
 
   private let stopped = Atomic<Bool>(false)
@@ -51,6 +52,8 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   // State of whoever holds the consumer lock.
   private var batch: [UInt64] = []
+  /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode).
+  private var held: [(UInt64, Bool)] = []
   private var rrqStart: UInt64 = 0
   private var rrqEnd: UInt64 = 0
   private var producer: UInt64 = 0
@@ -63,9 +66,10 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   init(
     window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
-    reorderCompletions: Bool, unmapSupported: Bool
+    reorderCompletions: Bool, unmapSupported: Bool, commandRoom: Int
   ) {
     self.unmapSupported = unmapSupported
+    self.commandRoom = commandRoom
     self.window = window
     self.control = MockControlPage(base: window + MockWire.controlAreaOffset)
     self.socket = socket
@@ -132,6 +136,12 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// Pops and handles every queued register store (consumer lock held). True if there was any.
   private func drainLocked() -> Bool {
     var worked = false
+    if !held.isEmpty, !executor.holding.load(ordering: .acquiring) {
+      let parked = held
+      held.removeAll()
+      for (address, submissionQueue) in parked { execute(ioarcbAddress: address, submissionQueue: submissionQueue) }
+      worked = true
+    }
     while let (offset, value) = control.popRegisterWrite() {
       worked = true
       if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
@@ -205,8 +215,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
     switch Int32(rawOffset) {
     case CCXL_MMIO_IOARRIN:
-      // Context reset: drop nothing in flight (commands run to completion here), re-arm, clear.
-      rrqArmed = false
+      // Context reset: commands not yet completed are aborted (never completed), the response
+      // queue must be re-armed, the command room is full again; bit 0 reads 0 when done.
+      resetContext()
       setRegister(CCXL_MMIO_IOARRIN, 0)
     case CCXL_MMIO_RRQ_END:
       armResponseQueue(start: register(CCXL_MMIO_RRQ_START), end: value)
@@ -219,9 +230,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       consumeSubmissionQueue(tail: value)
     case CCXL_MMIO_SQ_CTX_RESET:
       if value & 1 != 0 {
+        resetContext()
         sqHead = sqStart
         setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
-        rrqArmed = false
         setRegister(CCXL_MMIO_SQ_CTX_RESET, 0)
       }
     case CCXL_MMIO_INTR_CLEAR:
@@ -236,6 +247,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     default:
       break  // endian_ctrl, intr_mask, rrq_start, sq_*: the window already holds the value
     }
+  }
+
+  /// Context reset (IOARRIN or sq_ctx_reset bit 0): abort what has not completed.
+  private func resetContext() {
+    held.removeAll()
+    rrqArmed = false
+    setRegister(CCXL_MMIO_CMD_ROOM, UInt64(commandRoom))
   }
 
   /// rrq_start/rrq_end written: the producer restarts at the first entry with toggle 1 (spec 7.7).
@@ -274,6 +292,10 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 
   private func execute(ioarcbAddress address: UInt64, submissionQueue: Bool = false) {
+    if executor.holding.load(ordering: .acquiring) {
+      held.append((address, submissionQueue))
+      return
+    }
     var command = sisl_ioarcb()
     // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
     // written directly) through process_vm_readv: an unmapped address fails instead of faulting.

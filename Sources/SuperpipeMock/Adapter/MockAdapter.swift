@@ -1,5 +1,6 @@
 import CCXLFlash
 public import Foundation
+import Superpipe
 import Synchronization
 
 #if canImport(Glibc)
@@ -308,6 +309,20 @@ public final class MockAdapter: Sendable {
     }
     model.endAdapterReset(success: recovers)
     instance?.post(.stateChanged)
+  }
+
+  /// Holds every command from now on: the AFU accepts them but does not complete them (a slow or
+  /// stuck adapter; applications see their timeouts) until `resumeCommands()`.
+  public func holdCommands() {
+    executor.holding.store(true, ordering: .releasing)
+  }
+
+  /// Completes the held commands and stops holding.
+  public func resumeCommands() {
+    executor.holding.store(false, ordering: .releasing)
+    for endpoint in server.withLock({ $0?.liveEndpoints.values.map { $0 } ?? [] }) {
+      MockControlPage(base: endpoint.window + MockWire.controlAreaOffset).ringDoorbell()
+    }
   }
 
   /// Permanent adapter failure (FAILTERM, spec 3.4): every context goes to the error state and

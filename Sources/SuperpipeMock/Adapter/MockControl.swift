@@ -31,6 +31,10 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
     case syncFailure = "sync-failure"
     /// A seeded fault schedule (`seed`, `faults`) played from now on.
     case schedule
+    /// Commands are accepted but not completed until `resume` (timeouts).
+    case hold
+    /// Held commands complete.
+    case resume
   }
 
   /// The JSON schema version (1).
@@ -110,6 +114,12 @@ extension MockAdapter {
     case .syncFailure:
       model.failNextAFUSyncs(count: count)
       return MockControlReply(ok: true, message: "the next \(count) AFU sync(s) fail (EAGAIN)")
+    case .hold:
+      holdCommands()
+      return MockControlReply(ok: true, message: "holding commands until resume")
+    case .resume:
+      resumeCommands()
+      return MockControlReply(ok: true, message: "held commands resumed")
     case .schedule:
       let schedule = MockFaultSchedule(seed: request.seed ?? 1, count: max(1, request.faults ?? 10))
       _ = play(schedule)

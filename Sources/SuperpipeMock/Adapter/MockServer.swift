@@ -364,7 +364,8 @@ final class MockServer: @unchecked Sendable {
     MockControlPage(base: window + MockWire.controlAreaOffset).initialize()
     let engine = AFUEngine(
       window: window, socket: pair[0], processElement: processElement, ownerPID: owner, executor: executor,
-      reorderCompletions: configuration.reorderCompletions, unmapSupported: configuration.writeSameUnmap)
+      reorderCompletions: configuration.reorderCompletions, unmapSupported: configuration.writeSameUnmap,
+      commandRoom: max(1, configuration.commandRoom))
     engine.start()
     let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, window: window, engine: engine)
     endpoints[pair[0]] = endpoint

@@ -75,4 +75,25 @@ struct MultiProcessTests {
     try context.detach()
     mock.expectNoLeaks()
   }
+
+  @Test("killing a process with I/O in flight leaves the adapter usable for others (3.7, capiflash 7.1.200)")
+  func killedWithIOInFlight() throws {
+    let mock = try MockFixture()
+    let child = try TestSupport.spawnChild(["hammer", mock.disk(0)])
+    let result = child.firstLine()
+    #expect(result["token"] != nil, "child: \(result)")
+    usleep(20_000)  // let it write for a while
+    child.kill()
+    mock.expectNoLeaks()
+    let context = try Context(lun: mock.disk(0))
+    try context.withVirtualLUN(blocks: 4 * 65536) { lun in
+      let buffer = AlignedBuffer(count: 8 * 4096)
+      BlockPattern.fill(buffer.bytes, lba: 1000, blockSize: 4096, generation: 5)
+      try lun.write(at: 1000, from: buffer.readOnly)
+      try lun.read(at: 1000, into: buffer.bytes)
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 1000, blockSize: 4096, generation: 5) == nil)
+    }
+    try context.detach()
+    mock.expectNoLeaks()
+  }
 }

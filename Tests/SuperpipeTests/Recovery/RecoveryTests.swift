@@ -155,3 +155,36 @@ struct RecoveryTests {
     mock.expectNoLeaks()
   }
 }
+
+@Suite("recovery: timeouts")
+struct TimeoutTests {
+  @Test("held commands time out; a context reset aborts them (no late completion), the I/O is re-issued and completes after resume")
+  func heldCommands() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 4, commandTimeout: .milliseconds(100)))
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 4096)
+      BlockPattern.fill(buffer.bytes, lba: 3, blockSize: 4096, generation: 1)
+      try lun.write(at: 3, from: buffer.readOnly)
+      mock.adapter.holdCommands()
+      let resumer = Thread {
+        usleep(250_000)
+        mock.adapter.resumeCommands()
+      }
+      resumer.start()
+      try lun.read(at: 3, into: buffer.bytes)  // times out at least twice, then completes
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 3, blockSize: 4096, generation: 1) == nil)
+      #expect(context.recoveryStatistics.timeouts >= 1, "\(context.recoveryStatistics)")
+      // Everything still works at full depth: the aborted commands' slots came back.
+      for index in 0..<16 { try lun.read(at: UInt64(index), into: buffer.bytes) }
+      // Held for good: the error reaches the caller after the policy's re-issues.
+      mock.adapter.holdCommands()
+      let error = #expect(throws: SuperpipeError.self) { try lun.read(at: 3, into: buffer.bytes) }
+      #expect(error?.code == .timedOut)
+      mock.adapter.resumeCommands()
+    }
+    try context.detach()
+    mock.expectNoLeaks()
+  }
+}
