@@ -33,6 +33,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -76,6 +77,7 @@ let package = Package(
         "SuperpipeMock",
         "SuperpipeBenchmark",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strictSwift
     ),

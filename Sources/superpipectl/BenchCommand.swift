@@ -3,6 +3,10 @@ import Foundation
 import Superpipe
 import SuperpipeBenchmark
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 extension SuperpipeCtl {
   /// `superpipectl bench`: the data-path benchmark.
   struct Bench: ParsableCommand {
@@ -95,9 +99,21 @@ extension SuperpipeCtl {
       configuration.directory = directory
       configuration.completion = CompletionMode(rawValue: completion) ?? .polling
       let showProgress = !json
+      // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
+      let rows = configuration.workloads.count * (configuration.queueDepths.count + 1)
+      let started = Date()
+      var finished = 0
+      let terminal = isatty(STDERR_FILENO) != 0
       let report = try SuperpipeBenchmark.run(configuration) { line in
+        finished += 1
         if showProgress { print(line) }
+        if terminal {
+          let remaining = Date().timeIntervalSince(started) / Double(finished) * Double(rows - finished)
+          FileHandle.standardError.write(
+            Data("[\(finished)/\(rows)] ETA \(Int(remaining.rounded())) s\r".utf8))
+        }
       }
+      if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
       if json {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
