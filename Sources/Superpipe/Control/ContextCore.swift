@@ -245,9 +245,5 @@ extension ContextCore {
     if !done { try recoverOnce(observed: generation) }
   }
 
-  static func sleep(_ duration: Duration) {
-    let components = duration.components
-    let microseconds = components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
-    if microseconds > 0 { usleep(useconds_t(clamping: microseconds)) }
-  }
+  static func sleep(_ duration: Duration) { Syscall.sleep(duration) }
 }

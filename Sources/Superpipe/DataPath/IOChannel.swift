@@ -171,7 +171,7 @@ final class IOChannel: @unchecked Sendable {
       if value == .max { return false }
       if value & 1 == 0 { break }
       if MonotonicClock.now() > deadline { return false }
-      sched_yield()
+      Syscall.yield()
     }
     state.withLock { state in
       // Every slot that was in flight is free again (its command was aborted).
@@ -245,7 +245,7 @@ final class IOChannel: @unchecked Sendable {
         if MonotonicClock.now() - start > timeoutNanoseconds {
           throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
         }
-        sched_yield()
+        Syscall.yield()
       } else {
         ccxl_cpu_relax()
       }
@@ -366,7 +366,7 @@ final class IOChannel: @unchecked Sendable {
         state.asyncOutstanding -= 1
         waiter.resume()
       } else if configuration.completion == .interrupts {
-        _ = ccxl_futex_wake(arcb + Self.doneOffset, 1)
+        Syscall.futexWake(arcb + Self.doneOffset)
       }
     }
   }
@@ -384,11 +384,11 @@ final class IOChannel: @unchecked Sendable {
     while !isDone(index) {
       spins += 1
       if configuration.completion == .interrupts {
-        _ = ccxl_futex_wait(slot(index) + Self.doneOffset, 0, 10_000_000)
+        Syscall.futexWait(slot(index) + Self.doneOffset, expected: 0, timeoutNanoseconds: 10_000_000)
         poll()
       } else {
         poll()
-        if spins & 255 == 0 { sched_yield() } else { ccxl_cpu_relax() }
+        if spins & 255 == 0 { Syscall.yield() } else { ccxl_cpu_relax() }
       }
       if spins & 1023 == 0 || configuration.completion == .interrupts {
         if isDone(index) { return }
@@ -432,7 +432,7 @@ final class IOChannel: @unchecked Sendable {
       } else {
         startThreadIfNeeded()
         _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
-        _ = ccxl_futex_wake(pollerWord, 1)
+        Syscall.futexWake(pollerWord)
       }
     }
   }
@@ -455,17 +455,7 @@ final class IOChannel: @unchecked Sendable {
   }
 
   private func spawn() {
-    hasThread = true
-    let box = Unmanaged.passRetained(self)
-    var thread = pthread_t()
-    let rc = pthread_create(
-      &thread, nil,
-      { raw in
-        let channel = Unmanaged<IOChannel>.fromOpaque(raw!).takeRetainedValue()
-        channel.threadMain()
-        return nil
-      }, box.toOpaque())
-    if rc == 0 { pthread_detach(thread) } else { box.release() }
+    hasThread = Syscall.spawnThread { [self] in threadMain() }
   }
 
   /// Interrupt mode: block in read() on the adapter fd, harvest after each event. Polling mode:
@@ -475,16 +465,14 @@ final class IOChannel: @unchecked Sendable {
     defer {
       buffer.deallocate()
       ccxl_atomic_store_release_u32(threadDone, 1)
-      _ = ccxl_futex_wake(threadDone, 1)
+      Syscall.futexWake(threadDone)
     }
     while !state.withLock({ $0.stopped }) {
       if configuration.completion == .interrupts {
-        var descriptor = pollfd(fd: adapterFD, events: Int16(POLLIN), revents: 0)
-        let ready = Glibc.poll(&descriptor, 1, 50)
-        if ready > 0 {
-          if case .failure = Syscall.read(adapterFD, into: buffer) {
-            usleep(1000)  // EIO after an adapter reset: the recovery path takes over
-          }
+        if case .success(let revents) = Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 50),
+          revents != 0, case .failure = Syscall.read(adapterFD, into: buffer)
+        {
+          Syscall.sleep(.milliseconds(1))  // EIO after an adapter reset: the recovery path takes over
         }
         state.withLock { harvest(&$0) }
       } else {
@@ -494,7 +482,7 @@ final class IOChannel: @unchecked Sendable {
           return state.asyncOutstanding
         }
         if outstanding == 0 {
-          _ = ccxl_futex_wait(pollerWord, word, 50_000_000)
+          Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
         } else {
           ccxl_cpu_relax()
         }
@@ -510,8 +498,10 @@ final class IOChannel: @unchecked Sendable {
     }
     guard wasRunning, hasThread else { return }
     _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
-    _ = ccxl_futex_wake(pollerWord, 1)
-    while ccxl_atomic_load_acquire_u32(threadDone) == 0 { _ = ccxl_futex_wait(threadDone, 0, 10_000_000) }
+    Syscall.futexWake(pollerWord)
+    while ccxl_atomic_load_acquire_u32(threadDone) == 0 {
+      Syscall.futexWait(threadDone, expected: 0, timeoutNanoseconds: 10_000_000)
+    }
   }
 
   func adapterResetError(_ what: String) -> SuperpipeError {

@@ -25,34 +25,31 @@ package enum MockWire {
     case ioctl = 2
   }
 
-  /// Request: magic u32, version u16, kind u16, request u64, argumentSize u32, extraSize u32,
-  /// reserved u64; then argumentSize bytes of struct, then extraSize bytes of data (AFU_DEBUG
-  /// host-write data).
+  /// Request: magic u32, version u16, kind u16, request u64, argumentSize u32, reserved u32,
+  /// reserved u64; then argumentSize bytes of struct. AFU_DEBUG's data buffer travels in a memfd
+  /// passed with the message.
   package struct Request: Sendable, Equatable {
     package var kind: Kind
     package var request: UInt64
     package var argument: [UInt8]
-    package var extra: [UInt8]
 
-    package init(kind: Kind, request: UInt64, argument: [UInt8] = [], extra: [UInt8] = []) {
+    package init(kind: Kind, request: UInt64, argument: [UInt8] = []) {
       self.kind = kind
       self.request = request
       self.argument = argument
-      self.extra = extra
     }
 
     package func encoded() -> [UInt8] {
       var bytes = [UInt8]()
-      bytes.reserveCapacity(headerSize + argument.count + extra.count)
+      bytes.reserveCapacity(headerSize + argument.count)
       bytes.appendLE(magic)
       bytes.appendLE(version)
       bytes.appendLE(kind.rawValue)
       bytes.appendLE(request)
       bytes.appendLE(UInt32(argument.count))
-      bytes.appendLE(UInt32(extra.count))
+      bytes.appendLE(UInt32(0))
       bytes.appendLE(UInt64(0))
       bytes += argument
-      bytes += extra
       return bytes
     }
 
@@ -62,44 +59,38 @@ package enum MockWire {
         let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
       else { return nil }
       let argumentSize = Int(bytes.loadLE(UInt32.self, at: 16))
-      let extraSize = Int(bytes.loadLE(UInt32.self, at: 20))
-      guard headerSize + argumentSize + extraSize == bytes.count else { return nil }
-      let argument = Array(bytes[headerSize..<headerSize + argumentSize])
-      let extra = Array(bytes[(headerSize + argumentSize)...])
-      return Request(kind: kind, request: bytes.loadLE(UInt64.self, at: 8), argument: argument, extra: extra)
+      guard headerSize + argumentSize == bytes.count else { return nil }
+      return Request(kind: kind, request: bytes.loadLE(UInt64.self, at: 8), argument: Array(bytes[headerSize...]))
     }
   }
 
-  /// Reply: magic u32, version u16, kind u16, errno i32, argumentSize u32, extraSize u32,
-  /// descriptorCount u32, reserved u64; then the struct bytes (success only) and extra data.
+  /// Reply: magic u32, version u16, kind u16, errno i32, argumentSize u32, reserved u32,
+  /// descriptorCount u32, reserved u64; then the struct bytes (success only).
   package struct Reply: Sendable, Equatable {
     package var kind: Kind
     package var errno: Int32
     package var argument: [UInt8]
-    package var extra: [UInt8]
     package var descriptorCount: Int
 
-    package init(kind: Kind, errno: Int32, argument: [UInt8] = [], extra: [UInt8] = [], descriptorCount: Int = 0) {
+    package init(kind: Kind, errno: Int32, argument: [UInt8] = [], descriptorCount: Int = 0) {
       self.kind = kind
       self.errno = errno
       self.argument = argument
-      self.extra = extra
       self.descriptorCount = descriptorCount
     }
 
     package func encoded() -> [UInt8] {
       var bytes = [UInt8]()
-      bytes.reserveCapacity(headerSize + argument.count + extra.count)
+      bytes.reserveCapacity(headerSize + argument.count)
       bytes.appendLE(magic)
       bytes.appendLE(version)
       bytes.appendLE(kind.rawValue)
       bytes.appendLE(UInt32(bitPattern: errno))
       bytes.appendLE(UInt32(argument.count))
-      bytes.appendLE(UInt32(extra.count))
+      bytes.appendLE(UInt32(0))
       bytes.appendLE(UInt32(descriptorCount))
       bytes.appendLE(UInt64(0))
       bytes += argument
-      bytes += extra
       return bytes
     }
 
@@ -109,12 +100,9 @@ package enum MockWire {
         let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
       else { return nil }
       let argumentSize = Int(bytes.loadLE(UInt32.self, at: 12))
-      let extraSize = Int(bytes.loadLE(UInt32.self, at: 16))
-      guard headerSize + argumentSize + extraSize == bytes.count else { return nil }
+      guard headerSize + argumentSize == bytes.count else { return nil }
       return Reply(
-        kind: kind, errno: Int32(bitPattern: bytes.loadLE(UInt32.self, at: 8)),
-        argument: Array(bytes[headerSize..<headerSize + argumentSize]),
-        extra: Array(bytes[(headerSize + argumentSize)...]),
+        kind: kind, errno: Int32(bitPattern: bytes.loadLE(UInt32.self, at: 8)), argument: Array(bytes[headerSize...]),
         descriptorCount: Int(bytes.loadLE(UInt32.self, at: 20)))
     }
   }

@@ -225,6 +225,52 @@ enum Syscall {
     MockDevices.controlPage(forMapping: address)
   }
 
+  // MARK: Scheduling and waiting (not recorded: they carry no device traffic)
+
+  /// `sched_yield(2)`: let another thread run (spin-wait back-off).
+  static func yield() { _ = sched_yield() }
+
+  /// Sleeps for `duration` (`nanosleep(2)`; an interrupted sleep just ends early).
+  static func sleep(_ duration: Duration) {
+    let components = duration.components
+    var request = timespec(
+      tv_sec: Int(components.seconds), tv_nsec: Int(components.attoseconds / 1_000_000_000))
+    if request.tv_sec > 0 || request.tv_nsec > 0 { _ = nanosleep(&request, nil) }
+  }
+
+  /// `futex(2)` FUTEX_WAIT on a 32-bit word while it equals `expected`, at most
+  /// `timeoutNanoseconds` (negative: no limit). EINTR, EAGAIN and ETIMEDOUT just return.
+  static func futexWait(_ word: UnsafeRawPointer, expected: UInt32, timeoutNanoseconds: Int64) {
+    _ = ccxl_futex_wait(word, expected, timeoutNanoseconds)
+  }
+
+  /// `futex(2)` FUTEX_WAKE of up to `count` waiters.
+  static func futexWake(_ word: UnsafeRawPointer, count: Int32 = 1) {
+    _ = ccxl_futex_wake(word, count)
+  }
+
+  /// Starts a detached thread (`pthread_create(3)`) running `body`; false if none could be made.
+  static func spawnThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Box: @unchecked Sendable {
+      let body: @Sendable () -> Void
+      init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body))
+    var thread = pthread_t()
+    let rc = pthread_create(
+      &thread, nil,
+      { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+      }, box.toOpaque())
+    if rc == 0 {
+      pthread_detach(thread)
+      return true
+    }
+    box.release()
+    return false
+  }
+
   // MARK: Process
 
   /// The process id, cached (refreshed in a child after fork() by a pthread_atfork handler), so
