@@ -238,6 +238,9 @@ public struct Context: ~Copyable, Sendable {
     nonmutating set { core.recovery.shared.withLock { $0.policy = newValue } }
   }
 
+  /// The context's last commands (oldest first, at most 64): the flight recorder.
+  public var flightRecord: [CommandRecord] { core.flightRecorder.snapshot() }
+
   /// Counters of the recovery machinery.
   public var recoveryStatistics: RecoveryStatistics { core.recovery.shared.withLock { $0.statistics } }
 

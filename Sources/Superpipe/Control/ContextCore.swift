@@ -35,6 +35,8 @@ final class ContextCore: Sendable {
   let ioConfiguration = Mutex(IOConfiguration())
   /// Recovery generation, policy, counters and observers.
   let recovery = RecoveryState()
+  /// The last commands of this context.
+  let flightRecorder = FlightRecorder()
   /// Streams handed out by `recoveryEvents()`, finished when the context is detached.
   let eventContinuations = Mutex<[AsyncStream<RecoveryEvent>.Continuation]>([])
 

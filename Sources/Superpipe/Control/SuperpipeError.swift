@@ -73,6 +73,9 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   public var sense: SenseData?
   /// The failed command's decoded IOASA (data path), when relevant.
   public var status: CommandStatus?
+  /// The context's last commands (oldest first) when a data-path error reached the caller: the
+  /// flight recorder's dump.
+  public var flightRecord: [CommandRecord]?
   /// A sentence a person can act on.
   public var message: String
 

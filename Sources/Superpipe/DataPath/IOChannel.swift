@@ -257,6 +257,15 @@ final class IOChannel: @unchecked Sendable {
     state.withLock { $0.free.append(index) }
   }
 
+  /// The LBA and block count in a slot's 16-byte CDB (big-endian fields).
+  func commandRange(_ index: Int32) -> (lba: UInt64, blocks: UInt32) {
+    let arcb = slot(index)
+    return (
+      UInt64(bigEndian: arcb.loadUnaligned(fromByteOffset: 42, as: UInt64.self)),
+      UInt32(bigEndian: arcb.loadUnaligned(fromByteOffset: 50, as: UInt32.self))
+    )
+  }
+
   /// The status of a completed slot.
   func status(_ index: Int32) -> CommandStatus { CommandStatus(UnsafeRawPointer(slot(index) + Self.ioasaOffset)) }
 

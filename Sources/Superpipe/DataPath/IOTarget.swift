@@ -80,6 +80,7 @@ struct IOTarget: Sendable {
       try channel.wait(index)
       let status = channel.status(index)
       channel.release(index)
+      core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: UInt32(total), status: status)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
       return
     }
@@ -113,7 +114,9 @@ struct IOTarget: Sendable {
           continue
         }
         let status = channel.status(index)
+        let range = channel.commandRange(index)
         channel.release(index)
+        core.flightRecorder.record(opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks, status: status)
         if !status.isSuccess, status.retryClass != .none { firstError = firstError ?? failure(opcode, status) }
         head = (head + 1) % inflight.count
         count -= 1
@@ -153,6 +156,7 @@ struct IOTarget: Sendable {
       try channel.wait(index)
       let status = channel.status(index)
       channel.release(index)
+      core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba + done, blocks: UInt32(piece), status: status)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
       done += piece
     }
@@ -189,6 +193,8 @@ struct IOTarget: Sendable {
       await channel.waitAsync(index)
       let status = channel.status(index)
       channel.release(index)
+      core.flightRecorder.record(
+        opcode: opcode, handle: handle, lba: lba + submitted, blocks: UInt32(pieceBlocks), status: status)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
       submitted += pieceBlocks
     }
@@ -256,6 +262,8 @@ extension IOTarget {
     let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
     func giveUp(_ error: SuperpipeError) -> SuperpipeError {
       recovery.count { $0.failedIOs += 1 }
+      var error = error
+      error.flightRecord = core.flightRecorder.snapshot()
       return error
     }
     if let failure { throw giveUp(failure) }

@@ -99,8 +99,13 @@ struct RecoveryTests {
       #expect(error?.status?.fcRC == 0x52)
       #expect(context.recoveryStatistics.failedIOs == 1)
       mock.adapter.failNextCommands(1, matching: .read, with: .checkCondition(key: 3, asc: 0x11, ascq: 0))
-      let medium = #expect(throws: SuperpipeError.self) { try lun.read(at: 0, into: buffer.bytes) }
+      let medium = #expect(throws: SuperpipeError.self) { try lun.read(at: 7, into: buffer.bytes) }
       #expect(medium?.status?.retryClass == .fatal)
+      // The flight recorder's dump comes with the error: the last command is the failed read.
+      let record = try #require(medium?.flightRecord)
+      #expect(record.last?.lba == 7 && record.last?.opcode == 0x88 && record.last?.status.sense?.key == 3)
+      #expect(record.contains { $0.status.fcRC == 0x52 }, "the ABORTPEND attempts are in it too")
+      #expect(context.flightRecord.count == record.count)
     }
     try context.detach()
     mock.expectNoLeaks()
