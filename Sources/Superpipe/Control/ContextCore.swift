@@ -84,12 +84,15 @@ final class ContextCore: Sendable {
   /// inherited descriptors and mapping are dropped.
   @discardableResult
   func detachAll() -> SuperpipeError? {
-    let snapshot = state.withLock { state -> State? in
+    var window: MappedWindow?
+    let taken = state.withLock { state -> State? in
       guard !state.detached else { return nil }
       state.detached = true
+      window = state.window
+      state.window = nil
       return state
     }
-    guard let snapshot else { return nil }
+    guard let snapshot = taken else { return nil }
     dropChannel()
     for continuation in eventContinuations.withLock({ $0 }) { continuation.finish() }
     var firstError: SuperpipeError?
@@ -105,7 +108,10 @@ final class ContextCore: Sendable {
         }
       }
     }
-    if let window = snapshot.window { _ = Syscall.munmap(window.base, length: window.length) }
+    // The last reference to the window: unmapped here (or, if a thread still has I/O on the
+    // retired channel, when it lets go).
+    window = nil
+    _ = window
     if snapshot.adapterFD >= 0 { _ = Syscall.close(snapshot.adapterFD) }
     for link in snapshot.luns { _ = Syscall.close(link.fd) }
     return firstError
@@ -183,7 +189,8 @@ extension ContextCore {
       // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
       $0.attachFlags = flags.intersection(.submissionQueueMode).union($0.attachFlags.subtracting(.submissionQueueMode))
     }
-    if let oldWindow { _ = Syscall.munmap(oldWindow.base, length: oldWindow.length) }
+    // The old window is unmapped when the retired channel that may still use it goes away.
+    _ = oldWindow
     if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
     if newWindow == nil {
       throw SuperpipeError(

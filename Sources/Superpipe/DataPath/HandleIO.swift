@@ -10,75 +10,31 @@ extension IOTarget {
   }
 }
 
-extension PhysicalLUN {
-  /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
-  /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
-  /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`
-  /// without issuing a command.
-  public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
-    let view = ConcurrentIO(io: io)
-    defer { view.validity.invalidate() }
-    return try await body(view)
-  }
-
-  /// The LUN's logical block size in bytes (all I/O is in whole blocks).
-  public var blockSize: Int { io.blockSize }
-
-  /// The largest single command in blocks (max_xfer); longer requests are split.
-  public var maxTransferBlocks: Int { io.maxTransferBlocks }
-
-  /// Reads `buffer.count` bytes (whole blocks) from `lba` into `buffer`: READ(16) commands through
-  /// the resource handle, split at max_xfer and kept in flight together. Any buffer alignment works.
-  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
-  }
-
-  /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
-  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
-  }
-
-  /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
-  /// device deallocate them (they read back as zeros).
-  public func writeZeroes(at lba: UInt64, blocks: UInt64, unmap: Bool = false) throws(SuperpipeError) {
-    try io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
-  }
-
-  /// Reads without blocking a thread: the task suspends until the command completes.
-  public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
-  }
-
-  /// Writes without blocking a thread: the task suspends until the command completes.
-  public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
-  }
-
-  /// Low-level interface: submits a READ(16) of at most max_xfer blocks and returns at once.
-  /// Collect the completion with `Context.pollCompletions(_:)`; `buffer` must stay valid until then.
-  /// With `wait: false` a full queue throws `.wouldBlock` instead of waiting for room.
-  public func submitRead(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true)
-    throws(SuperpipeError) -> IOTag
-  {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    return try io.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
-  }
-
-  /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
-  public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
-    throws(SuperpipeError) -> IOTag
-  {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    return try io.submit(
-      lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true, wait: wait)
-  }
+/// A resource handle's data path: what `PhysicalLUN` and `VirtualLUN` share. The I/O methods
+/// below are defined once for both.
+public protocol ResourceHandleIO: ~Copyable, ~Escapable {
+  /// The handle's data path (opaque: it has no public members).
+  var dataPath: DataPath { get }
 }
 
-extension VirtualLUN {
+/// The opaque data path of a resource handle (see `ResourceHandleIO`).
+public struct DataPath: Sendable {
+  let io: IOTarget
+}
+
+extension PhysicalLUN: ResourceHandleIO {
+  /// The handle's data path.
+  public var dataPath: DataPath { DataPath(io: io) }
+}
+
+extension VirtualLUN: ResourceHandleIO {
+  /// The handle's data path.
+  public var dataPath: DataPath { DataPath(io: io) }
+}
+
+extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
+  private var io: IOTarget { dataPath.io }
+
   /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
   /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
   /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`

@@ -87,6 +87,9 @@ final class IOChannel: @unchecked Sendable {
     var room: Int
     var asyncOutstanding = 0
     var stopped = false
+    /// Replaced after a recovery: its window belongs to the old context; waiters must not touch
+    /// it (on hardware the old mapping faults) and go back through recovery instead.
+    var retired = false
     /// SQ mode: the next free ring slot.
     var sqTail = 0
   }
@@ -233,6 +236,9 @@ final class IOChannel: @unchecked Sendable {
     }
   }
 
+  /// Whether the channel was replaced (see `State.retired`).
+  var isRetired: Bool { state.withLock { $0.retired } }
+
   /// Takes a slot, waiting (and harvesting) while the queue is full.
   func acquire() throws(SuperpipeError) -> Int32 {
     var spins = 0
@@ -241,7 +247,9 @@ final class IOChannel: @unchecked Sendable {
       if let index = tryAcquire() { return index }
       spins += 1
       if spins & 63 == 0 {
-        if window.load(.commandRoom) == .max { throw adapterResetError("waiting for a free command slot") }
+        if isRetired || window.load(.commandRoom) == .max {
+          throw adapterResetError("waiting for a free command slot")
+        }
         if MonotonicClock.now() - start > timeoutNanoseconds {
           throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
         }
@@ -401,7 +409,7 @@ final class IOChannel: @unchecked Sendable {
       }
       if spins & 1023 == 0 || configuration.completion == .interrupts {
         if isDone(index) { return }
-        if window.load(.commandRoom) == .max {
+        if isRetired || window.load(.commandRoom) == .max {
           abandon(index)
           throw adapterResetError("waiting for a command")
         }
@@ -499,10 +507,13 @@ final class IOChannel: @unchecked Sendable {
     }
   }
 
-  /// Stops the thread (if any) and waits for it.
+  /// Stops the thread (if any) and waits for it; the channel is retired.
   func stop() {
     let wasRunning = state.withLock { state -> Bool in
-      defer { state.stopped = true }
+      defer {
+        state.stopped = true
+        state.retired = true
+      }
       return !state.stopped
     }
     guard wasRunning, hasThread else { return }

@@ -8,17 +8,30 @@ import CCXLFlash
 /// shared by the threads of one context under the rules of the data path; the mapping itself is
 /// created and destroyed only by `ContextCore`.
 struct MappedWindow: @unchecked Sendable {
-  let base: UnsafeMutableRawPointer
-  let length: Int
+  /// The mapping itself, unmapped when the last window value referring to it goes away: a channel
+  /// retired by a recovery may still have threads touching its window.
+  final class Mapping: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let length: Int
+    init(base: UnsafeMutableRawPointer, length: Int) {
+      self.base = base
+      self.length = length
+    }
+    deinit { _ = Syscall.munmap(base, length: length) }
+  }
+
+  let mapping: Mapping
+  var base: UnsafeMutableRawPointer { mapping.base }
+  var length: Int { mapping.length }
   /// The mock's control page, or nil on hardware.
   let control: MockControlPage?
   /// The mock's AFU engine when it runs in this process: a store then runs the command on the
   /// storing thread instead of handing it to the AFU thread (no thread switch per command).
   let inlineEngine: (any MockInlineEngine)?
 
+  /// Takes ownership of a mapping made with `Syscall.mmap`.
   init(base: UnsafeMutableRawPointer, length: Int) {
-    self.base = base
-    self.length = length
+    self.mapping = Mapping(base: base, length: length)
     self.control = Syscall.mockControlPage(forMapping: base)
     self.inlineEngine = control.flatMap { MockInlineEngines.engine($0.engineID) }
   }
