@@ -92,6 +92,14 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
     return try io.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
   }
 
+  /// Low-level interface: submits several reads and writes together (each at most max_xfer
+  /// blocks, at most the queue depth) and returns their tags, in order. In SQ command mode the
+  /// whole batch is published with one sq_tail store. With `wait: false` a queue without room for
+  /// all of them throws `.wouldBlock` and submits none.
+  public func submitBatch(_ requests: [IORequest], wait: Bool = true) throws(SuperpipeError) -> [IOTag] {
+    try io.submitBatch(requests, wait: wait)
+  }
+
   /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
   public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
     throws(SuperpipeError) -> IOTag

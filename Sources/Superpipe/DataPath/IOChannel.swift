@@ -310,6 +310,18 @@ final class IOChannel: @unchecked Sendable {
     _ index: Int32, opcode: UInt8, cdbFlags: UInt8 = 0, lba: UInt64, blocks: UInt32, handle: UInt32,
     dataAddress: UInt64, dataLength: UInt32, hostWrite: Bool
   ) {
+    prepare(
+      index, opcode: opcode, cdbFlags: cdbFlags, lba: lba, blocks: blocks, handle: handle, dataAddress: dataAddress,
+      dataLength: dataLength, hostWrite: hostWrite)
+    var one = index
+    withUnsafePointer(to: &one) { publish(UnsafeBufferPointer(start: $0, count: 1)) }
+  }
+
+  /// Fills the IOARCB in `index` without submitting it.
+  func prepare(
+    _ index: Int32, opcode: UInt8, cdbFlags: UInt8 = 0, lba: UInt64, blocks: UInt32, handle: UInt32,
+    dataAddress: UInt64, dataLength: UInt32, hostWrite: Bool
+  ) {
     let arcb = slot(index)
     // IOASA (AFU part) and completion word cleared before the doorbell.
     (arcb + Self.ioasaOffset).initializeMemory(as: UInt64.self, repeating: 0, count: 5)
@@ -333,17 +345,23 @@ final class IOChannel: @unchecked Sendable {
     arcb.storeBytes(of: lba.bigEndian, toByteOffset: 42, as: UInt64.self)
     arcb.storeBytes(of: blocks.bigEndian, toByteOffset: 50, as: UInt32.self)
     arcb.storeBytes(of: UInt16(0), toByteOffset: 54, as: UInt16.self)
+    // IOARRIN mode: reserved; SQ mode: the IOARCB names its IOASA.
+    let ioasa = submissionQueue == nil ? 0 : UInt64(UInt(bitPattern: arcb + Self.ioasaOffset))
+    arcb.storeBytes(of: ioasa, toByteOffset: 56, as: UInt64.self)
+  }
+
+  /// Submits prepared slots, in order: one IOARRIN store each, or, in SQ mode, copies them all into
+  /// the ring and publishes the new tail once (under the lock, so tails stay in order).
+  func publish(_ indices: UnsafeBufferPointer<Int32>) {
     guard let submissionQueue else {
-      arcb.storeBytes(of: UInt64(0), toByteOffset: 56, as: UInt64.self)
-      window.store(.ioarrin, UInt64(UInt(bitPattern: arcb)))
+      for index in indices { window.store(.ioarrin, UInt64(UInt(bitPattern: slot(index)))) }
       return
     }
-    // SQ mode: the IOARCB names its IOASA, is copied into the ring at the tail, and the new tail
-    // is published (in order: under the lock).
-    arcb.storeBytes(of: UInt64(UInt(bitPattern: arcb + Self.ioasaOffset)), toByteOffset: 56, as: UInt64.self)
     state.withLock { state in
-      (submissionQueue + state.sqTail * 64).copyMemory(from: arcb, byteCount: 64)
-      state.sqTail = state.sqTail == depth ? 0 : state.sqTail + 1
+      for index in indices {
+        (submissionQueue + state.sqTail * 64).copyMemory(from: slot(index), byteCount: 64)
+        state.sqTail = state.sqTail == depth ? 0 : state.sqTail + 1
+      }
       window.store(.sqTail, UInt64(UInt(bitPattern: submissionQueue + state.sqTail * 64)))
     }
   }

@@ -244,6 +244,77 @@ struct IOTarget: Sendable {
   }
 }
 
+extension IOTarget {
+  /// Low-level batch: every request prepared, then published together (SQ mode: one sq_tail store).
+  func submitBatch(_ requests: [IORequest], wait: Bool) throws(SuperpipeError) -> [IOTag] {
+    var blocks: [UInt32] = []
+    blocks.reserveCapacity(requests.count)
+    for request in requests {
+      let opcode = request.operation == .write ? Self.write16 : Self.read16
+      guard let count = try? self.blocks(lba: request.lba, byteCount: request.buffer.count, opcode: opcode),
+        count <= UInt64(maxTransferBlocks), request.buffer.baseAddress != nil
+      else {
+        throw SuperpipeError(
+          code: .invalidIORequest, operation: "submitBatch", device: device,
+          message: "each request is a non-empty buffer of whole blocks, at most max_xfer (\(maxTransferBlocks)) blocks")
+      }
+      blocks.append(UInt32(count))
+    }
+    let channel = try core.channel()
+    guard requests.count <= channel.depth else {
+      throw SuperpipeError(
+        code: .invalidIORequest, operation: "submitBatch", device: device,
+        message: "a batch holds at most the queue depth (\(channel.depth)) commands")
+    }
+    var slots: [Int32] = []
+    slots.reserveCapacity(requests.count)
+    for _ in requests {
+      if let index = channel.tryAcquire() {
+        slots.append(index)
+      } else if wait {
+        do throws(SuperpipeError) {
+          slots.append(try channel.acquire())
+        } catch {
+          for index in slots { channel.release(index) }
+          throw error
+        }
+      } else {
+        for index in slots { channel.release(index) }
+        throw SuperpipeError(code: .wouldBlock, operation: "submitBatch", device: device, message: "the command queue is full")
+      }
+    }
+    for (position, request) in requests.enumerated() {
+      let index = slots[position]
+      channel.markUserOwned(index)
+      channel.prepare(
+        index, opcode: request.operation == .write ? Self.write16 : Self.read16, lba: request.lba,
+        blocks: blocks[position], handle: handle, dataAddress: UInt64(UInt(bitPattern: request.buffer.baseAddress!)),
+        dataLength: UInt32(request.buffer.count), hostWrite: request.operation == .write)
+    }
+    slots.withUnsafeBufferPointer { channel.publish($0) }
+    return slots.map { IOTag(rawValue: $0) }
+  }
+}
+
+/// One request of a batch (`submitBatch`).
+public struct IORequest: @unchecked Sendable {
+  /// Read or write.
+  public enum Operation: Sendable { case read, write }
+  /// Read or write.
+  public var operation: Operation
+  /// The first LBA.
+  public var lba: UInt64
+  /// The data: filled by a read, sent by a write; whole blocks, valid until the completion is polled.
+  public var buffer: UnsafeMutableRawBufferPointer
+
+  /// A request.
+  public init(_ operation: Operation, lba: UInt64, buffer: UnsafeMutableRawBufferPointer) {
+    self.operation = operation
+    self.lba = lba
+    self.buffer = buffer
+  }
+}
+
 /// Identifies a command submitted through the low-level interface (`submitRead`/`submitWrite`)
 /// until `Context.pollCompletions(_:)` reports it.
 public struct IOTag: Hashable, Sendable, CustomStringConvertible {

@@ -54,6 +54,44 @@ extension SuperpipeCtl {
       }
     }
 
+    /// The JSON document of `mock create`, `mock status` and `mock destroy` (schemaVersion 1).
+    struct Document: Codable {
+      struct Node: Codable {
+        var path: String
+        var lun: Int
+        var port: Int
+        var wwid: String
+        var blocks: UInt64
+        var blockSize: UInt32
+        var mode: String
+      }
+      var schemaVersion = 1
+      var command: String
+      var directory: String
+      var served: Bool
+      var hostNode: String?
+      var nodes: [Node]
+    }
+
+    static func document(_ adapter: MockAdapter?, directory: String, command: String, served: Bool) -> Document {
+      guard let adapter else { return Document(command: command, directory: directory, served: served, nodes: []) }
+      let modes = Set(adapter.snapshot().superpipePaths.map { "\($0)" })
+      let nodes = adapter.diskNodes.map { node in
+        let lun = adapter.configuration.luns[node.lun]
+        return Document.Node(
+          path: adapter.path(of: node), lun: node.lun, port: node.port, wwid: WWID(bytes: lun.wwid)?.hex ?? "",
+          blocks: lun.lastLBA + 1, blockSize: lun.blockSize,
+          mode: modes.contains("\(MockDeviceNode.disk(lun: node.lun, port: node.port))") ? "superpipe" : "legacy")
+      }
+      return Document(command: command, directory: directory, served: served, hostNode: adapter.hostPath, nodes: nodes)
+    }
+
+    static func printJSON(_ document: Document) throws {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+      print(String(decoding: try encoder.encode(document), as: UTF8.self))
+    }
+
     static func describe(_ adapter: MockAdapter) -> String {
       var lines = ["mock adapter \(adapter.directory.path)", "  host node  \(adapter.hostPath)"]
       let modes = Set(adapter.snapshot().superpipePaths.map { "\($0)" })
@@ -71,10 +109,16 @@ extension SuperpipeCtl {
       static let configuration = CommandConfiguration(abstract: "Create a mock adapter in a new directory.")
       @OptionGroup var options: Options
       @OptionGroup var layout: Layout
+      @Flag(help: "Print one JSON document (schemaVersion 1).")
+      var json = false
 
       func run() throws {
         let adapter = try MockAdapter.create(at: options.url, configuration: layout.configuration, randomSeed: layout.seed)
-        print(Mock.describe(adapter))
+        if json {
+          try Mock.printJSON(Mock.document(adapter, directory: options.dir, command: "mock create", served: false))
+        } else {
+          print(Mock.describe(adapter))
+        }
       }
     }
 
@@ -102,14 +146,24 @@ extension SuperpipeCtl {
     struct Status: ParsableCommand {
       static let configuration = CommandConfiguration(abstract: "Show a mock adapter's LUNs, nodes and modes.")
       @OptionGroup var options: Options
+      @Flag(help: "Print one JSON document (schemaVersion 1).")
+      var json = false
 
       func run() throws {
         do {
           let adapter = try MockAdapter.open(at: options.url)
-          print(Mock.describe(adapter))
-          print("  not being served")
+          if json {
+            try Mock.printJSON(Mock.document(adapter, directory: options.dir, command: "mock status", served: false))
+          } else {
+            print(Mock.describe(adapter))
+            print("  not being served")
+          }
         } catch MockAdapterError.alreadyServed {
-          print("mock adapter \(options.dir) is being served by another process")
+          if json {
+            try Mock.printJSON(Mock.document(nil, directory: options.dir, command: "mock status", served: true))
+          } else {
+            print("mock adapter \(options.dir) is being served by another process")
+          }
         }
       }
     }
@@ -117,12 +171,18 @@ extension SuperpipeCtl {
     struct Destroy: ParsableCommand {
       static let configuration = CommandConfiguration(abstract: "Delete a mock adapter's directory (not while served).")
       @OptionGroup var options: Options
+      @Flag(help: "Print one JSON document (schemaVersion 1).")
+      var json = false
 
       func run() throws {
         // Opening takes the adapter's lock: this fails while another process serves it.
         do { _ = try MockAdapter.open(at: options.url) }
         try FileManager.default.removeItem(at: options.url)
-        print("destroyed \(options.dir)")
+        if json {
+          try Mock.printJSON(Mock.document(nil, directory: options.dir, command: "mock destroy", served: false))
+        } else {
+          print("destroyed \(options.dir)")
+        }
       }
     }
   }

@@ -48,4 +48,28 @@ struct CLIInjectTests {
     let missing = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", "/tmp/spm-nothing-here", "reset"])
     #expect(missing.status == 69, "\(missing.output)")
   }
+
+  @Test("mock create/status/destroy --json: schemaVersion 1 documents")
+  func mockJSON() throws {
+    let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    for (arguments, command) in [
+      (["mock", "create", "--dir", directory, "--luns", "2", "--ports", "1", "--json"], "mock create"),
+      (["mock", "status", "--dir", directory, "--json"], "mock status"),
+      (["mock", "destroy", "--dir", directory, "--json"], "mock destroy"),
+    ] {
+      let result = try TestSupport.run(Self.superpipectl, arguments)
+      #expect(result.status == 0, "\(result.output)")
+      let document = try #require(
+        try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], "\(result.output)")
+      #expect(document["schemaVersion"] as? Int == 1)
+      #expect(document["command"] as? String == command)
+      #expect(document["directory"] as? String == directory)
+      if command != "mock destroy" {
+        let nodes = try #require(document["nodes"] as? [[String: Any]])
+        #expect(nodes.count == 2)
+        #expect(nodes.allSatisfy { ($0["path"] as? String)?.hasPrefix(directory) == true && $0["mode"] as? String == "legacy" })
+      }
+    }
+  }
 }

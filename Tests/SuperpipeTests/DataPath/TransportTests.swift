@@ -91,4 +91,42 @@ struct TransportTests {
     try context.detach()
     mock.expectNoLeaks()
   }
+
+  @Test("batched submission, IOARRIN and SQ mode: every completion reported once, data intact", arguments: [false, true])
+  func batch(sqMode: Bool) throws {
+    var configuration = MockAdapter.configuration(lunCount: 1)
+    configuration.sqCommandMode = sqMode
+    configuration.reorderCompletions = true
+    let mock = try MockFixture(configuration: configuration)
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 8))
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 8 * 4096)
+      BlockPattern.fill(buffer.bytes, lba: 40, blockSize: 4096, generation: 4)
+      let pieces = (0..<8).map { UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[($0 * 4096)..<(($0 + 1) * 4096)]) }
+      let writes = try lun.submitBatch((0..<8).map { IORequest(.write, lba: 40 + UInt64($0), buffer: pieces[$0]) })
+      var completed = Set<IOTag>()
+      while completed.count < writes.count {
+        try context.pollCompletions { tag, result in
+          #expect((try? result.get()) != nil)
+          #expect(completed.insert(tag).inserted, "reported once")
+        }
+      }
+      #expect(completed == Set(writes))
+      // Nine requests do not fit a queue of eight: refused whole.
+      let tooMany = #expect(throws: SuperpipeError.self) {
+        _ = try lun.submitBatch((0..<9).map { _ in IORequest(.read, lba: 0, buffer: pieces[0]) })
+      }
+      #expect(tooMany?.code == .invalidIORequest)
+      buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+      let reads = try lun.submitBatch((0..<8).map { IORequest(.read, lba: 40 + UInt64($0), buffer: pieces[$0]) })
+      completed = []
+      while completed.count < reads.count {
+        try context.pollCompletions { tag, _ in completed.insert(tag) }
+      }
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 40, blockSize: 4096, generation: 4) == nil)
+    }
+    try context.detach()
+    mock.expectNoLeaks()
+  }
 }
