@@ -8,6 +8,9 @@
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
 //   hammer <disk>                             attach, open a vLUN, write as fast as it can until killed
+//   unrecovered <disk> <go-file>              attach with automatic recovery off, write, wait for
+//        <go-file> to exist (the parent reset the adapter meanwhile), then read: must fail with
+//        .adapterReset; then release and detach must still work
 
 import CCXLFlash
 import Foundation
@@ -105,6 +108,24 @@ func run() throws {
       try lun.write(at: lba, from: buffer.readOnly)
       lba = (lba + 16) % 65536
     }
+  case "unrecovered":
+    guard arguments.count > 3 else { fail("usage: unrecovered <disk> <go-file>") }
+    let context = try Context(lun: disk)
+    context.recoveryPolicy.automatic = false
+    try context.withVirtualLUN(blocks: 65536) { lun in
+      let buffer = AlignedBuffer(count: lun.blockSize)
+      try lun.write(at: 0, from: buffer.readOnly)
+      emit("token=\(context.token) pid=\(getpid()) ready=1")
+      while !FileManager.default.fileExists(atPath: arguments[3]) { usleep(2000) }
+      do {
+        try lun.read(at: 0, into: buffer.bytes)
+        emit("result=unexpected-success")
+      } catch {
+        emit("result=\((error as? SuperpipeError)?.code.description ?? "\(error)")")
+      }
+    }  // RELEASE in the error state
+    try context.detach()  // DETACH in the error state
+    emit("cleanup=ok")
   case "hold":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)

@@ -161,6 +161,35 @@ struct RecoveryTests {
   }
 }
 
+@Suite("recovery: another process left unrecovered")
+struct UnrecoveredProcessTests {
+  @Test("a process that does not recover fails cleanly (typed .adapterReset), and can still release and detach")
+  func failsCleanly() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let go = "/tmp/spm-go-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: go) }
+    let child = try TestSupport.spawnChild(["unrecovered", mock.disk(0), go])
+    let ready = child.firstLine()
+    #expect(ready["ready"] == "1", "\(ready)")
+    // This process recovers; the child does not.
+    let context = try Context(lun: mock.disk(0))
+    try context.withVirtualLUN(blocks: 65536) { lun in
+      let buffer = AlignedBuffer(count: 4096)
+      mock.adapter.resetAdapter(duration: .milliseconds(10))
+      try lun.read(at: 0, into: buffer.bytes)
+    }
+    #expect(FileManager.default.createFile(atPath: go, contents: nil))
+    let result = child.firstLine()
+    #expect(result["result"] == "adapterReset", "\(result)")
+    let cleanup = child.firstLine()
+    #expect(cleanup["cleanup"] == "ok", "\(cleanup)")
+    #expect(child.wait() == 0)
+    #expect(context.recoveryStatistics.recoveries == 1)
+    try context.detach()
+    mock.expectNoLeaks()
+  }
+}
+
 @Suite("recovery: timeouts")
 struct TimeoutTests {
   @Test("held commands time out; a context reset aborts them (no late completion), the I/O is re-issued and completes after resume")
