@@ -251,6 +251,11 @@ package final class MockAFUExecutor: Sendable {
   /// While set, the AFU engines park commands instead of executing them (fault injection: lost or
   /// slow commands, timeouts); they run when it is cleared.
   let holding = Atomic<Bool>(false)
+  /// Fault injection: nanoseconds added to each of the next `delayedCommands` commands.
+  let addedLatency = Atomic<Int64>(0)
+  let delayedCommands = Atomic<Int>(0)
+  /// Fault injection: the next `corruptedReads` successful reads return data with one byte flipped.
+  let corruptedReads = Atomic<Int>(0)
 
   package func execute(_ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory) -> MockAFUCompletion {
     commandCount.add(1, ordering: .relaxed)

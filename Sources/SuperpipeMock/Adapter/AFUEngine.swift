@@ -313,11 +313,20 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       if !submissionQueue { giveBackCommandRoom() }
       return
     }
+    // Injected latency: the command takes longer (the storing thread waits in-process).
+    if executor.delayedCommands.load(ordering: .relaxed) > 0,
+      executor.delayedCommands.wrappingSubtract(1, ordering: .relaxed).oldValue > 0
+    {
+      let nanoseconds = executor.addedLatency.load(ordering: .relaxed)
+      var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+      _ = nanosleep(&request, nil)
+    }
     let completion: MockAFUCompletion =
       inProcess
       ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory())
       : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID))
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
+    corruptIfInjected(command, completion)
     var ioasa = completion.ioasa
     // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (offset 56).
     let ioasaAddress = submissionQueue ? command.ioasa_ea : address + 64
@@ -330,6 +339,21 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     postResponse(submissionQueue ? ioasaAddress : address)
     if !submissionQueue { giveBackCommandRoom() }
     if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
+  }
+
+  /// Injected data corruption: a successful read's first data byte is flipped in the
+  /// application's buffer (what end-to-end checksums such as BlockPattern must catch).
+  private func corruptIfInjected(_ command: sisl_ioarcb, _ completion: MockAFUCompletion) {
+    guard executor.corruptedReads.load(ordering: .relaxed) > 0, completion.ioasa.ioasc == 0,
+      command.req_flags & UInt16(SISL_REQ_FLAGS_HOST_WRITE) == 0, command.data_len > 0,
+      command.cdb.0 == UInt8(CCXL_SCSI_READ_16) || command.cdb.0 == UInt8(CCXL_SCSI_READ_10),
+      executor.corruptedReads.wrappingSubtract(1, ordering: .relaxed).oldValue > 0,
+      let target = UnsafeMutableRawPointer(bitPattern: UInt(command.data_ea))
+    else { return }
+    var byte: UInt8 = 0
+    guard ccxl_process_vm_read(ownerPID, &byte, target, 1) == 1 else { return }
+    byte ^= 0xFF
+    _ = ccxl_process_vm_write(ownerPID, &byte, target, 1)
   }
 
   /// Writes the RRQ entry (IOARCB address | toggle) and advances, wrapping with a toggle flip.

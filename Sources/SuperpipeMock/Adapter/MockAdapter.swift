@@ -325,6 +325,19 @@ public final class MockAdapter: Sendable {
     }
   }
 
+  /// Adds `latency` to each of the next `count` commands (a slow adapter or fabric).
+  public func addLatency(_ latency: Duration, toNext count: Int) {
+    let components = latency.components
+    executor.addedLatency.store(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000, ordering: .relaxed)
+    executor.delayedCommands.store(count, ordering: .relaxed)
+  }
+
+  /// The next `count` successful reads return data with one byte flipped (silent corruption; the
+  /// adapter reports success, only an end-to-end check such as `BlockPattern` can tell).
+  public func corruptNextReads(_ count: Int) {
+    executor.corruptedReads.store(count, ordering: .relaxed)
+  }
+
   /// Permanent adapter failure (FAILTERM, spec 3.4): every context goes to the error state and
   /// cannot be recovered (RECOVER_AFU is ENODEV); RELEASE, VLUN_RESIZE and DETACH still work.
   public func failAdapter() {

@@ -35,6 +35,10 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
     case hold
     /// Held commands complete.
     case resume
+    /// The next `count` commands take `durationMilliseconds` longer.
+    case latency
+    /// The next `count` successful reads return data with one byte flipped.
+    case corrupt
   }
 
   /// The JSON schema version (1).
@@ -120,6 +124,12 @@ extension MockAdapter {
     case .resume:
       resumeCommands()
       return MockControlReply(ok: true, message: "held commands resumed")
+    case .latency:
+      addLatency(.milliseconds(request.durationMilliseconds ?? 10), toNext: count)
+      return MockControlReply(ok: true, message: "the next \(count) command(s) take \(request.durationMilliseconds ?? 10) ms longer")
+    case .corrupt:
+      corruptNextReads(count)
+      return MockControlReply(ok: true, message: "the next \(count) successful read(s) return corrupted data")
     case .schedule:
       let schedule = MockFaultSchedule(seed: request.seed ?? 1, count: max(1, request.faults ?? 10))
       _ = play(schedule)

@@ -161,6 +161,33 @@ struct RecoveryTests {
   }
 }
 
+@Suite("faults: latency and silent corruption")
+struct LatencyAndCorruptionTests {
+  @Test("added latency slows the next commands only; silent corruption is caught by the end-to-end check")
+  func latencyAndCorruption() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let context = try Context(lun: mock.disk(0))
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 4096)
+      BlockPattern.fill(buffer.bytes, lba: 5, blockSize: 4096, generation: 2)
+      try lun.write(at: 5, from: buffer.readOnly)
+      mock.adapter.addLatency(.milliseconds(30), toNext: 2)
+      let clock = ContinuousClock()
+      let slow = try clock.measure { for _ in 0..<2 { try lun.read(at: 5, into: buffer.bytes) } }
+      #expect(slow >= .milliseconds(60), "\(slow)")
+      let fast = try clock.measure { try lun.read(at: 5, into: buffer.bytes) }
+      #expect(fast < .milliseconds(30), "\(fast)")
+      mock.adapter.corruptNextReads(1)
+      try lun.read(at: 5, into: buffer.bytes)  // the adapter reports success
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 5, blockSize: 4096, generation: 2) != nil)
+      try lun.read(at: 5, into: buffer.bytes)  // the data on the LUN was never damaged
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 5, blockSize: 4096, generation: 2) == nil)
+    }
+    try context.detach()
+    mock.expectNoLeaks()
+  }
+}
+
 @Suite("recovery: another process left unrecovered")
 struct UnrecoveredProcessTests {
   @Test("a process that does not recover fails cleanly (typed .adapterReset), and can still release and detach")
