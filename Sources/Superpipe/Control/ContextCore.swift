@@ -205,7 +205,8 @@ extension ContextCore {
   /// thread meanwhile); throws when recovery is impossible, and from then on for every caller.
   func recoverOnce(observed generation: UInt64) throws(SuperpipeError) {
     try recovery.serial.withLock { (_: inout ()) throws(SuperpipeError) in
-      let (current, failure, policy) = recovery.shared.withLock { ($0.generation, $0.failure, $0.policy) }
+      let current = recovery.generation
+      let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
       if let failure { throw failure }
       guard current == generation else { return }  // someone else recovered
       recovery.emit(.adapterResetDetected)
@@ -215,10 +216,8 @@ extension ContextCore {
         attempt += 1
         do throws(SuperpipeError) {
           let outcome = try recover()
-          recovery.shared.withLock {
-            $0.generation += 1
-            if case .contextReset = outcome { $0.statistics.recoveries += 1 }
-          }
+          recovery.advanceGeneration()
+          if case .contextReset = outcome { recovery.count { $0.recoveries += 1 } }
           if case .contextReset(let previous, let current) = outcome {
             recovery.emit(.recovered(previous: previous, current: current))
           }
@@ -234,7 +233,7 @@ extension ContextCore {
             recovery.emit(.failed(failure))
             throw failure
           }
-          Self.sleep(backoff)
+          Syscall.sleep(backoff)
           backoff = min(backoff * 2, policy.maximumBackoff)
         }
       }
@@ -248,11 +247,9 @@ extension ContextCore {
     let done: Bool = recovery.serial.withLock { _ in
       guard recovery.generation == generation, let channel else { return true }
       guard channel.resetContext() else { return false }
-      recovery.shared.withLock { $0.generation += 1 }
+      recovery.advanceGeneration()
       return true
     }
     if !done { try recoverOnce(observed: generation) }
   }
-
-  static func sleep(_ duration: Duration) { Syscall.sleep(duration) }
 }

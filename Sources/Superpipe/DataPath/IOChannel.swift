@@ -74,7 +74,8 @@ final class IOChannel: @unchecked Sendable {
   /// (spec 7.6); nil in IOARRIN mode.
   let submissionQueue: UnsafeMutableRawPointer?
   let zeroBlock: UnsafeMutableRawPointer
-  private let timeoutNanoseconds: Int64
+  /// `configuration.commandTimeout` in nanoseconds.
+  let timeoutNanoseconds: Int64
 
   struct State {
     var free: [Int32]

@@ -206,7 +206,7 @@ struct IOTarget: Sendable {
     while true {
       if let index = channel.tryAcquire() { return index }
       if channel.window.load(.commandRoom) == .max { throw channel.adapterResetError("waiting for a command slot") }
-      if MonotonicClock.now() - start > 30_000_000_000 {
+      if MonotonicClock.now() - start > channel.timeoutNanoseconds {
         throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
       }
       await Task.yield()
@@ -368,10 +368,10 @@ extension IOTarget {
         recovery.emit(.retried(operation: error.operation, status: status))
       case .retryAfterDelay:
         recovery.emit(.retried(operation: error.operation, status: status))
-        ContextCore.sleep(policy.busyDelay)
+        Syscall.sleep(policy.busyDelay)
       case .retryOtherPath:
         recovery.emit(.retried(operation: error.operation, status: status))
-        ContextCore.sleep(policy.initialBackoff)
+        Syscall.sleep(policy.initialBackoff)
       case .fatal, .none:
         throw giveUp(error)
       }

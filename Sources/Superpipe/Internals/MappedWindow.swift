@@ -43,19 +43,19 @@ struct MappedWindow: @unchecked Sendable {
   /// Loads a register (host order). All ones means the context is in the error state.
   @inline(__always)
   func load(_ register: SISLiteRegister) -> UInt64 {
-    ccxl_mmio_read64(base, register.offset)
+    MMIO.load(base, register)
   }
 
   /// Stores a register (host order), after all earlier memory stores.
   @inline(__always)
   func store(_ register: SISLiteRegister, _ value: UInt64) {
     guard let control else {
-      ccxl_mmio_write64(base, register.offset, value)
+      MMIO.store(base, register, value)
       return
     }
     var offset = register.offset
     if register == .ioarrin, value & 1 == 0, !takeCommandRoom() { offset |= Self.noRoomFlag }
-    ccxl_mmio_write64(base, register.offset, value)
+    MMIO.store(base, register, value)
     if let inlineEngine {
       control.pushRegisterWrite(offset: offset, value: value, ring: false)
       if !inlineEngine.drainInline() { control.ringDoorbell() }

@@ -83,7 +83,6 @@ public struct RecoveryStatistics: Sendable, Hashable, Codable {
 /// The mutable recovery state of one context.
 final class RecoveryState: Sendable {
   struct Shared: Sendable {
-    var generation: UInt64 = 0
     /// Set when recovery proved impossible: every later I/O fails with it.
     var failure: SuperpipeError?
     var policy = RecoveryPolicy()
@@ -97,7 +96,10 @@ final class RecoveryState: Sendable {
   /// find the generation moved on.
   let serial = Mutex(())
 
-  var generation: UInt64 { shared.withLock { $0.generation } }
+  /// Bumped by every recovery or context reset (under `serial`); read on every I/O, so an atomic.
+  private let generationCounter = Atomic<UInt64>(0)
+  var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+  func advanceGeneration() { generationCounter.add(1, ordering: .releasing) }
   var policy: RecoveryPolicy { shared.withLock { $0.policy } }
 
   func count(_ update: (inout RecoveryStatistics) -> Void) { shared.withLock { update(&$0.statistics) } }

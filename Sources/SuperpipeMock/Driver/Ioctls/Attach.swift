@@ -25,19 +25,11 @@ extension DriverState {
       a.adap_fd = UInt64.max
     } else {
       // 6. New CXL context: process element (none → ENODEV), start (interrupts), PE bound (EPERM).
-      guard let pe = allocateProcessElement() else { return Errno.ENODEV }
-      guard a.num_interrupts >= UInt64(max(configuration.minimumInterrupts, 0)) else {
-        processElements.remove(pe)
-        return Errno.EINVAL
-      }
-      guard pe < Limits.maxContext else {
-        processElements.remove(pe)
-        return Errno.EPERM
-      }
-      // 8. ctx_cap readback.
-      guard programContextCapabilities() else {
-        processElements.remove(pe)
-        return Errno.EAGAIN
+      // (8. ctx_cap readback is part of starting the context.)
+      let pe: UInt32
+      switch startCXLContext(interrupts: a.num_interrupts) {
+      case .success(let started): pe = started
+      case .failure(let errno): return errno.rawValue
       }
       // 7. Permissions from the access mode.
       let perms = UInt8(truncatingIfNeeded: (a.hdr.flags &+ 1) & 3)

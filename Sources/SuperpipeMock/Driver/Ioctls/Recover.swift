@@ -13,18 +13,10 @@ extension DriverState {
           let ctx = contexts[serial] else { return Errno.EINVAL }
     guard ctx.state == .error else { return 0 }
 
-    guard let pe = allocateProcessElement() else { return Errno.ENODEV }
-    guard ctx.interrupts >= UInt64(max(configuration.minimumInterrupts, 0)) else {
-      processElements.remove(pe)
-      return Errno.EINVAL
-    }
-    guard pe < Limits.maxContext else {
-      processElements.remove(pe)
-      return Errno.EPERM
-    }
-    guard programContextCapabilities() else {
-      processElements.remove(pe)
-      return Errno.EAGAIN
+    let pe: UInt32
+    switch startCXLContext(interrupts: ctx.interrupts) {
+    case .success(let started): pe = started
+    case .failure(let errno): return errno.rawValue
     }
     let token = Token.make(salt: Token.salt(ctx.token), processElement: pe)
     let oldFile = ctx.adapterFile
@@ -42,5 +34,27 @@ extension DriverState {
     r.adap_fd = UInt64.max  // placeholder, patched by the transport
     effects.append(.adapterFileCreated(file, contextToken: token))
     return 0
+  }
+}
+
+/// The errno of a failed CXL context start.
+struct StartFailure: Error { let rawValue: Int32 }
+
+extension DriverState {
+  /// Creates and starts a CXL context, as ATTACH (new context) and RECOVER_AFU (re-creation) both
+  /// do (spec 2.2 steps 6 and 8, 2.9 step 4): a process element (none free: ENODEV), the interrupt
+  /// count (below the AFU minimum: EINVAL), the PE bound (>= MAX_CONTEXT: EPERM) and the ctx_cap
+  /// readback (mismatch: EAGAIN). The process element is given back on failure.
+  mutating func startCXLContext(interrupts: UInt64) -> Result<UInt32, StartFailure> {
+    guard let pe = allocateProcessElement() else { return .failure(StartFailure(rawValue: Errno.ENODEV)) }
+    let failure: Int32? =
+      interrupts < UInt64(max(configuration.minimumInterrupts, 0)) ? Errno.EINVAL
+      : pe >= Limits.maxContext ? Errno.EPERM
+      : !programContextCapabilities() ? Errno.EAGAIN : nil
+    if let failure {
+      processElements.remove(pe)
+      return .failure(StartFailure(rawValue: failure))
+    }
+    return .success(pe)
   }
 }
