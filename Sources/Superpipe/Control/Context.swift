@@ -153,21 +153,75 @@ public struct Context: ~Copyable, Sendable {
 
   /// Opens the whole physical LUN at `path` (nil: the first LUN) as a resource handle
   /// (DK_CXLFLASH_USER_DIRECT). Several contexts may share a LUN in physical mode.
+  ///
+  /// `path` may also be another disk node of a LUN the context is attached to (the same LUN
+  /// through another FC port): the driver binds contexts to LUNs, not paths (spec 8.81).
+  ///
+  /// - Parameter alternatePaths: Other disk nodes of the same LUN (on other FC ports, each in
+  ///   superpipe mode). The LUN is opened through each of them as well (one handle per path; a
+  ///   physical handle only uses its own node's port), and when a command fails because its
+  ///   port's link is down (LINKDOWN, NOLOGI, NO_CHANNELS) the I/O moves to the next path and
+  ///   is re-issued there (multipath failover). Each path is checked with DK_CXLFLASH_VERIFY to
+  ///   lead to the same LUN; a path to another LUN is refused with `.invalidArgument`.
   @_lifetime(borrow self)
-  public borrowing func openPhysicalLUN(_ path: String? = nil) throws(SuperpipeError) -> PhysicalLUN {
-    let (token, link) = try core.link(path, for: CXLFlashIoctl.userDirect.name)
+  public borrowing func openPhysicalLUN(_ path: String? = nil, alternatePaths: [String] = []) throws(SuperpipeError)
+    -> PhysicalLUN
+  {
+    let operation = CXLFlashIoctl.userDirect.name
+    let primary = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+      try core.createHandle(path, for: operation, Self.userDirect)
+    }
+    var opened: [(path: String, handle: ResourceHandleID)] = [(primary.link.path, primary.handle)]
+    func releaseOpened() {
+      for (path, handle) in opened.reversed() { try? core.release(handle, lunPath: path) }
+    }
+    for alternate in alternatePaths {
+      guard !opened.contains(where: { $0.path == alternate }) else {
+        releaseOpened()
+        throw SuperpipeError(
+          code: .invalidArgument, operation: operation, device: alternate,
+          message: "\(alternate) is given twice (each path of the LUN once, the primary one included)")
+      }
+      do throws(SuperpipeError) {
+        let other = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+          try core.createHandle(alternate, for: operation, Self.userDirect)
+        }
+        opened.append((other.link.path, other.handle))
+        // Same LUN? VERIFY of the new handle through the primary path succeeds only then.
+        let (token, _) = try core.link(primary.link.path, for: CXLFlashIoctl.verify.name)
+        do throws(SuperpipeError) {
+          _ = try Self.verify(token: token, link: primary.link, handle: other.handle, sense: nil)
+        } catch {
+          throw SuperpipeError(
+            code: .invalidArgument, operation: operation, errno: error.errno, device: alternate,
+            message: "\(alternate) leads to a different LUN than \(primary.link.path); alternate paths must be paths of the same LUN")
+        }
+      } catch {
+        releaseOpened()
+        throw error
+      }
+    }
+    return PhysicalLUN(
+      core: core, lunPath: primary.link.path, handle: primary.handle, lastLBA: primary.result,
+      geometry: primary.link.geometry, alternates: Array(opened.dropFirst()))
+  }
+
+  /// USER_DIRECT through `link`: the handle and the LUN's last LBA.
+  private static func userDirect(_ token: ContextToken, _ link: ContextCore.LUNLink) throws(SuperpipeError)
+    -> (ResourceHandleID, UInt64)
+  {
     var direct = dk_cxlflash_udirect()
     direct.hdr = DriverCall.diskHeader()
     direct.context_id = token.rawValue
     try DriverCall.issue(.userDirect, fd: link.fd, device: link.path, &direct)
-    return PhysicalLUN(
-      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: direct.rsrc_handle), lastLBA: direct.last_lba,
-      geometry: link.geometry)
+    return (ResourceHandleID(rawValue: direct.rsrc_handle), direct.last_lba)
   }
 
   /// Creates a thin virtual LUN on the LUN at `path` (nil: the first LUN)
   /// (DK_CXLFLASH_USER_VIRTUAL). Space is allocated in 256 MiB chunks (65536 blocks of 4 KiB),
-  /// best effort: a request larger than the free space is granted what is free.
+  /// best effort: a request larger than the free space is granted what is free. `path` may be
+  /// any disk node of an attached LUN (spec 8.81). A virtual LUN uses every port its LUN is
+  /// enabled on (`ReturnFlags.allPortsActive`): the adapter itself avoids a port whose link is down.
   ///
   /// - Parameters:
   ///   - blocks: Requested size in 4 KiB blocks (CXLFLASH_BLOCK_SIZE units); 0 creates an empty one.
@@ -177,15 +231,20 @@ public struct Context: ~Copyable, Sendable {
   public borrowing func openVirtualLUN(
     _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false
   ) throws(SuperpipeError) -> VirtualLUN {
-    let (token, link) = try core.link(path, for: CXLFlashIoctl.userVirtual.name)
-    var virtual = dk_cxlflash_uvirtual()
-    virtual.hdr = DriverCall.diskHeader(flags: scrubOnRelease ? DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME : 0)
-    virtual.context_id = token.rawValue
-    virtual.lun_size = blocks
-    try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual)
+    let operation = CXLFlashIoctl.userVirtual.name
+    let opened = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+      try core.createHandle(path, for: operation) { (token, link) throws(SuperpipeError) in
+        var virtual = dk_cxlflash_uvirtual()
+        virtual.hdr = DriverCall.diskHeader(flags: scrubOnRelease ? DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME : 0)
+        virtual.context_id = token.rawValue
+        virtual.lun_size = blocks
+        try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual)
+        return (ResourceHandleID(rawValue: virtual.rsrc_handle), (virtual.last_lba, virtual.hdr.return_flags))
+      }
+    }
     return VirtualLUN(
-      core: core, lunPath: link.path, handle: ResourceHandleID(rawValue: virtual.rsrc_handle),
-      lastLBA: virtual.last_lba, flags: ReturnFlags(rawValue: virtual.hdr.return_flags), geometry: link.geometry)
+      core: core, lunPath: opened.link.path, handle: opened.handle, lastLBA: opened.result.0,
+      flags: ReturnFlags(rawValue: opened.result.1), geometry: opened.link.geometry)
   }
 
   /// In a child process: gives this (fresh) context the parent's virtual LUNs, with the same handle
@@ -195,13 +254,16 @@ public struct Context: ~Copyable, Sendable {
   ///   - source: The parent process's context token.
   ///   - path: The LUN both contexts are attached to (nil: this context's first LUN).
   public func cloneVirtualLUNs(from source: ContextToken, lun path: String? = nil) throws(SuperpipeError) {
-    let (token, link) = try core.link(path, for: CXLFlashIoctl.vlunClone.name)
-    var clone = dk_cxlflash_clone()
-    clone.hdr = DriverCall.diskHeader()
-    clone.context_id_src = source.rawValue
-    clone.context_id_dst = token.rawValue
-    clone.adap_fd_src = UInt64(bitPattern: -1)
-    try DriverCall.issue(.vlunClone, fd: link.fd, device: link.path, &clone)
+    let operation = CXLFlashIoctl.vlunClone.name
+    try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+      let (token, link) = try core.link(path, for: operation)
+      var clone = dk_cxlflash_clone()
+      clone.hdr = DriverCall.diskHeader()
+      clone.context_id_src = source.rawValue
+      clone.context_id_dst = token.rawValue
+      clone.adap_fd_src = UInt64(bitPattern: -1)
+      try DriverCall.issue(.vlunClone, fd: link.fd, device: link.path, &clone)
+    }
   }
 
   /// Takes ownership of a virtual LUN handle that exists in this context (after
@@ -298,10 +360,12 @@ extension Context {
     return result
   }
 
-  /// Opens the physical LUN (DK_CXLFLASH_USER_DIRECT), runs `body` with it, and releases it when
-  /// `body` returns, throwing a release failure.
-  public borrowing func withPhysicalLUN<R>(_ path: String? = nil, _ body: (inout PhysicalLUN) throws -> R) throws -> R {
-    var lun = try openPhysicalLUN(path)
+  /// Opens the physical LUN (DK_CXLFLASH_USER_DIRECT; through `alternatePaths` too, for
+  /// failover), runs `body` with it, and releases it when `body` returns, throwing a release failure.
+  public borrowing func withPhysicalLUN<R>(
+    _ path: String? = nil, alternatePaths: [String] = [], _ body: (inout PhysicalLUN) throws -> R
+  ) throws -> R {
+    var lun = try openPhysicalLUN(path, alternatePaths: alternatePaths)
     let result = try body(&lun)
     try lun.release()
     return result

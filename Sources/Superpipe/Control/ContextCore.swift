@@ -23,6 +23,9 @@ final class ContextCore: Sendable {
     var window: MappedWindow?
     var attachFlags: ReturnFlags
     var luns: [LUNLink]
+    /// Other paths (disk nodes on other FC ports) of attached LUNs that handles were opened
+    /// through: the driver binds a context to a LUN, not to a path (spec 8.81).
+    var aliases: [LUNLink] = []
     var detached = false
   }
 
@@ -67,7 +70,10 @@ final class ContextCore: Sendable {
   func link(_ path: String?, for operation: String) throws(SuperpipeError) -> (ContextToken, LUNLink) {
     try checkUsable(operation)
     let found = state.withLock { state -> (ContextToken, LUNLink)? in
-      guard let link = path.map({ p in state.luns.first { $0.path == p } }) ?? state.luns.first else { return nil }
+      guard
+        let link = path.map({ p in state.luns.first { $0.path == p } ?? state.aliases.first { $0.path == p } })
+          ?? state.luns.first
+      else { return nil }
       return (state.token, link)
     }
     guard let found else {
@@ -113,8 +119,104 @@ final class ContextCore: Sendable {
     window = nil
     _ = window
     if snapshot.adapterFD >= 0 { _ = Syscall.close(snapshot.adapterFD) }
-    for link in snapshot.luns { _ = Syscall.close(link.fd) }
+    for link in snapshot.luns + snapshot.aliases { _ = Syscall.close(link.fd) }
     return firstError
+  }
+
+  /// Runs a handle-creating ioctl (`create`: USER_DIRECT or USER_VIRTUAL) through `path` (nil:
+  /// the first LUN). A path the context attached through is used as is. Any other path is
+  /// opened and tried: the driver binds contexts to LUNs, not paths (8.81), so the ioctl succeeds
+  /// when the path is another path (FC port) of an attached LUN. The new handle is then matched
+  /// to that LUN with DK_CXLFLASH_VERIFY through the attached paths (for its geometry) and the
+  /// path is kept open until the context is detached.
+  func createHandle<R>(
+    _ path: String?, for operation: String,
+    _ create: (ContextToken, LUNLink) throws(SuperpipeError) -> (ResourceHandleID, R)
+  ) throws(SuperpipeError) -> (link: LUNLink, handle: ResourceHandleID, result: R) {
+    try checkUsable(operation)
+    let known = state.withLock { state in
+      path.map { p in state.luns.contains { $0.path == p } || state.aliases.contains { $0.path == p } } ?? true
+    }
+    if known {
+      let (token, link) = try self.link(path, for: operation)
+      let (handle, result) = try create(token, link)
+      return (link, handle, result)
+    }
+    guard let path else { preconditionFailure("nil path is always known") }
+    let fd: CInt
+    switch Syscall.open(path, O_RDWR | O_CLOEXEC) {
+    case .success(let descriptor): fd = descriptor
+    case .failure(let errno): throw DriverCall.systemError("open", errno: errno, device: path)
+    }
+    let (token, attached) = state.withLock { ($0.token, $0.luns) }
+    var provisional = LUNLink(path: path, fd: fd, geometry: attached.first?.geometry ?? LUNGeometry(blockSize: 0, lastLBA: 0, maxTransferBlocks: 0))
+    let handle: ResourceHandleID
+    let result: R
+    do {
+      (handle, result) = try create(token, provisional)
+    } catch var error {
+      _ = Syscall.close(fd)
+      if error.code == .invalidRequest {
+        error.message =
+          "\(path) is not a path to a LUN this context is attached to (\(error.message)); attach it first (Context.attach(lun:))"
+      }
+      throw error
+    }
+    // Which attached LUN is it? VERIFY of the new handle succeeds only through a path of its LUN.
+    guard let owner = attached.first(where: { link in (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil })
+    else {
+      var release = dk_cxlflash_release()
+      release.hdr = DriverCall.diskHeader()
+      release.context_id = token.rawValue
+      release.rsrc_handle = handle.rawValue
+      try? DriverCall.issue(.release, fd: fd, device: path, &release)
+      _ = Syscall.close(fd)
+      throw SuperpipeError(
+        code: .invalidArgument, operation: operation, device: path,
+        message: "the handle opened through \(path) matches none of the context's attached LUNs")
+    }
+    provisional.geometry = owner.geometry
+    let link = state.withLock { state -> LUNLink in
+      if let existing = state.aliases.first(where: { $0.path == path }) { return existing }  // another thread won
+      state.aliases.append(provisional)
+      return provisional
+    }
+    if link.fd != fd { _ = Syscall.close(fd) }
+    return (link, handle, result)
+  }
+
+  /// Whether the context's window reads all ones (the adapter was reset: the context is in the
+  /// error state until DK_CXLFLASH_RECOVER_AFU).
+  var windowReadsAllOnes: Bool {
+    guard let window = state.withLock({ $0.window }) else { return true }
+    return window.load(.commandRoom) == .max
+  }
+
+  /// Runs a control ioctl whose AFU sync may fail (USER_DIRECT, USER_VIRTUAL, VLUN_RESIZE,
+  /// VLUN_CLONE; spec 7.9), retrying it on EAGAIN: the driver undid or completed its change, and
+  /// the failed sync may have scheduled an adapter reset (spec 3.5 item 3), after which the
+  /// context is recovered first (its token changes: `body` must read it each time).
+  /// Bounded by `RecoveryPolicy.recoveryAttempts`, with the policy's backoff.
+  func retryingTransient<R>(for operation: String, _ body: () throws(SuperpipeError) -> R) throws(SuperpipeError) -> R {
+    var backoff = recovery.policy.initialBackoff
+    var attempt = 0
+    while true {
+      let generation = recovery.generation
+      do throws(SuperpipeError) {
+        return try body()
+      } catch {
+        attempt += 1
+        let policy = recovery.policy
+        // EAGAIN: a failed AFU sync; EINVAL from a context the adapter reset meanwhile.
+        let transient = error.code == .tryAgain || (error.code == .invalidRequest && windowReadsAllOnes)
+        guard transient, policy.automatic, attempt <= policy.recoveryAttempts else { throw error }
+        recovery.count { $0.requestRetries += 1 }
+        recovery.emit(.requestRetried(operation: operation, errno: error.errno))
+        Syscall.sleep(backoff)
+        backoff = min(backoff * 2, policy.maximumBackoff)
+        if windowReadsAllOnes { try recoverOnce(observed: generation) }
+      }
+    }
   }
 
   /// The context's I/O channel, created on first use.

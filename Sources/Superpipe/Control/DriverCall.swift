@@ -90,8 +90,12 @@ enum DriverCall {
       return "the context already has the maximum number of open resource handles"
     case (.vlunResize, EINVAL):
       return "the LUN is not in virtual mode, or the handle or token is not valid"
-    case (.vlunResize, EAGAIN), (.vlunClone, EAGAIN), (.userVirtual, EAGAIN):
-      return "the adapter did not confirm the new translation; the size change was applied; retry with the same size"
+    case (.vlunResize, EAGAIN):
+      return "the adapter did not confirm the new translation (a failed AFU sync; an adapter reset may follow); "
+        + "the size change was applied; retry with the same size"
+    case (.userDirect, EAGAIN), (.userVirtual, EAGAIN), (.vlunClone, EAGAIN):
+      return "the adapter did not confirm the new translation (a failed AFU sync; an adapter reset may follow); "
+        + "nothing was opened or cloned; retry"
     case (.release, EINVAL):
       return "the handle is not open in this context on this LUN (already released, never opened, or another LUN)"
     case (.detach, EINVAL):

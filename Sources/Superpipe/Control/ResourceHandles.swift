@@ -8,35 +8,67 @@ import CCXLFlash
 public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   let core: ContextCore
   let lunPath: String
-  /// The resource handle number (`rsrc_handle`).
+  /// The resource handle number (`rsrc_handle`) opened through `path`.
   public let handle: ResourceHandleID
   /// The LUN's last LBA as USER_DIRECT reported it, in device blocks.
   public private(set) var lastLBA: UInt64
+  /// The handles opened through the alternate paths, in order.
+  let alternates: [(path: String, handle: ResourceHandleID)]
   private var released = false
 
   /// The I/O side of the handle.
   let io: IOTarget
 
   @_lifetime(immortal)
-  init(core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, geometry: LUNGeometry) {
+  init(
+    core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, geometry: LUNGeometry,
+    alternates: [(path: String, handle: ResourceHandleID)] = []
+  ) {
     self.core = core
     self.lunPath = lunPath
     self.handle = handle
     self.lastLBA = lastLBA
-    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath)
+    self.alternates = alternates
+    let paths =
+      alternates.isEmpty
+      ? nil
+      : PathSet(
+        handles: ([handle] + alternates.map(\.handle)).map { UInt32(truncatingIfNeeded: $0.rawValue) },
+        paths: [lunPath] + alternates.map(\.path))
+    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, paths: paths)
   }
 
   deinit {
-    if !released { try? core.release(handle, lunPath: lunPath) }
+    if !released { try? releaseAll() }
   }
 
-  /// The disk node of the LUN.
+  /// Releases the alternate paths' handles, then the primary one; reports the first error.
+  private func releaseAll() throws(SuperpipeError) {
+    var firstError: SuperpipeError?
+    for (path, handle) in alternates.reversed() {
+      do throws(SuperpipeError) { try core.release(handle, lunPath: path) } catch { firstError = firstError ?? error }
+    }
+    do throws(SuperpipeError) { try core.release(handle, lunPath: lunPath) } catch { firstError = firstError ?? error }
+    if let firstError { throw firstError }
+  }
+
+  /// The disk node the LUN was opened through (the primary path).
   public var path: String { lunPath }
 
-  /// Releases the handle (DK_CXLFLASH_RELEASE).
+  /// Every path the LUN was opened through, primary first (see `alternatePaths` of
+  /// `Context.openPhysicalLUN`).
+  public var paths: [String] { [lunPath] + alternates.map(\.path) }
+
+  /// The handles of `paths`, in the same order.
+  public var handles: [ResourceHandleID] { [handle] + alternates.map(\.handle) }
+
+  /// The path new commands go through: the primary one until a link failure moved I/O on.
+  public var activePath: String { io.paths.map { $0.paths[$0.activeIndex] } ?? lunPath }
+
+  /// Releases the handle (DK_CXLFLASH_RELEASE), and those of the alternate paths.
   public consuming func release() throws(SuperpipeError) {
     released = true
-    try core.release(handle, lunPath: lunPath)
+    try releaseAll()
   }
 
   /// Re-validates the handle (DK_CXLFLASH_VERIFY), optionally processing sense data from a failed
@@ -107,14 +139,18 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   @_lifetime(self: copy self)
   @discardableResult
   public mutating func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
-    let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.vlunResize.name)
-    var resize = dk_cxlflash_resize()
-    resize.hdr = DriverCall.diskHeader()
-    resize.context_id = token.rawValue
-    resize.rsrc_handle = handle.rawValue
-    resize.req_size = blocks
-    try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize)
-    lastLBA = resize.last_lba
+    let (handle, core, lunPath) = (handle, core, lunPath)
+    let operation = CXLFlashIoctl.vlunResize.name
+    lastLBA = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+      let (token, link) = try core.link(lunPath, for: operation)
+      var resize = dk_cxlflash_resize()
+      resize.hdr = DriverCall.diskHeader()
+      resize.context_id = token.rawValue
+      resize.rsrc_handle = handle.rawValue
+      resize.req_size = blocks
+      try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize)
+      return resize.last_lba
+    }
     return self.blocks
   }
 

@@ -13,8 +13,11 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
   public var fcRC: UInt8
   /// Under/overrun residual in bytes.
   public var residual: UInt32
-  /// `afu_extra` (PSL response for DMA errors; port masks for NO_CHANNELS).
+  /// `afu_extra` (PSL response for DMA errors; for NO_CHANNELS the available ports in bits
+  /// 0x0C and the requested ones in bits 0x03).
   public var afuExtra: UInt8
+  /// The FC port the adapter used (IOASA `port`).
+  public var port: UInt8
   /// Sense data, when `flags` has SENSE_VALID.
   public var sense: SenseData?
 
@@ -32,6 +35,7 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     scsiStatus = ioasa.load(fromByteOffset: 2, as: UInt8.self)
     fcRC = ioasa.load(fromByteOffset: 3, as: UInt8.self)
     residual = ioasa.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
+    port = ioasa.load(fromByteOffset: 8, as: UInt8.self)
     afuExtra = ioasa.load(fromByteOffset: 9, as: UInt8.self)
     if flags & UInt8(SISL_RC_FLAGS_SENSE_VALID) != 0 {
       sense = SenseData(bytes: Array(UnsafeRawBufferPointer(start: ioasa + 12, count: Int(DK_CXLFLASH_VERIFY_SENSE_LEN))))
@@ -41,8 +45,9 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
   /// Creates the value from its parts.
   public init(
     flags: UInt8 = 0, afuRC: UInt8 = 0, scsiStatus: UInt8 = 0, fcRC: UInt8 = 0, residual: UInt32 = 0,
-    afuExtra: UInt8 = 0, sense: SenseData? = nil
+    afuExtra: UInt8 = 0, sense: SenseData? = nil, port: UInt8 = 0
   ) {
+    self.port = port
     self.flags = flags
     self.afuRC = afuRC
     self.scsiStatus = scsiStatus
@@ -134,7 +139,9 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     case SISL_AFU_RC_LXT_RW_PERM: return "no permission for this direction on the chunk"
     case SISL_AFU_RC_CAP_VIOLATION:
       return "the adapter refused the command for this context (command class, context id, or an adapter reset)"
-    case SISL_AFU_RC_NO_CHANNELS: return "no FC port to the LUN is usable"
+    case SISL_AFU_RC_NO_CHANNELS:
+      return "no FC port to the LUN is usable (links down: available ports 0b\(String((afuExtra >> 2) & 3, radix: 2)), "
+        + "requested 0b\(String(afuExtra & 3, radix: 2)))"
     case SISL_AFU_RC_DATA_DMA_ERR: return "the data buffer could not be accessed by the adapter"
     case SISL_AFU_RC_OUT_OF_DATA_BUFS: return "the adapter ran out of data buffers; retry"
     default: break
@@ -146,6 +153,10 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     }
     if scsiStatus == UInt8(SISL_SCSI_RC_CHECK) { return "CHECK CONDITION without sense data" }
     if fcRC == UInt8(SISL_FC_RC_ABORTOK) { return "the transfer direction flag does not match the command" }
+    if fcRC == UInt8(SISL_FC_RC_LINKDOWN) || fcRC == UInt8(SISL_FC_RC_NOLOGI) {
+      return "the FC link of port \(port) went down (or lost its login) while the command was on it; "
+        + "whether a write reached the device is unknown; re-issue it, on another path if there is one"
+    }
     if flags & UInt8(SISL_RC_FLAGS_UNDERRUN) != 0 { return "the device transferred less data than data_len" }
     return "the command failed"
   }

@@ -1,21 +1,32 @@
 import CCXLFlash
+import Synchronization
 
 /// The data path of one resource handle: builds READ(16)/WRITE(16)/WRITE SAME(16) commands for
 /// the handle and runs them on the context's I/O channel. Shared by `PhysicalLUN` and `VirtualLUN`.
 struct IOTarget: Sendable {
   let core: ContextCore
-  let handle: UInt32
+  /// The handle commands go to (the primary one when there are alternate paths).
+  private let primaryHandle: UInt32
+  /// The handles of a physical LUN opened through several paths, nil for one path.
+  let paths: PathSet?
   let blockSize: Int
   let maxTransferBlocks: Int
   let device: String
 
-  init(core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String) {
+  init(core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String, paths: PathSet? = nil) {
     self.core = core
-    self.handle = UInt32(truncatingIfNeeded: handle.rawValue)
+    self.primaryHandle = UInt32(truncatingIfNeeded: handle.rawValue)
+    self.paths = paths
     self.blockSize = Int(max(geometry.blockSize, 1))
     self.maxTransferBlocks = Int(max(1, min(geometry.maxTransferBlocks, UInt64(Int32.max))))
     self.device = device
   }
+
+  /// The handle new commands use: the active path's.
+  var handle: UInt32 { paths?.activeHandle ?? primaryHandle }
+
+  /// The handle of path `index` (0 without alternate paths).
+  func handle(path index: Int) -> UInt32 { paths?.handles[index] ?? primaryHandle }
 
   static let read16: UInt8 = UInt8(CCXL_SCSI_READ_16)
   static let write16: UInt8 = UInt8(CCXL_SCSI_WRITE_16)
@@ -53,18 +64,19 @@ struct IOTarget: Sendable {
   /// Reads or writes `byteCount` bytes at `address` from/to `lba`, split into commands of at most
   /// max_xfer blocks that are kept in flight together (up to the queue depth).
   func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
-    var attempts = 0
+    var retry = RetryState()
     while true {
       let generation = core.recovery.generation
+      retry.path = paths?.activeIndex ?? 0
       do throws(SuperpipeError) {
-        return try transferOnce(lba: lba, address: address, byteCount: byteCount, write: write)
+        return try transferOnce(lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
       } catch {
-        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+        Syscall.sleep(try recoverOrThrow(error, generation: generation, retry: &retry))
       }
     }
   }
 
-  private func transferOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
+  private func transferOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, handle: UInt32)
     throws(SuperpipeError)
   {
     let opcode = write ? Self.write16 : Self.read16
@@ -127,18 +139,19 @@ struct IOTarget: Sendable {
 
   /// WRITE SAME(16) of zeroes (UNMAP when asked) over `blocks` blocks from `lba`.
   func writeZeroes(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
-    var attempts = 0
+    var retry = RetryState()
     while true {
       let generation = core.recovery.generation
+      retry.path = paths?.activeIndex ?? 0
       do throws(SuperpipeError) {
-        return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap)
+        return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap, handle: handle(path: retry.path))
       } catch {
-        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+        Syscall.sleep(try recoverOrThrow(error, generation: generation, retry: &retry))
       }
     }
   }
 
-  private func writeZeroesOnce(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
+  private func writeZeroesOnce(lba: UInt64, blocks count: UInt64, unmap: Bool, handle: UInt32) throws(SuperpipeError) {
     let opcode = Self.writeSame16
     _ = try blocks(lba: lba, byteCount: Int(clamping: count) * blockSize, opcode: opcode)
     guard blockSize <= 4096 else {
@@ -165,18 +178,22 @@ struct IOTarget: Sendable {
   /// The asynchronous form of a single-command transfer (up to max_xfer blocks; larger requests
   /// are split and awaited in order).
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
-    var attempts = 0
+    var retry = RetryState()
     while true {
       let generation = core.recovery.generation
+      retry.path = paths?.activeIndex ?? 0
       do throws(SuperpipeError) {
-        return try await transferAsyncOnce(lba: lba, address: address, byteCount: byteCount, write: write)
+        return try await transferAsyncOnce(
+          lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
       } catch {
-        try recoverOrThrow(error, generation: generation, attempts: &attempts)
+        // The wait suspends the task instead of blocking a cooperative thread.
+        let delay = try recoverOrThrow(error, generation: generation, retry: &retry)
+        if delay > .zero { try? await Task.sleep(for: delay) }
       }
     }
   }
 
-  private func transferAsyncOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
+  private func transferAsyncOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, handle: UInt32)
     async throws(SuperpipeError)
   {
     let opcode = write ? Self.write16 : Self.read16
@@ -324,11 +341,52 @@ public struct IOTag: Hashable, Sendable, CustomStringConvertible {
   public var description: String { "#\(rawValue)" }
 }
 
+/// The handles of a physical LUN opened through several paths (disk nodes on different FC ports,
+/// DK_CXLFLASH_USER_DIRECT through each) and the one in use. Shared by every copy of the I/O target.
+final class PathSet: Sendable {
+  /// Resource handles, primary first.
+  let handles: [UInt32]
+  /// Their disk nodes, in the same order.
+  let paths: [String]
+  private let active = Atomic<Int>(0)
+
+  init(handles: [UInt32], paths: [String]) {
+    self.handles = handles
+    self.paths = paths
+  }
+
+  var activeIndex: Int { active.load(ordering: .relaxed) }
+  var activeHandle: UInt32 { handles[activeIndex] }
+
+  /// Moves I/O off path `index` to the next one, unless another thread already moved it.
+  /// Returns the new index when this call moved it.
+  func failover(from index: Int) -> Int? {
+    let next = (index + 1) % handles.count
+    return active.compareExchange(expected: index, desired: next, ordering: .relaxed).exchanged ? next : nil
+  }
+}
+
+/// What one I/O's retries have used so far.
+struct RetryState {
+  /// Re-issues counted against `RecoveryPolicy.commandRetries`.
+  var attempts = 0
+  /// The path (index into the PathSet) the current attempt used.
+  var path = 0
+  /// Paths moved to since the last wait for a link.
+  var failovers = 0
+  /// When this I/O started waiting for a link (monotonic ns), and how many waits so far.
+  var linkWaitStart: Int64?
+  var linkWaits = 0
+}
+
 extension IOTarget {
-  /// The recovery loop's decision for one failed I/O (Docs/recovery.md): returns to re-issue it,
-  /// throws to give up. `generation` is the recovery generation the I/O started in, so that all
-  /// threads that saw the same adapter reset recover the context once.
-  func recoverOrThrow(_ error: SuperpipeError, generation: UInt64, attempts: inout Int) throws(SuperpipeError) {
+  /// The recovery loop's decision for one failed I/O (Docs/recovery.md): returns how long to wait
+  /// before re-issuing it (the caller waits: a thread sleeps, a task suspends), throws to give up.
+  /// `generation` is the recovery generation the I/O started in, so that all threads that saw the
+  /// same adapter reset recover the context once.
+  func recoverOrThrow(_ error: SuperpipeError, generation: UInt64, retry: inout RetryState) throws(SuperpipeError)
+    -> Duration
+  {
     let recovery = core.recovery
     let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
     func giveUp(_ error: SuperpipeError) -> SuperpipeError {
@@ -346,8 +404,16 @@ extension IOTarget {
       recovery.emit(.timedOut(operation: error.operation))
       try core.resetContextOnce(observed: generation)
     }
-    attempts += 1
-    guard policy.automatic, attempts <= policy.commandRetries else { throw giveUp(error) }
+    guard policy.automatic else { throw giveUp(error) }
+    if error.code == .commandFailed, let status = error.status, status.retryClass == .retryOtherPath {
+      // Bounded by time, not by commandRetries: fail over, or wait for a link.
+      let delay = try failOverOrWait(error, status: status, policy: policy, retry: &retry, giveUp: giveUp)
+      recovery.count { $0.retries += 1 }
+      return delay
+    }
+    var delay = Duration.zero
+    retry.attempts += 1
+    guard retry.attempts <= policy.commandRetries else { throw giveUp(error) }
     switch error.code {
     case .adapterReset:
       try core.recoverOnce(observed: generation)
@@ -360,24 +426,69 @@ extension IOTarget {
         try core.recoverOnce(observed: generation)
       case .verify:
         guard policy.verifyOnUnitAttention, let sense = status.sense else { throw giveUp(error) }
+        let used = ResourceHandleID(rawValue: UInt64(handle(path: retry.path)))
         let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
-        _ = try Context.verify(token: token, link: link, handle: ResourceHandleID(rawValue: UInt64(handle)), sense: sense)
+        _ = try Context.verify(token: token, link: link, handle: used, sense: sense)
         recovery.count { $0.verifies += 1 }
-        recovery.emit(.verified(handle: ResourceHandleID(rawValue: UInt64(handle)), sense: sense))
+        recovery.emit(.verified(handle: used, sense: sense))
       case .retry:
         recovery.emit(.retried(operation: error.operation, status: status))
       case .retryAfterDelay:
         recovery.emit(.retried(operation: error.operation, status: status))
-        Syscall.sleep(policy.busyDelay)
-      case .retryOtherPath:
-        recovery.emit(.retried(operation: error.operation, status: status))
-        Syscall.sleep(policy.initialBackoff)
-      case .fatal, .none:
+        delay = policy.busyDelay
+      case .fatal, .none, .retryOtherPath:
         throw giveUp(error)
       }
     default:
       throw giveUp(error)
     }
     recovery.count { $0.retries += 1 }
+    return delay
+  }
+
+  /// LINKDOWN, NOLOGI or NO_CHANNELS: move to the next path when there is one not yet tried,
+  /// otherwise wait (with backoff) for a link to come back, up to `linkDownTimeout`. Returns the
+  /// wait before the re-issue.
+  private func failOverOrWait(
+    _ error: SuperpipeError, status: CommandStatus, policy: RecoveryPolicy, retry: inout RetryState,
+    giveUp: (SuperpipeError) -> SuperpipeError
+  ) throws(SuperpipeError) -> Duration {
+    let recovery = core.recovery
+    if let paths, retry.failovers < paths.handles.count - 1 {
+      retry.failovers += 1
+      // While waiting for a link (every path failed), paths are tried in turn without reporting
+      // each move: a failover is reported when I/O leaves a path that was working.
+      if let next = paths.failover(from: retry.path), retry.linkWaitStart == nil {
+        recovery.count { $0.failovers += 1 }
+        recovery.emit(.pathFailover(from: paths.paths[retry.path], to: paths.paths[next], status: status))
+      }
+      return .zero  // re-issue at once on the (now) active path
+    }
+    let now = MonotonicClock.now()
+    let start = retry.linkWaitStart ?? now
+    retry.linkWaitStart = start
+    let limit = policy.linkDownTimeout.nanoseconds
+    guard now - start < limit else {
+      var error = error
+      error.message =
+        "no FC port to the LUN was usable for \(policy.linkDownTimeout) (\(status)); the I/O was not performed; "
+        + "retry when a link is back, or open the LUN with alternatePaths on other ports"
+      throw giveUp(error)
+    }
+    recovery.emit(.retried(operation: error.operation, status: status))
+    var backoff = policy.initialBackoff
+    for _ in 0..<min(retry.linkWaits, 16) { backoff = min(backoff * 2, policy.maximumBackoff) }
+    retry.linkWaits += 1
+    retry.failovers = 0  // after the wait, every path may be tried again
+    return min(backoff, .nanoseconds(max(0, limit - (now - start))))
+  }
+}
+
+extension Duration {
+  /// The duration in whole nanoseconds (saturating).
+  var nanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    return overflow ? (seconds < 0 ? .min : .max) : product &+ attoseconds / 1_000_000_000
   }
 }

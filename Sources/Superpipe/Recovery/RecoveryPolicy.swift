@@ -1,3 +1,4 @@
+public import SystemPackage
 import Synchronization
 
 /// How a context reacts to failures on its data path (see Docs/recovery.md).
@@ -19,14 +20,20 @@ public struct RecoveryPolicy: Sendable, Hashable {
   /// Answer a UNIT ATTENTION (reset, capacity or inventory change) with DK_CXLFLASH_VERIFY and the
   /// sense data, then re-issue the command.
   public var verifyOnUnitAttention: Bool
+  /// How long one I/O waits for a path when no FC port to its LUN is usable (fc_rc LINKDOWN or
+  /// NOLOGI, afu_rc NO_CHANNELS) and no other path is left to fail over to: the command is
+  /// re-issued with the backoff until a link comes back or this much time has passed. Not counted
+  /// against `commandRetries`.
+  public var linkDownTimeout: Duration
 
   /// The defaults: automatic, 5 recovery attempts with 10 ms...1 s backoff, 3 re-issues per I/O,
-  /// 100 ms after BUSY, VERIFY on unit attention.
+  /// 100 ms after BUSY, VERIFY on unit attention, 10 s of waiting for a link.
   public init(
     automatic: Bool = true, recoveryAttempts: Int = 5, initialBackoff: Duration = .milliseconds(10),
     maximumBackoff: Duration = .seconds(1), commandRetries: Int = 3, busyDelay: Duration = .milliseconds(100),
-    verifyOnUnitAttention: Bool = true
+    verifyOnUnitAttention: Bool = true, linkDownTimeout: Duration = .seconds(10)
   ) {
+    self.linkDownTimeout = linkDownTimeout
     self.automatic = automatic
     self.recoveryAttempts = recoveryAttempts
     self.initialBackoff = initialBackoff
@@ -53,6 +60,12 @@ public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
   /// Recovery is impossible (the adapter failed permanently): every I/O fails until the
   /// application detaches and attaches again.
   case failed(SuperpipeError)
+  /// A physical LUN opened with alternate paths moved its I/O from one disk node (FC port) to
+  /// the next after `status` (LINKDOWN, NOLOGI or NO_CHANNELS).
+  case pathFailover(from: String, to: String, status: CommandStatus)
+  /// A control ioctl was re-issued after a transient failure (EAGAIN from a failed AFU sync, or
+  /// EINVAL because the adapter was reset meanwhile and the context had to be recovered).
+  case requestRetried(operation: String, errno: Errno?)
 
   public var description: String {
     switch self {
@@ -62,6 +75,8 @@ public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
     case .retried(let operation, let status): "retried \(operation) after \(status)"
     case .timedOut(let operation): "\(operation) timed out"
     case .failed(let error): "recovery failed: \(error)"
+    case .pathFailover(let from, let to, let status): "path failover \(from) -> \(to) after \(status)"
+    case .requestRetried(let operation, let errno): "retried \(operation) after \(errno.map { "\($0)" } ?? "an error")"
     }
   }
 }
@@ -78,6 +93,10 @@ public struct RecoveryStatistics: Sendable, Hashable, Codable {
   public var verifies = 0
   /// I/Os whose error reached the caller.
   public var failedIOs = 0
+  /// Moves of a physical LUN's I/O to another path (disk node, FC port).
+  public var failovers = 0
+  /// Control ioctls re-issued after EAGAIN (a failed AFU sync) or an adapter reset.
+  public var requestRetries = 0
 }
 
 /// The mutable recovery state of one context.

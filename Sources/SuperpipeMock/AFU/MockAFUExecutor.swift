@@ -24,7 +24,12 @@
 //   6. Translation of every further piece of the range (a transfer may span chunks; each piece is
 //      translated and permission-checked) → its afu_rc. The whole range is checked before any data
 //      moves.
-//   7. Injected fault (MockAFUFaults.swift), if one applies.
+//  6b. Port selection among the translation's port mask: a port whose link just went down and
+//      still has commands "on the wire" (`setLink(port:up:inFlight:)`) → fc_rc 0x57 LINKDOWN on
+//      it; otherwise the lowest port with a live link; none → afu_rc 0x20 NO_CHANNELS with
+//      afu_extra = available ports << 2 | requested ports.
+//   7. Injected fault (MockAFUFaults.swift), if one applies (queued faults may be limited to one
+//      context and to commands accepted at a minimum queue depth).
 //  Target (CHECK CONDITION with fixed-format sense, no data moved)
 //   8. Pending unit attention on this I_T nexus (LUN, port) → key 6 with its asc/ascq, consumed
 //      (item 71).
@@ -53,8 +58,8 @@
 //  17. Otherwise good completion: ioasc 0, resid 0.
 //
 // Other fields: ioadl_len, msi, rrq, timeout, rsvd1 and the SQ IOASA EA are the transport's
-// business and are ignored here. The IOASA's `port` is the FC port used (the lowest port of the
-// translation's port mask); host_use is never written (the transport must copy bytes 0..<32 only).
+// business and are ignored here. The IOASA's `port` is the FC port used (the lowest live port of
+// the translation's port mask); host_use is never written (the transport must copy bytes 0..<32 only).
 
 package import CCXLFlash
 import Synchronization
@@ -140,6 +145,9 @@ package final class MockAFUExecutor: Sendable {
     var unitAttentions: [Nexus: [MockUnitAttention]] = [:]
     var queuedFaults: [MockAFUQueuedFault] = []
     var hook: MockAFUFaultHook?
+    /// Per FC port: commands still on the wire when its link went down, which complete with
+    /// fc_rc LINKDOWN when the AFU next routes a command there.
+    var linkDownAborts: [Int: Int] = [:]
   }
 
   private struct Nexus: Hashable {
@@ -200,9 +208,73 @@ package final class MockAFUExecutor: Sendable {
   /// Fails the next `count` commands of class `matching` with `fault` (queued requests are served
   /// in order; a command consumes the first one it matches). See MockAFUFaults.swift for where in
   /// the command's processing the fault applies.
-  package func failNextCommands(_ count: Int, matching: MockAFUCommandClass = .any, with fault: MockAFUInjectedFault) {
+  /// With `contextID` only commands of that context (ctxid) match; with `queueDepth` above 1 only
+  /// commands the AFU accepted while that many commands of their context (themselves included)
+  /// were outstanding.
+  package func failNextCommands(
+    _ count: Int, matching: MockAFUCommandClass = .any, with fault: MockAFUInjectedFault, contextID: UInt32? = nil,
+    queueDepth: Int = 1
+  ) {
     guard count > 0 else { return }
-    state.withLock { $0.queuedFaults.append(MockAFUQueuedFault(remaining: count, matching: matching, fault: fault)) }
+    let entry = MockAFUQueuedFault(
+      remaining: count, matching: matching, fault: fault, contextID: contextID, minimumQueueDepth: max(1, queueDepth))
+    state.withLock { $0.queuedFaults.append(entry) }
+  }
+
+  // MARK: FC links
+
+  /// The FC ports whose link is up (bit n = port n).
+  package var linksUp: UInt8 { linkMask.load(ordering: .acquiring) }
+
+  /// Takes port `port`'s link down or brings it back up. Going down, the next `inFlight` commands
+  /// the AFU routes to that port (exchanges already started on the dead link) complete with fc_rc
+  /// LINKDOWN (0x57); after them the AFU no longer selects the port: a command whose handle can
+  /// use another port with a live link goes there, one that cannot completes with afu_rc 0x20
+  /// NO_CHANNELS. Coming up, the port is selectable again at once.
+  package func setLink(port: Int, up: Bool, inFlight: Int = 1) {
+    guard (0..<4).contains(port) else { return }
+    let bit = UInt8(1) << UInt8(port)
+    state.withLock { s in
+      if up {
+        s.linkDownAborts[port] = nil
+      } else if linkMask.load(ordering: .relaxed) & bit != 0, inFlight > 0 {
+        s.linkDownAborts[port] = inFlight
+      }
+      abortMask.store(s.linkDownAborts.keys.reduce(0) { $0 | UInt8(1) << UInt8($1) }, ordering: .relaxed)
+      if up { linkMask.bitwiseOr(bit, ordering: .releasing) } else { linkMask.bitwiseAnd(~bit, ordering: .releasing) }
+    }
+  }
+
+  /// Port selection for a command whose translation allows the ports in `requested` (spec 7.5: the
+  /// AFU picks the lowest usable port). Returns the port, or the completion when none can be used.
+  private func selectPort(requested: UInt8) -> PortSelection {
+    let up = linkMask.load(ordering: .acquiring)
+    let aborting = abortMask.load(ordering: .relaxed)
+    if aborting & requested != 0 {
+      // The port the AFU would have used before the link dropped, if it has aborts pending.
+      let preferred = (requested & (up | aborting)).trailingZeroBitCount
+      if aborting & (UInt8(1) << UInt8(preferred)) != 0 {
+        let took = state.withLock { s -> Bool in
+          guard let left = s.linkDownAborts[preferred], left > 0 else { return false }
+          s.linkDownAborts[preferred] = left > 1 ? left - 1 : nil
+          if left == 1 { abortMask.bitwiseAnd(~(UInt8(1) << UInt8(preferred)), ordering: .relaxed) }
+          return true
+        }
+        if took { return .unusable(.fc(UInt8(SISL_FC_RC_LINKDOWN), port: UInt8(preferred))) }
+      }
+    }
+    let usable = requested & up
+    guard usable != 0 else {
+      // afu_extra: IBM bits 4..5 the available ports, bits 6..7 the requested ones (spec 7.5).
+      let extra = (up & 0x3) << 2 | (requested & 0x3)
+      return .unusable(.afu(UInt8(SISL_AFU_RC_NO_CHANNELS), extra: extra, port: UInt8(requested.trailingZeroBitCount & 3)))
+    }
+    return .port(usable.trailingZeroBitCount)
+  }
+
+  private enum PortSelection {
+    case port(Int)
+    case unusable(MockAFUCompletion)
   }
 
   /// Installs (or with nil removes) a hook asked about every command before the queued faults;
@@ -223,7 +295,7 @@ package final class MockAFUExecutor: Sendable {
     let hook = state.withLock { $0.hook }
     if let hook, let fault = hook(info) { return fault }
     return state.withLock { s -> MockAFUInjectedFault? in
-      guard let index = s.queuedFaults.firstIndex(where: { $0.matching.matches(isWrite: info.isWrite) }) else { return nil }
+      guard let index = s.queuedFaults.firstIndex(where: { $0.matches(info) }) else { return nil }
       let fault = s.queuedFaults[index].fault
       s.queuedFaults[index].remaining -= 1
       if s.queuedFaults[index].remaining <= 0 { s.queuedFaults.remove(at: index) }
@@ -256,8 +328,15 @@ package final class MockAFUExecutor: Sendable {
   let delayedCommands = Atomic<Int>(0)
   /// Fault injection: the next `corruptedReads` successful reads return data with one byte flipped.
   let corruptedReads = Atomic<Int>(0)
+  /// FC links up (bit n = port n) and ports with LINKDOWN aborts pending (see `setLink`).
+  private let linkMask = Atomic<UInt8>(0x0F)
+  private let abortMask = Atomic<UInt8>(0)
 
-  package func execute(_ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory) -> MockAFUCompletion {
+  /// `queueDepth`: the commands of this context the AFU had accepted and not yet completed when
+  /// it accepted this one, this one included (what queue-depth-triggered faults look at).
+  package func execute(
+    _ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory, queueDepth: Int = 1
+  ) -> MockAFUCompletion {
     commandCount.add(1, ordering: .relaxed)
     // 1-3. Capability and addressing checks (items 90, 91; §7.2 ctx_cap).
     guard UInt32(ioarcb.ctx_id) == contextID else { return .afu(Self.capViolation) }
@@ -279,8 +358,9 @@ package final class MockAFUExecutor: Sendable {
     let isVirtual = !extent.isPhysicalHandle
     let lun = extent.lun
     let firstLBA = extent.lba
-    let port = extent.portMask == 0 ? 0 : extent.portMask.trailingZeroBitCount
-    let portByte = UInt8(truncatingIfNeeded: port)
+    let requestedPorts = UInt8(truncatingIfNeeded: extent.portMask) & 0x0F
+    var port = requestedPorts == 0 ? 0 : requestedPorts.trailingZeroBitCount
+    var portByte = UInt8(truncatingIfNeeded: port)
 
     // The target's geometry (READ CAPACITY as currently configured).
     let configuration = model.configuration
@@ -318,10 +398,21 @@ package final class MockAFUExecutor: Sendable {
       guard extent.lun == lun else { return .afu(UInt8(SISL_AFU_RC_LXT_OUT_OF_BOUNDS), port: portByte) }
     }
 
+    // 6b. Port selection: the lowest port of the translation's mask whose link is up; a command
+    // caught on a link that just went down gets LINKDOWN, none usable gets NO_CHANNELS.
+    switch selectPort(requested: requestedPorts) {
+    case .port(let selected):
+      port = selected
+      portByte = UInt8(truncatingIfNeeded: selected)
+    case .unusable(let completion):
+      return completion
+    }
+
     // 7. Injected fault.
     let info = MockAFUCommandInfo(
       contextID: contextID, resourceHandle: handle, opcode: cdb.opcode, isWrite: cdb.isWrite, lba: cdb.lba,
-      blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len)
+      blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len,
+      queueDepth: queueDepth)
     if let fault = injectedFault(for: info) { return .injected(fault, port: portByte, dataEA: ioarcb.data_ea) }
 
     // 8. Unit attention (item 71).

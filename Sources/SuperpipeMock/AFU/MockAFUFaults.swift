@@ -68,6 +68,8 @@ package struct MockAFUCommandInfo: Sendable, Equatable {
   package var dataEA: UInt64
   /// data_len of the IOARCB.
   package var dataLength: UInt32
+  /// Commands of this context inside the AFU when it accepted this one (this one included).
+  package var queueDepth: Int = 1
 }
 
 /// A per-command fault decision: return a fault to fail the command with it, nil to let it run.
@@ -79,4 +81,13 @@ struct MockAFUQueuedFault: Sendable {
   var remaining: Int
   var matching: MockAFUCommandClass
   var fault: MockAFUInjectedFault
+  /// Only commands of this context (ctxid), when set.
+  var contextID: UInt32?
+  /// Only commands accepted while at least this many commands of their context were outstanding.
+  var minimumQueueDepth: Int
+
+  func matches(_ info: MockAFUCommandInfo) -> Bool {
+    matching.matches(isWrite: info.isWrite) && (contextID.map { $0 == info.contextID } ?? true)
+      && info.queueDepth >= minimumQueueDepth
+  }
 }

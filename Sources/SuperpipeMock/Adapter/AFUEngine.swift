@@ -52,8 +52,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   // State of whoever holds the consumer lock.
   private var batch: [UInt64] = []
-  /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode).
-  private var held: [(UInt64, Bool)] = []
+  /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode, queue depth at
+  /// acceptance).
+  private var held: [(UInt64, Bool, Int)] = []
   private var rrqStart: UInt64 = 0
   private var rrqEnd: UInt64 = 0
   private var producer: UInt64 = 0
@@ -139,7 +140,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     if !held.isEmpty, !executor.holding.load(ordering: .acquiring) {
       let parked = held
       held.removeAll()
-      for (address, submissionQueue) in parked { execute(ioarcbAddress: address, submissionQueue: submissionQueue) }
+      for (address, submissionQueue, depth) in parked {
+        execute(ioarcbAddress: address, submissionQueue: submissionQueue, queueDepth: depth)
+      }
       worked = true
     }
     while let (offset, value) = control.popRegisterWrite() {
@@ -285,15 +288,26 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       return
     }
     while sqHead != tail {
-      execute(ioarcbAddress: sqHead, submissionQueue: true)
+      // Queue depth: the entries from here to the tail, plus any held ones.
+      let ringBytes = sqEnd - sqStart + 64
+      let ahead = Int(((tail &+ ringBytes &- sqHead) % ringBytes) / 64)
+      execute(ioarcbAddress: sqHead, submissionQueue: true, queueDepth: ahead + held.count)
       sqHead = sqHead >= sqEnd ? sqStart : sqHead + 64
       setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
     }
   }
 
-  private func execute(ioarcbAddress address: UInt64, submissionQueue: Bool = false) {
+  /// Commands accepted through IOARRIN and not yet completed (cmd_room taken at the store and
+  /// given back at the completion), this one included.
+  private var ioarrinDepth: Int {
+    let room = register(CCXL_MMIO_CMD_ROOM)
+    return room == .max ? 1 : max(1, commandRoom - Int(clamping: room))
+  }
+
+  private func execute(ioarcbAddress address: UInt64, submissionQueue: Bool = false, queueDepth: Int? = nil) {
+    let depth = queueDepth ?? ioarrinDepth
     if executor.holding.load(ordering: .acquiring) {
-      held.append((address, submissionQueue))
+      held.append((address, submissionQueue, depth))
       return
     }
     var command = sisl_ioarcb()
@@ -323,8 +337,8 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
     let completion: MockAFUCompletion =
       inProcess
-      ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory())
-      : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID))
+      ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory(), queueDepth: depth)
+      : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID), queueDepth: depth)
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
     corruptIfInjected(command, completion)
     var ioasa = completion.ioasa

@@ -34,6 +34,8 @@ public final class MockAdapter: Sendable {
   private let persistent: Mutex<MockPersistentState>
   private let server = Mutex<MockServer?>(nil)
   private let lock: CInt
+  /// How long an adapter reset scheduled by a failed AFU sync keeps the adapter in RESET.
+  private let scheduledResetNanoseconds = Atomic<Int64>(20_000_000)
 
   private init(directory: URL, state: MockPersistentState) throws {
     self.directory = directory
@@ -62,6 +64,16 @@ public final class MockAdapter: Sendable {
           node: .disk(lun: node.lun, port: node.port), caller: MockCaller(pid: getpid(), parentPid: getppid()),
           request: CCXL_DK_CXLFLASH_MANAGE_LUN, argument: $0)
       }
+    }
+    // A failed AFU sync may schedule an asynchronous adapter reset (spec 3.5 item 3): it runs on
+    // its own thread once the ioctl has returned, as the driver's reset worker does.
+    model.setScheduledResetHandler { [weak self] in
+      let thread = Thread { [weak self] in
+        guard let self else { return }
+        resetAdapter(duration: .nanoseconds(scheduledResetNanoseconds.load(ordering: .relaxed)))
+      }
+      thread.name = "superpipe-mock-scheduled-reset"
+      thread.start()
     }
   }
 
@@ -282,8 +294,52 @@ public final class MockAdapter: Sendable {
 
   /// Fails the next `count` commands of class `matching` (read, write or any) with `fault`
   /// instead of executing them (spec 7.5 statuses; SPDK error-bdev style).
-  public func failNextCommands(_ count: Int, matching: MockAFUCommandClass = .any, with fault: MockAFUInjectedFault) {
-    executor.failNextCommands(count, matching: matching, with: fault)
+  ///
+  /// - Parameters:
+  ///   - context: Only commands of the context with this token (nil: any context). The fault
+  ///     follows the context's ctxid, which RECOVER_AFU may change.
+  ///   - queueDepth: Only commands the AFU accepts while at least this many commands of their
+  ///     context (themselves included) are outstanding in it: accepted through IOARRIN or the
+  ///     submission queue and not yet completed. 1 (the default) matches any command.
+  public func failNextCommands(
+    _ count: Int, matching: MockAFUCommandClass = .any, with fault: MockAFUInjectedFault, context: UInt64? = nil,
+    atQueueDepth queueDepth: Int = 1
+  ) {
+    executor.failNextCommands(
+      count, matching: matching, with: fault, contextID: context.map { UInt32(truncatingIfNeeded: $0) },
+      queueDepth: queueDepth)
+  }
+
+  /// Takes FC port `port`'s link down (spec 7.5): the next `inFlight` commands the AFU routes to
+  /// it complete with fc_rc 0x57 LINKDOWN (they were on the wire), later ones go to another port
+  /// of their handle's port mask with a live link (a virtual LUN enabled on several ports, spec
+  /// 4.4), or complete with afu_rc 0x20 NO_CHANNELS when there is none (a physical handle uses
+  /// only its disk node's port). The host's `portN` attribute reads "offline".
+  public func linkDown(port: Int, inFlight: Int = 1) {
+    executor.setLink(port: port, up: false, inFlight: inFlight)
+  }
+
+  /// Brings FC port `port`'s link back up: the AFU selects it again.
+  public func linkUp(port: Int) {
+    executor.setLink(port: port, up: true)
+  }
+
+  /// The ports whose link is up.
+  public var portsOnline: [Int] {
+    let mask = executor.linksUp
+    return (0..<configuration.portCount).filter { mask & (1 << $0) != 0 }
+  }
+
+  /// Makes the next `count` internal AFU syncs (spec 7.9; issued by USER_DIRECT, USER_VIRTUAL,
+  /// VLUN_RESIZE and VLUN_CLONE) fail, so those ioctls return EAGAIN. With `schedulingReset`, each
+  /// failure also schedules an asynchronous adapter reset lasting `resetDuration` (spec 3.5 item
+  /// 3: the sync timed out and the driver could not reset its own context): right after the ioctl
+  /// returns every context goes to the error state, as with `resetAdapter`.
+  public func failNextAFUSyncs(_ count: Int, schedulingReset: Bool = false, resetDuration: Duration = .milliseconds(20)) {
+    let components = resetDuration.components
+    scheduledResetNanoseconds.store(
+      components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000, ordering: .relaxed)
+    model.failNextAFUSyncs(count: count, schedulingReset: schedulingReset)
   }
 
   /// Makes a UNIT ATTENTION pending for `lun` on every port: the first command to it through each

@@ -27,7 +27,8 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
     case mediumError = "medium-error"
     /// The next `count` commands fail with SCSI status BUSY.
     case busy
-    /// The next `count` AFU syncs fail: USER_DIRECT/VLUN_RESIZE/VLUN_CLONE answer EAGAIN.
+    /// The next `count` AFU syncs fail: USER_DIRECT/VLUN_RESIZE/VLUN_CLONE answer EAGAIN (with
+    /// `scheduleReset`, an adapter reset follows each).
     case syncFailure = "sync-failure"
     /// A seeded fault schedule (`seed`, `faults`) played from now on.
     case schedule
@@ -39,6 +40,10 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
     case latency
     /// The next `count` successful reads return data with one byte flipped.
     case corrupt
+    /// FC port `port`'s link goes down (`inFlight` commands on it complete with LINKDOWN first).
+    case portDown = "port-down"
+    /// FC port `port`'s link comes back.
+    case portUp = "port-up"
   }
 
   /// The JSON schema version (1).
@@ -61,6 +66,17 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
   public var seed: UInt64?
   /// Faults in the schedule.
   public var faults: Int?
+  /// Command faults: only commands of the context with this token.
+  public var context: UInt64?
+  /// Command faults: only commands accepted while this many commands of their context are
+  /// outstanding in the AFU.
+  public var queueDepth: Int?
+  /// The FC port (port-down, port-up).
+  public var port: Int?
+  /// Commands caught on the link when it goes down (port-down; default 1).
+  public var inFlight: Int?
+  /// sync-failure: each failed sync also schedules an adapter reset.
+  public var scheduleReset: Bool?
 
   /// A request for `fault` with no parameters.
   public init(fault: Fault) { self.fault = fault }
@@ -86,6 +102,10 @@ extension MockAdapter {
       case "write": .write
       default: .any
       }
+    func failCommands(_ fault: MockAFUInjectedFault) {
+      failNextCommands(
+        count, matching: commandClass, with: fault, context: request.context, atQueueDepth: request.queueDepth ?? 1)
+    }
     switch request.fault {
     case .reset:
       resetAdapter(duration: .milliseconds(request.durationMilliseconds ?? 50))
@@ -104,20 +124,32 @@ extension MockAdapter {
       raiseUnitAttention(lun: lun, asc: UInt8(clamping: request.asc ?? 0x29), ascq: UInt8(clamping: request.ascq ?? 0))
       return MockControlReply(ok: true, message: "unit attention pending on LUN \(lun)")
     case .outOfDataBuffers:
-      failNextCommands(count, matching: commandClass, with: .afuError(rc: 0x30))
+      failCommands(.afuError(rc: 0x30))
     case .abortPending:
-      failNextCommands(count, matching: commandClass, with: .fcError(rc: 0x52))
+      failCommands(.fcError(rc: 0x52))
     case .noChannels:
-      failNextCommands(count, matching: commandClass, with: .afuError(rc: 0x20))
+      failCommands(.afuError(rc: 0x20))
     case .linkDown:
-      failNextCommands(count, matching: commandClass, with: .fcError(rc: 0x57))
+      failCommands(.fcError(rc: 0x57))
     case .mediumError:
-      failNextCommands(count, matching: commandClass, with: .checkCondition(key: 3, asc: 0x11, ascq: 0))
+      failCommands(.checkCondition(key: 3, asc: 0x11, ascq: 0))
     case .busy:
-      failNextCommands(count, matching: commandClass, with: .scsiStatus(0x08))
+      failCommands(.scsiStatus(0x08))
     case .syncFailure:
-      model.failNextAFUSyncs(count: count)
-      return MockControlReply(ok: true, message: "the next \(count) AFU sync(s) fail (EAGAIN)")
+      let reset = request.scheduleReset ?? false
+      failNextAFUSyncs(count, schedulingReset: reset, resetDuration: .milliseconds(request.durationMilliseconds ?? 20))
+      return MockControlReply(
+        ok: true, message: "the next \(count) AFU sync(s) fail (EAGAIN)\(reset ? ", each scheduling an adapter reset" : "")")
+    case .portDown, .portUp:
+      guard let port = request.port, (0..<configuration.portCount).contains(port) else {
+        return MockControlReply(ok: false, message: "port-down/port-up need a port below \(configuration.portCount)")
+      }
+      if request.fault == .portDown {
+        linkDown(port: port, inFlight: request.inFlight ?? 1)
+        return MockControlReply(ok: true, message: "port \(port) link down")
+      }
+      linkUp(port: port)
+      return MockControlReply(ok: true, message: "port \(port) link up")
     case .hold:
       holdCommands()
       return MockControlReply(ok: true, message: "holding commands until resume")
@@ -135,6 +167,10 @@ extension MockAdapter {
       _ = play(schedule)
       return MockControlReply(ok: true, message: "playing \(schedule.faults.count) faults of seed \(schedule.seed)")
     }
-    return MockControlReply(ok: true, message: "the next \(count) \(commandClass) command(s) fail (\(request.fault.rawValue))")
+    var scope = ""
+    if let context = request.context { scope += " of context 0x\(String(context, radix: 16))" }
+    if let depth = request.queueDepth, depth > 1 { scope += " accepted at queue depth \(depth) or more" }
+    return MockControlReply(
+      ok: true, message: "the next \(count) \(commandClass) command(s)\(scope) fail (\(request.fault.rawValue))")
   }
 }

@@ -26,6 +26,10 @@ struct DriverState: Sendable {
   var readCapacityFailing: Set<Int> = []
   var pendingSyncFailures = 0
   var syncFailureErrno: Int32 = Errno.EAGAIN
+  /// Failed syncs also schedule an asynchronous adapter reset (spec 3.5 item 3).
+  var syncFailureSchedulesReset = false
+  /// Set by such a failure; the model hands it to its reset handler once the ioctl has returned.
+  var scheduledReset = false
   var pendingCapabilityReadbackFailures = 0
   /// Record of the syncs issued (for tests): (kind, ctxid, handle).
   var syncLog: [AFUSync] = []
@@ -55,6 +59,7 @@ extension DriverState {
     syncLog.append(AFUSync(kind: kind, ctxid: ctxid, handle: handle))
     if pendingSyncFailures > 0 {
       pendingSyncFailures -= 1
+      if syncFailureSchedulesReset { scheduledReset = true }
       return syncFailureErrno
     }
     return 0

@@ -27,8 +27,21 @@ public final class MockDriverModel: Sendable {
   /// only on success.
   public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
                     argument: UnsafeMutableRawBufferPointer) -> (MockIoctlOutcome, [MockSideEffect]) {
-    state.withLock { $0.ioctl(node: node, caller: caller, request: request, argument: argument) }
+    let (result, reset) = state.withLock { s in
+      let result = s.ioctl(node: node, caller: caller, request: request, argument: argument)
+      defer { s.scheduledReset = false }
+      return (result, s.scheduledReset)
+    }
+    if reset, let handler = scheduledResetHandler.withLock({ $0 }) { handler() }
+    return result
   }
+
+  /// Called (outside the model's lock, after the ioctl) when a failed AFU sync scheduled an
+  /// asynchronous adapter reset (spec 3.5 item 3); the adapter performs it.
+  public func setScheduledResetHandler(_ handler: (@Sendable () -> Void)?) {
+    scheduledResetHandler.withLock { $0 = handler }
+  }
+  private let scheduledResetHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
   /// Last close of an adapter fd or death of its process (spec §3.6 release, §3.7): the context
   /// behind it is detached from every LUN exactly as DETACH (handles released, chunks freed and
@@ -89,10 +102,14 @@ public final class MockDriverModel: Sendable {
 
   /// Makes the next `count` AFU syncs (spec §7.9) issued while NORMAL fail with `errno` (EAGAIN as
   /// the driver reports it for RESIZE/USER_VIRTUAL/CLONE; USER_DIRECT returns it raw).
-  public func failNextAFUSyncs(count: Int, errno: Int32 = 11) {
+  /// With `schedulingReset`, each such failure also schedules an asynchronous adapter reset, as the
+  /// driver does when the sync timed out and its own context reset failed (spec 3.5 item 3, 7.9):
+  /// the ioctl returns EAGAIN, then every context goes to the error state.
+  public func failNextAFUSyncs(count: Int, errno: Int32 = 11, schedulingReset: Bool = false) {
     state.withLock { s in
       s.pendingSyncFailures = max(count, 0)
       s.syncFailureErrno = errno
+      s.syncFailureSchedulesReset = schedulingReset
     }
   }
 

@@ -14,6 +14,9 @@ extension SuperpipeCtl.Mock {
         Examples:
           superpipectl mock inject --dir /tmp/cxl reset --duration-ms 100
           superpipectl mock inject --dir /tmp/cxl abort-pending --count 3 --class read
+          superpipectl mock inject --dir /tmp/cxl busy --context 0x5a1e00000001 --queue-depth 8
+          superpipectl mock inject --dir /tmp/cxl port-down --port 0 --in-flight 2
+          superpipectl mock inject --dir /tmp/cxl sync-failure --schedule-reset
           superpipectl mock inject --dir /tmp/cxl unit-attention --lun 0 --asc 0x2a --ascq 0x09
           superpipectl mock inject --dir /tmp/cxl schedule --seed 7 --faults 20
           superpipectl mock inject --dir /tmp/cxl fail
@@ -49,6 +52,21 @@ extension SuperpipeCtl.Mock {
     @Option(help: "Faults in a schedule.")
     var faults: Int?
 
+    @Option(help: "Command faults: only commands of the context with this token (the application's Context.token).")
+    var context: String?
+
+    @Option(help: "Command faults: only commands accepted while this many of their context's commands are outstanding.")
+    var queueDepth: Int?
+
+    @Option(help: "FC port for port-down and port-up.")
+    var port: Int?
+
+    @Option(help: "port-down: commands caught on the link that complete with LINKDOWN (default 1).")
+    var inFlight: Int?
+
+    @Flag(help: "sync-failure: each failed AFU sync also schedules an adapter reset.")
+    var scheduleReset = false
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -62,6 +80,14 @@ extension SuperpipeCtl.Mock {
       if let asc, Self.number(asc) == nil { throw ValidationError("--asc takes a number (0x29 or 41)") }
       if let ascq, Self.number(ascq) == nil { throw ValidationError("--ascq takes a number") }
       if let count, count < 1 { throw ValidationError("--count must be positive") }
+      if let context, Self.token(context) == nil { throw ValidationError("--context takes a context token (0x...)") }
+      if let queueDepth, queueDepth < 1 { throw ValidationError("--queue-depth must be positive") }
+      if let inFlight, inFlight < 0 { throw ValidationError("--in-flight cannot be negative") }
+      if ["port-down", "port-up"].contains(fault), port == nil { throw ValidationError("\(fault) needs --port") }
+    }
+
+    static func token(_ text: String) -> UInt64? {
+      text.lowercased().hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
     }
 
     static func number(_ text: String) -> Int? {
@@ -82,6 +108,11 @@ extension SuperpipeCtl.Mock {
       request.durationMilliseconds = durationMs
       request.seed = seed
       request.faults = faults
+      request.context = context.flatMap(Self.token)
+      request.queueDepth = queueDepth
+      request.port = port
+      request.inFlight = inFlight
+      request.scheduleReset = scheduleReset ? true : nil
       let reply: MockControlReply
       do {
         reply = try MockAdapter.sendControl(request, directory: options.url)

@@ -74,6 +74,7 @@ final class MockAccess {
     let superpipe: Set<String>
     var contextsByLUN: [Int: Int]? = nil
     var handlesByLUN: [Int: Int]? = nil
+    var online: Set<Int>? = nil
     if let adapter {
       configuration = adapter.configuration
       nodes = adapter.diskNodes
@@ -91,6 +92,7 @@ final class MockAccess {
       }
       contextsByLUN = contexts
       handlesByLUN = handles
+      online = Set(adapter.portsOnline)
     } else {
       let state = try persisted()
       configuration = state.configuration
@@ -117,7 +119,9 @@ final class MockAccess {
       adapters: [
         .init(
           name: "cxlflash0", hostNode: hostPath, lunMode: configuration.lunMode,
-          ports: (0..<configuration.portCount).map { .init(index: $0, state: "online") }, luns: luns)
+          ports: (0..<configuration.portCount).map { port in
+            .init(index: port, state: online.map { $0.contains(port) ? "online" : "offline" } ?? "unknown")
+          }, luns: luns)
       ],
       note: servedElsewhere ? "served by another process: modes from adapter.json; contexts and handles unknown" : nil)
   }

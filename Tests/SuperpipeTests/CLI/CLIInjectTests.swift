@@ -7,38 +7,98 @@ import Testing
 struct CLIInjectTests {
   static var superpipectl: String { TestSupport.productsDirectory.appendingPathComponent("superpipectl").path }
 
-  @Test("mock inject into a mock served by another process; this process's I/O recovers by itself")
-  func injectIntoServedMock() throws {
+  /// Runs `body` with the directory of a mock (one LUN on `ports` ports) served by a
+  /// `superpipectl mock serve` child, stopped and removed afterwards.
+  static func withServedMock(ports: Int, _ body: (String) throws -> Void) throws {
     let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let server = try TestSupport.Child(
-      URL(fileURLWithPath: Self.superpipectl), ["mock", "serve", "--dir", directory, "--luns", "1", "--ports", "1"])
+      URL(fileURLWithPath: superpipectl), ["mock", "serve", "--dir", directory, "--luns", "1", "--ports", "\(ports)"])
     defer {
       kill(server.process.processIdentifier, SIGTERM)
       _ = server.wait()
     }
     while let line = server.readLine(), !line.hasPrefix("ready") {}
-    let disk = directory + "/dev/sda"
-    try Superpipe.setMode(.superpipe, wwid: WWID(hex: "60050768018000000000000000000001")!, path: disk)
-    let context = try Context(lun: disk)
-    try context.withVirtualLUN(blocks: 65536) { lun in
-      let buffer = AlignedBuffer(count: 8 * 4096)
-      BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 1)
-      try lun.write(at: 0, from: buffer.readOnly)
-      let inject = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", directory, "reset", "--duration-ms", "20"])
-      #expect(inject.status == 0, "\(inject.output)")
-      #expect(inject.output.contains("adapter reset"))
-      try lun.read(at: 0, into: buffer.bytes)  // the reset is detected, recovered and verified here
-      #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: 1) == nil)
-      let errors = try TestSupport.run(
-        Self.superpipectl, ["mock", "inject", "--dir", directory, "abort-pending", "--count", "2", "--json"])
-      #expect(errors.status == 0 && errors.output.contains("\"ok\" : true"), "\(errors.output)")
-      try lun.read(at: 0, into: buffer.bytes)
+    try body(directory)
+  }
+
+  @Test("mock inject into a mock served by another process; this process's I/O recovers by itself")
+  func injectIntoServedMock() throws {
+    try Self.withServedMock(ports: 1) { directory in
+      let disk = directory + "/dev/sda"
+      try Superpipe.setMode(.superpipe, wwid: WWID(hex: "60050768018000000000000000000001")!, path: disk)
+      let context = try Context(lun: disk)
+      try context.withVirtualLUN(blocks: 65536) { lun in
+        let buffer = AlignedBuffer(count: 8 * 4096)
+        BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 1)
+        try lun.write(at: 0, from: buffer.readOnly)
+        let inject = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", directory, "reset", "--duration-ms", "20"])
+        #expect(inject.status == 0, "\(inject.output)")
+        #expect(inject.output.contains("adapter reset"))
+        try lun.read(at: 0, into: buffer.bytes)  // the reset is detected, recovered and verified here
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: 1) == nil)
+        let errors = try TestSupport.run(
+          Self.superpipectl, ["mock", "inject", "--dir", directory, "abort-pending", "--count", "2", "--json"])
+        #expect(errors.status == 0 && errors.output.contains("\"ok\" : true"), "\(errors.output)")
+        try lun.read(at: 0, into: buffer.bytes)
+      }
+      let statistics = context.recoveryStatistics
+      #expect(statistics.recoveries == 1, "\(statistics)")
+      #expect(statistics.verifies >= 1 && statistics.retries >= 3, "\(statistics)")
+      try context.detach()
     }
-    let statistics = context.recoveryStatistics
-    #expect(statistics.recoveries == 1, "\(statistics)")
-    #expect(statistics.verifies >= 1 && statistics.retries >= 3, "\(statistics)")
-    try context.detach()
+  }
+
+  @Test("mock inject port-down/port-up, a fault for one context, and sync-failure --schedule-reset, across processes")
+  func injectPathContextAndSyncFaults() throws {
+    try Self.withServedMock(ports: 2) { directory in
+      let wwid = WWID(hex: "60050768018000000000000000000001")!
+      let (sda, sdb) = (directory + "/dev/sda", directory + "/dev/sdb")
+      try Superpipe.setMode(.superpipe, wwid: wwid, path: sda)
+      try Superpipe.setMode(.superpipe, wwid: wwid, path: sdb)
+      func inject(_ arguments: [String]) throws -> String {
+        let result = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", directory] + arguments)
+        #expect(result.status == 0, "\(arguments): \(result.output)")
+        return result.output
+      }
+      let context = try Context(lun: sda)
+      context.recoveryPolicy = RecoveryPolicy(initialBackoff: .milliseconds(2), maximumBackoff: .milliseconds(20))
+      let other = try Context(lun: sda)
+      other.recoveryPolicy.automatic = false
+      try context.withPhysicalLUN(sda, alternatePaths: [sdb]) { lun in
+        let buffer = AlignedBuffer(count: 4096)
+        BlockPattern.fill(buffer.bytes, lba: 2, blockSize: 4096, generation: 1)
+        #expect(try inject(["port-down", "--port", "0", "--in-flight", "1"]).contains("port 0 link down"))
+        try lun.write(at: 2, from: buffer.readOnly)
+        #expect(lun.activePath == sdb)
+        #expect(try inject(["port-up", "--port", "0"]).contains("port 0 link up"))
+        // A medium error for the other context only.
+        let scoped = try inject(["medium-error", "--context", "0x" + String(other.token.rawValue, radix: 16)])
+        #expect(scoped.contains("of context 0x"), "\(scoped)")
+        try lun.read(at: 2, into: buffer.bytes)
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 2, blockSize: 4096, generation: 1) == nil)
+        try other.withPhysicalLUN { otherLUN in
+          let error = #expect(throws: SuperpipeError.self) { try otherLUN.read(at: 2, into: buffer.bytes) }
+          #expect(error?.status?.sense?.key == 3)
+        }
+        // A failed AFU sync that schedules an adapter reset: USER_VIRTUAL is not possible on a
+        // physical LUN, so open the LUN once more (USER_DIRECT) and let the library recover.
+        #expect(try inject(["sync-failure", "--schedule-reset", "--duration-ms", "20"]).contains("adapter reset"))
+        try context.withPhysicalLUN(sda) { again in
+          try again.read(at: 2, into: buffer.bytes)
+        }
+        try lun.read(at: 2, into: buffer.bytes)
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 2, blockSize: 4096, generation: 1) == nil)
+      }
+      #expect(context.recoveryStatistics.failovers == 1)
+      #expect(context.recoveryStatistics.requestRetries >= 1)
+      #expect(context.recoveryStatistics.recoveries == 1)
+      try context.detach()
+      _ = try? other.recover()
+      try other.detach()
+      let usage = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", directory, "port-down"])
+      #expect(usage.status == 64, "port-down without --port: \(usage.output)")
+    }
   }
 
   @Test("mock inject: an unknown fault is a usage error; no served mock is 'device missing'")

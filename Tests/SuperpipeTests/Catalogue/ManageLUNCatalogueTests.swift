@@ -155,12 +155,25 @@ struct ManageLUNCatalogueTests {
         Issue.record("no physical handle through port 1")
       }
       #expect(port1.release(context.token.rawValue, handle: direct.rsrc_handle) == 0)
-      // Typed: the same through the library.
-      withKnownIssue("BUG (library): openPhysicalLUN/openVirtualLUN only accept the exact path the context was attached through; another path of the same LUN is refused (.invalidArgument) and attach(lun:) on it is EINVAL") {
-        try context.withPhysicalLUN(mock.disk(0, port: 1)) { lun in
-          #expect(lun.lastLBA == 4 * Cat.chunk - 1)
+      // Typed: the same through the library, which keeps the other path open for the handle.
+      try context.withPhysicalLUN(mock.disk(0, port: 1)) { lun in
+        #expect(lun.lastLBA == 4 * Cat.chunk - 1)
+        #expect(lun.path == mock.disk(0, port: 1))
+        if case .physical(_, let mask, _)? = mock.handle(context.token.rawValue, lun.handle.rawValue)?.kind {
+          #expect(mask == 0b10)
+        } else {
+          Issue.record("no physical handle through port 1")
         }
+        var block = [UInt8](repeating: 7, count: 4096)
+        try block.withUnsafeBytes { try lun.write(at: 3, from: $0) }
+        block = [UInt8](repeating: 0, count: 4096)
+        try block.withUnsafeMutableBytes { try lun.read(at: 3, into: $0) }
+        #expect(block.allSatisfy { $0 == 7 })
       }
+      // A path to a LUN the context is not attached to is refused with the driver's EINVAL.
+      let error = #expect(throws: SuperpipeError.self) { _ = try context.openPhysicalLUN(mock.disk(1, port: 1)) }
+      expectFailure(error, .invalidRequest, errno: Cat.EINVAL)
+      #expect(error?.message.contains("not a path to a LUN this context is attached to") == true)
     }
     mock.expectNoLeaks()
   }

@@ -175,6 +175,8 @@ struct VirtualSizingCatalogueTests {
     let mock = try MockFixture()
     do {
       let context = try Context(lun: mock.disk(0))
+      // Raw driver behaviour: the library's automatic retry of EAGAIN is off (see RecoveryTests).
+      context.recoveryPolicy.automatic = false
       var lun = try context.openVirtualLUN(blocks: Cat.chunk)
       let token = context.token.rawValue
       // Grow.
@@ -201,6 +203,7 @@ struct VirtualSizingCatalogueTests {
     let mock = try MockFixture()
     do {
       let context = try Context(lun: mock.disk(0))
+      context.recoveryPolicy.automatic = false  // raw driver behaviour
       mock.adapter.model.failNextAFUSyncs(count: 1)
       let error = #expect(throws: SuperpipeError.self) { _ = try context.openVirtualLUN(blocks: 2 * Cat.chunk) }
       expectFailure(error, .tryAgain, errno: Cat.EAGAIN)
@@ -229,6 +232,7 @@ struct VirtualSizingCatalogueTests {
     #expect(mock.record(1)?.users == 0)
     do {
       let typed = try Context(lun: mock.disk(1))
+      typed.recoveryPolicy.automatic = false  // raw driver behaviour
       mock.adapter.model.failNextAFUSyncs(count: 1, errno: Cat.ETIMEDOUT)
       let error = #expect(throws: SuperpipeError.self) { _ = try typed.openPhysicalLUN() }
       expectFailure(error, .tryAgain, errno: Cat.ETIMEDOUT)
