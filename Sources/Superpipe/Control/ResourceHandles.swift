@@ -10,8 +10,10 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   let lunPath: String
   /// The resource handle number (`rsrc_handle`) opened through `path`.
   public let handle: ResourceHandleID
-  /// The LUN's last LBA as USER_DIRECT reported it, in device blocks.
-  public private(set) var lastLBA: UInt64
+  /// The LUN's last LBA in device blocks, as the driver last reported it: USER_DIRECT, then
+  /// DK_CXLFLASH_VERIFY (`verify(sense:)`, or the automatic one after a capacity-change unit
+  /// attention).
+  public var lastLBA: UInt64 { io.size.lastLBA }
   /// The handles opened through the alternate paths, in order.
   let alternates: [(path: String, handle: ResourceHandleID)]
   private var released = false
@@ -27,7 +29,6 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
     self.core = core
     self.lunPath = lunPath
     self.handle = handle
-    self.lastLBA = lastLBA
     self.alternates = alternates
     let paths =
       alternates.isEmpty
@@ -35,7 +36,7 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
       : PathSet(
         handles: ([handle] + alternates.map(\.handle)).map { UInt32(truncatingIfNeeded: $0.rawValue) },
         paths: [lunPath] + alternates.map(\.path))
-    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, paths: paths)
+    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, paths: paths)
   }
 
   deinit {
@@ -78,7 +79,8 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   @discardableResult
   public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
-    lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    io.size.exchange(lastLBA)
     return lastLBA
   }
 }
@@ -92,8 +94,9 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   let lunPath: String
   /// The resource handle number (`rsrc_handle`).
   public let handle: ResourceHandleID
-  /// The last LBA, in 4 KiB units (0xFFFFFFFFFFFFFFFF when the virtual LUN has no chunks).
-  public private(set) var lastLBA: UInt64
+  /// The last LBA, in 4 KiB units (0xFFFFFFFFFFFFFFFF when the virtual LUN has no chunks), as the
+  /// driver last reported it (USER_VIRTUAL, VLUN_RESIZE, VERIFY).
+  public var lastLBA: UInt64 { io.size.lastLBA }
   /// The return flags of USER_VIRTUAL (ALL_PORTS_ACTIVE).
   public let flags: ReturnFlags
   private var released = false
@@ -109,9 +112,8 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
     self.core = core
     self.lunPath = lunPath
     self.handle = handle
-    self.lastLBA = lastLBA
     self.flags = flags
-    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath)
+    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA)
   }
 
   deinit {
@@ -141,7 +143,7 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   public mutating func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
     let (handle, core, lunPath) = (handle, core, lunPath)
     let operation = CXLFlashIoctl.vlunResize.name
-    lastLBA = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
+    let lastLBA = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
       let (token, link) = try core.link(lunPath, for: operation)
       var resize = dk_cxlflash_resize()
       resize.hdr = DriverCall.diskHeader()
@@ -151,6 +153,7 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
       try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize)
       return resize.last_lba
     }
+    io.size.exchange(lastLBA)
     return self.blocks
   }
 
@@ -160,7 +163,8 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   @discardableResult
   public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
-    lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    io.size.exchange(lastLBA)
     return lastLBA
   }
 }

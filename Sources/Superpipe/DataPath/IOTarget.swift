@@ -12,11 +12,18 @@ struct IOTarget: Sendable {
   let blockSize: Int
   let maxTransferBlocks: Int
   let device: String
+  /// The handle's last LBA as the driver last reported it (USER_DIRECT/USER_VIRTUAL, RESIZE,
+  /// VERIFY, including the automatic VERIFY after a unit attention).
+  let size: HandleSize
 
-  init(core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String, paths: PathSet? = nil) {
+  init(
+    core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String, lastLBA: UInt64,
+    paths: PathSet? = nil
+  ) {
     self.core = core
     self.primaryHandle = UInt32(truncatingIfNeeded: handle.rawValue)
     self.paths = paths
+    self.size = HandleSize(lastLBA)
     self.blockSize = Int(max(geometry.blockSize, 1))
     self.maxTransferBlocks = Int(max(1, min(geometry.maxTransferBlocks, UInt64(Int32.max))))
     self.device = device
@@ -366,6 +373,16 @@ final class PathSet: Sendable {
   }
 }
 
+/// A handle's last LBA, shared by the handle and its I/O target (updated by an automatic VERIFY).
+final class HandleSize: Sendable {
+  private let value: Atomic<UInt64>
+  init(_ lastLBA: UInt64) { value = Atomic(lastLBA) }
+  var lastLBA: UInt64 { value.load(ordering: .acquiring) }
+  /// Stores `lastLBA` and returns the previous value.
+  @discardableResult
+  func exchange(_ lastLBA: UInt64) -> UInt64 { value.exchange(lastLBA, ordering: .acquiringAndReleasing) }
+}
+
 /// What one I/O's retries have used so far.
 struct RetryState {
   /// Re-issues counted against `RecoveryPolicy.commandRetries`.
@@ -428,9 +445,10 @@ extension IOTarget {
         guard policy.verifyOnUnitAttention, let sense = status.sense else { throw giveUp(error) }
         let used = ResourceHandleID(rawValue: UInt64(handle(path: retry.path)))
         let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
-        _ = try Context.verify(token: token, link: link, handle: used, sense: sense)
+        let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense)
         recovery.count { $0.verifies += 1 }
         recovery.emit(.verified(handle: used, sense: sense))
+        if size.exchange(lastLBA) != lastLBA { recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
       case .retry:
         recovery.emit(.retried(operation: error.operation, status: status))
       case .retryAfterDelay:

@@ -53,6 +53,9 @@ public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
   case recovered(previous: ContextToken, current: ContextToken)
   /// A UNIT ATTENTION was answered with DK_CXLFLASH_VERIFY.
   case verified(handle: ResourceHandleID, sense: SenseData)
+  /// That VERIFY reported a new last LBA for the handle (the LUN was resized: asc 0x2A); the
+  /// handle's `lastLBA` now says so.
+  case capacityChanged(handle: ResourceHandleID, lastLBA: UInt64)
   /// A command was re-issued after a retryable status.
   case retried(operation: String, status: CommandStatus)
   /// A command did not complete within its timeout.
@@ -72,6 +75,7 @@ public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
     case .adapterResetDetected: "adapter reset detected"
     case .recovered(let previous, let current): "context recovered: \(previous) -> \(current)"
     case .verified(let handle, let sense): "verified handle \(handle) (\(sense))"
+    case .capacityChanged(let handle, let lastLBA): "handle \(handle) now ends at LBA \(lastLBA)"
     case .retried(let operation, let status): "retried \(operation) after \(status)"
     case .timedOut(let operation): "\(operation) timed out"
     case .failed(let error): "recovery failed: \(error)"

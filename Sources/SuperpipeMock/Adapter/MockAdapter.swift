@@ -367,6 +367,17 @@ public final class MockAdapter: Sendable {
     instance?.post(.stateChanged)
   }
 
+  /// An administrative resize of `lun` on the storage side (spec 6: what VERIFY's capacity
+  /// re-read then sees): READ CAPACITY reports `lastLBA` from now on, the change is saved with the
+  /// adapter, and, with `unitAttention`, every path of the LUN gets UNIT ATTENTION, CAPACITY DATA
+  /// HAS CHANGED (asc 0x2A, ascq 0x09) on its next command.
+  public func resizeLUN(_ lun: Int, lastLBA: UInt64, unitAttention: Bool = true) {
+    guard configuration.luns.indices.contains(lun) else { return }
+    model.setLUNCapacity(lun: lun, lastLBA: lastLBA)
+    save(model)
+    if unitAttention { executor.raiseUnitAttention(lun: lun, asc: 0x2A, ascq: 0x09) }
+  }
+
   /// Holds every command from now on: the AFU accepts them but does not complete them (a slow or
   /// stuck adapter; applications see their timeouts) until `resumeCommands()`.
   public func holdCommands() {

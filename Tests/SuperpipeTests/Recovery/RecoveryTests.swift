@@ -84,6 +84,51 @@ struct RecoveryTests {
     mock.expectNoLeaks()
   }
 
+  @Test("an administrative LUN resize: the capacity-changed unit attention is verified, lastLBA follows, new blocks are usable")
+  func capacityChangeVerified() async throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1, blocks: 65536))
+    do {
+      let context = try Context(lun: mock.disk(0))
+      let events = context.recoveryEvents()
+      try context.withPhysicalLUN { lun in
+        #expect(lun.lastLBA == 65535)
+        mock.adapter.resizeLUN(0, lastLBA: 2 * 65536 - 1)
+        let buffer = AlignedBuffer(count: 4096)
+        BlockPattern.fill(buffer.bytes, lba: 65536 + 7, blockSize: 4096, generation: 1)
+        try lun.write(at: 65536 + 7, from: buffer.readOnly)  // UA 0x2A/0x09 → VERIFY → re-issued
+        #expect(lun.lastLBA == 2 * 65536 - 1, "the automatic VERIFY updated the handle's size")
+        try lun.read(at: 65536 + 7, into: buffer.bytes)
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 65536 + 7, blockSize: 4096, generation: 1) == nil)
+      }
+      #expect(context.recoveryStatistics.verifies == 1)
+      #expect(mock.adapter.configuration.luns[0].lastLBA == 2 * 65536 - 1)
+      try context.detach()
+      var changed: [UInt64] = []
+      for await event in events {
+        if case .capacityChanged(_, let lastLBA) = event { changed.append(lastLBA) }
+      }
+      #expect(changed == [2 * 65536 - 1])
+    }
+    mock.expectNoLeaks()
+  }
+
+  @Test("REPORTED LUNS DATA HAS CHANGED (asc 0x3F): verified automatically, the I/O completes, the size is unchanged")
+  func inventoryChangeVerified() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    do {
+      let context = try Context(lun: mock.disk(0))
+      try context.withVirtualLUN(blocks: 65536) { lun in
+        let buffer = AlignedBuffer(count: 4096)
+        mock.adapter.raiseUnitAttention(lun: 0, asc: 0x3F, ascq: 0x0E)
+        try lun.read(at: 0, into: buffer.bytes)
+        #expect(lun.blocks == 65536)
+      }
+      #expect(context.recoveryStatistics.verifies == 1)
+      #expect(context.recoveryStatistics.failedIOs == 0)
+    }
+    mock.expectNoLeaks()
+  }
+
   @Test("transient statuses are retried within the policy, then reach the caller")
   func transientRetries() throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
