@@ -44,6 +44,8 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
     case portDown = "port-down"
     /// FC port `port`'s link comes back.
     case portUp = "port-up"
+    /// An administrative resize of LUN `lun` to `blocks` blocks (UNIT ATTENTION 0x2A/0x09 follows).
+    case resizeLUN = "resize-lun"
   }
 
   /// The JSON schema version (1).
@@ -77,6 +79,8 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
   public var inFlight: Int?
   /// sync-failure: each failed sync also schedules an adapter reset.
   public var scheduleReset: Bool?
+  /// resize-lun: the LUN's new size in blocks.
+  public var blocks: UInt64?
 
   /// A request for `fault` with no parameters.
   public init(fault: Fault) { self.fault = fault }
@@ -140,6 +144,13 @@ extension MockAdapter {
       failNextAFUSyncs(count, schedulingReset: reset, resetDuration: .milliseconds(request.durationMilliseconds ?? 20))
       return MockControlReply(
         ok: true, message: "the next \(count) AFU sync(s) fail (EAGAIN)\(reset ? ", each scheduling an adapter reset" : "")")
+    case .resizeLUN:
+      let lun = request.lun ?? 0
+      guard configuration.luns.indices.contains(lun), let blocks = request.blocks, blocks > 0 else {
+        return MockControlReply(ok: false, message: "resize-lun needs an existing --lun and --blocks above 0")
+      }
+      resizeLUN(lun, lastLBA: blocks - 1)
+      return MockControlReply(ok: true, message: "LUN \(lun) resized to \(blocks) blocks (unit attention 0x2A/0x09 pending)")
     case .portDown, .portUp:
       guard let port = request.port, (0..<configuration.portCount).contains(port) else {
         return MockControlReply(ok: false, message: "port-down/port-up need a port below \(configuration.portCount)")

@@ -17,6 +17,7 @@ extension SuperpipeCtl.Mock {
           superpipectl mock inject --dir /tmp/cxl busy --context 0x5a1e00000001 --queue-depth 8
           superpipectl mock inject --dir /tmp/cxl port-down --port 0 --in-flight 2
           superpipectl mock inject --dir /tmp/cxl sync-failure --schedule-reset
+          superpipectl mock inject --dir /tmp/cxl resize-lun --lun 0 --blocks 524288
           superpipectl mock inject --dir /tmp/cxl unit-attention --lun 0 --asc 0x2a --ascq 0x09
           superpipectl mock inject --dir /tmp/cxl schedule --seed 7 --faults 20
           superpipectl mock inject --dir /tmp/cxl fail
@@ -34,7 +35,7 @@ extension SuperpipeCtl.Mock {
     @Option(name: .customLong("class"), help: "Which commands fail: read, write or any.")
     var commandClass: String?
 
-    @Option(help: "LUN for unit-attention.")
+    @Option(help: "LUN for unit-attention and resize-lun.")
     var lun: Int?
 
     @Option(help: "Additional sense code for unit-attention (default 0x29).")
@@ -67,6 +68,9 @@ extension SuperpipeCtl.Mock {
     @Flag(help: "sync-failure: each failed AFU sync also schedules an adapter reset.")
     var scheduleReset = false
 
+    @Option(help: "resize-lun: the LUN's new size in blocks.")
+    var blocks: UInt64?
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
@@ -84,6 +88,7 @@ extension SuperpipeCtl.Mock {
       if let queueDepth, queueDepth < 1 { throw ValidationError("--queue-depth must be positive") }
       if let inFlight, inFlight < 0 { throw ValidationError("--in-flight cannot be negative") }
       if ["port-down", "port-up"].contains(fault), port == nil { throw ValidationError("\(fault) needs --port") }
+      if fault == "resize-lun", (blocks ?? 0) == 0 { throw ValidationError("resize-lun needs --blocks above 0") }
     }
 
     static func token(_ text: String) -> UInt64? {
@@ -113,6 +118,7 @@ extension SuperpipeCtl.Mock {
       request.port = port
       request.inFlight = inFlight
       request.scheduleReset = scheduleReset ? true : nil
+      request.blocks = blocks
       let reply: MockControlReply
       do {
         reply = try MockAdapter.sendControl(request, directory: options.url)

@@ -89,6 +89,10 @@ struct CLIInjectTests {
         }
         try lun.read(at: 2, into: buffer.bytes)
         #expect(BlockPattern.verify(buffer.readOnly, lba: 2, blockSize: 4096, generation: 1) == nil)
+        // An administrative resize: the next I/O answers the unit attention and sees the new size.
+        #expect(try inject(["resize-lun", "--lun", "0", "--blocks", "524288"]).contains("resized to 524288 blocks"))
+        try lun.read(at: 2, into: buffer.bytes)
+        #expect(lun.lastLBA == 524287)
       }
       #expect(context.recoveryStatistics.failovers == 1)
       #expect(context.recoveryStatistics.requestRetries >= 1)
