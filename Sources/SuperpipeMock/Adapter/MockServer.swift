@@ -55,7 +55,12 @@ final class MockServer: @unchecked Sendable {
   }
 
   private struct Connection {
-    enum Phase { case awaiting, openNode, parked(MockWire.Request) }
+    enum Phase {
+      case awaiting, openNode, parked(MockWire.Request)
+      /// The driver sleeps and retries this call (`MockIoctlOutcome.retryAfter`): re-issued at
+      /// `due` (CLOCK_MONOTONIC ns) as retry number `attempt`.
+      case delayed(MockWire.Request, attempt: Int, due: Int64)
+    }
     var node: MockDeviceNode
     var caller: MockCaller
     var uid: uid_t
@@ -170,16 +175,24 @@ final class MockServer: @unchecked Sendable {
       var descriptors = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
       for fd in listeners.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
       if controlListener >= 0 { descriptors.append(pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)) }
+      var nextDue: Int64?
       for (fd, connection) in connections {
-        if case .parked = connection.phase { continue }
-        descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+        switch connection.phase {
+        case .parked: continue
+        case .delayed(_, _, let due):
+          nextDue = min(nextDue ?? due, due)
+          continue
+        default: descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+        }
       }
       for fd in endpoints.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-      let ready = poll(&descriptors, nfds_t(descriptors.count), -1)
+      let timeout = nextDue.map { CInt(clamping: max(0, ($0 - Self.monotonicNow() + 999_999) / 1_000_000)) } ?? -1
+      let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
       if ready < 0 {
         if errno == EINTR { continue }
         break
       }
+      if nextDue != nil { redispatchDelayed() }
       for descriptor in descriptors where descriptor.revents != 0 {
         let fd = descriptor.fd
         if fd == wake {
@@ -268,11 +281,17 @@ final class MockServer: @unchecked Sendable {
     }
   }
 
-  private func dispatch(_ fd: CInt, _ request: MockWire.Request, memory: CInt? = nil) {
+  private func dispatch(_ fd: CInt, _ request: MockWire.Request, memory: CInt? = nil, attempt: Int = 0) {
     guard let connection = connections[fd] else { return }
     var argument = request.argument
     let (outcome, effects) = argument.withUnsafeMutableBytes {
-      model.ioctl(node: connection.node, caller: connection.caller, request: UInt(request.request), argument: $0)
+      model.ioctl(
+        node: connection.node, caller: connection.caller, request: UInt(request.request), argument: $0,
+        retryAttempt: attempt)
+    }
+    if case .retryAfter(let milliseconds) = outcome {
+      connections[fd]?.phase = .delayed(request, attempt: attempt + 1, due: Self.monotonicNow() + Int64(milliseconds) * 1_000_000)
+      return
     }
     guard case .completed(let errno) = outcome else {
       // A parked AFU_DEBUG keeps no memfd (its data moves only on success; the mock AFU answers
@@ -313,6 +332,23 @@ final class MockServer: @unchecked Sendable {
       if !delivered { release(created) }
     }
     closeConnection(fd)
+  }
+
+  /// Re-issues the delayed calls that are due.
+  private func redispatchDelayed() {
+    let now = Self.monotonicNow()
+    for (fd, connection) in connections {
+      if case .delayed(let request, let attempt, let due) = connection.phase, due <= now {
+        connections[fd]?.phase = .awaiting
+        dispatch(fd, request, attempt: attempt)
+      }
+    }
+  }
+
+  private static func monotonicNow() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
   }
 
   private func redispatchParked() {

@@ -23,6 +23,9 @@ enum Errno {
 enum Limits {
   /// CXLFLASH_MAX_CONTEXT: context table size and ctxid bound.
   static let maxContext: UInt32 = 512
+  /// RECOVER_AFU without a free process element: retries (spec 2.9 step 5) and their interval.
+  static let recoverRetries = 20
+  static let recoverRetryMilliseconds = 100
   /// ATTACH num_interrupts upper bound.
   static let maxInterrupts: UInt64 = 4
   /// mmio_size returned by ATTACH and RECOVER_AFU.

@@ -30,6 +30,8 @@ struct DriverState: Sendable {
   var syncFailureSchedulesReset = false
   /// Set by such a failure; the model hands it to its reset handler once the ioctl has returned.
   var scheduledReset = false
+  /// Set when RECOVER_AFU found no free process element (the driver sleeps and retries).
+  var recoverFoundNoProcessElement = false
   var pendingCapabilityReadbackFailures = 0
   /// Record of the syncs issued (for tests): (kind, ctxid, handle).
   var syncLog: [AFUSync] = []

@@ -25,10 +25,20 @@ public final class MockDriverModel: Sendable {
   /// AFU_DEBUG on the host node (spec §2). `argument` holds the struct bytes (its size must equal
   /// the struct's, else EFAULT); they are rewritten only on success. Side effects are returned
   /// only on success.
+  ///
+  /// `retryAttempt`: for a call the driver sleeps and retries in (RECOVER_AFU without a free
+  /// process element), how many times the transport has re-issued it after `.retryAfter`; nil
+  /// answers at once with the final errno (ENODEV).
   public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
-                    argument: UnsafeMutableRawBufferPointer) -> (MockIoctlOutcome, [MockSideEffect]) {
+                    argument: UnsafeMutableRawBufferPointer, retryAttempt: Int? = nil) -> (MockIoctlOutcome, [MockSideEffect]) {
     let (result, reset) = state.withLock { s in
-      let result = s.ioctl(node: node, caller: caller, request: request, argument: argument)
+      var result = s.ioctl(node: node, caller: caller, request: request, argument: argument)
+      if s.recoverFoundNoProcessElement {
+        s.recoverFoundNoProcessElement = false
+        if let attempt = retryAttempt, attempt < Limits.recoverRetries {
+          result = (.retryAfter(milliseconds: Limits.recoverRetryMilliseconds), [])
+        }
+      }
       defer { s.scheduledReset = false }
       return (result, s.scheduledReset)
     }

@@ -148,6 +148,10 @@ public enum MockIoctlOutcome: Sendable, Equatable {
   /// The adapter is in RESET: nothing happened; the transport parks the call and re-issues it
   /// after the adapter state changes (§2.1 step 5, catalogue item 8).
   case blockedByReset
+  /// The driver would sleep `milliseconds` and try again (RECOVER_AFU without a free process
+  /// element, spec 2.9: every 100 ms for about 2 s): the transport re-issues the call after that
+  /// time with the next retry attempt.
+  case retryAfter(milliseconds: Int)
 }
 
 /// Opaque identity of one adapter file (the anonymous CXL context file behind an adap fd) minted by

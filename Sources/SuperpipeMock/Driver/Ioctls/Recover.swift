@@ -5,8 +5,9 @@ import CCXLFlash
 extension DriverState {
   /// Healthy context → success with every field echoed and return_flags 0. Context on the error
   /// list → re-created on a new process element and adapter file (same salt, same RHT).
-  /// Recoveries are serialised by the model's lock; the driver's 100 ms × 20 retry loop on ENODEV
-  /// is not modelled (no free process element → ENODEV at once).
+  /// Recoveries are serialised by the model's lock. Without a free process element the call
+  /// fails ENODEV and flags it: the model then asks the transport to re-issue it every 100 ms, 20
+  /// times (the driver's loop, spec 2.9), before the ENODEV is final.
   mutating func recoverAFU(_ r: inout dk_cxlflash_recover_afu, _ call: DiskCall, _ effects: inout [MockSideEffect]) -> Int32 {
     guard let lun = call.lun,
           let serial = findContext(token: r.context_id, ownerPid: call.caller.pid, lun: lun, scope: .withErrorList),
@@ -16,7 +17,9 @@ extension DriverState {
     let pe: UInt32
     switch startCXLContext(interrupts: ctx.interrupts) {
     case .success(let started): pe = started
-    case .failure(let errno): return errno.rawValue
+    case .failure(let errno):
+      if errno.rawValue == Errno.ENODEV { recoverFoundNoProcessElement = true }
+      return errno.rawValue
     }
     let token = Token.make(salt: Token.salt(ctx.token), processElement: pe)
     let oldFile = ctx.adapterFile
