@@ -191,10 +191,11 @@ public struct Context: ~Copyable, Sendable {
         let (token, _) = try core.link(primary.link.path, for: CXLFlashIoctl.verify.name)
         do throws(SuperpipeError) {
           _ = try Self.verify(token: token, link: primary.link, handle: other.handle, sense: nil)
-        } catch {
+        } catch where error.code == .invalidRequest {
           throw SuperpipeError(
             code: .invalidArgument, operation: operation, errno: error.errno, device: alternate,
-            message: "\(alternate) leads to a different LUN than \(primary.link.path); alternate paths must be paths of the same LUN")
+            message: "\(alternate) leads to a different LUN than \(primary.link.path); "
+              + "alternate paths must be paths of the same LUN")
         }
       } catch {
         releaseOpened()

@@ -149,7 +149,9 @@ final class ContextCore: Sendable {
     case .failure(let errno): throw DriverCall.systemError("open", errno: errno, device: path)
     }
     let (token, attached) = state.withLock { ($0.token, $0.luns) }
-    var provisional = LUNLink(path: path, fd: fd, geometry: attached.first?.geometry ?? LUNGeometry(blockSize: 0, lastLBA: 0, maxTransferBlocks: 0))
+    // The geometry is filled in once the handle names its LUN.
+    let unknown = LUNGeometry(blockSize: 0, lastLBA: 0, maxTransferBlocks: 0)
+    var provisional = LUNLink(path: path, fd: fd, geometry: unknown)
     let handle: ResourceHandleID
     let result: R
     do {
@@ -163,8 +165,10 @@ final class ContextCore: Sendable {
       throw error
     }
     // Which attached LUN is it? VERIFY of the new handle succeeds only through a path of its LUN.
-    guard let owner = attached.first(where: { link in (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil })
-    else {
+    let owner = attached.first { link in
+      (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil
+    }
+    guard let owner else {
       var release = dk_cxlflash_release()
       release.hdr = DriverCall.diskHeader()
       release.context_id = token.rawValue

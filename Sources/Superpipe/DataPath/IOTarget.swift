@@ -5,7 +5,7 @@ import Synchronization
 /// the handle and runs them on the context's I/O channel. Shared by `PhysicalLUN` and `VirtualLUN`.
 struct IOTarget: Sendable {
   let core: ContextCore
-  /// The handle commands go to (the primary one when there are alternate paths).
+  /// The handle opened through the primary path.
   private let primaryHandle: UInt32
   /// The handles of a physical LUN opened through several paths, nil for one path.
   let paths: PathSet?
@@ -76,7 +76,8 @@ struct IOTarget: Sendable {
       let generation = core.recovery.generation
       retry.path = paths?.activeIndex ?? 0
       do throws(SuperpipeError) {
-        return try transferOnce(lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
+        return try transferOnce(
+          lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
       } catch {
         Syscall.sleep(try recoverOrThrow(error, generation: generation, retry: &retry))
       }

@@ -315,9 +315,6 @@ package final class MockAFUExecutor: Sendable {
 
   // MARK: Execution
 
-  /// Executes one IOARCB issued by the context whose ctxid is `contextID`, moving data through
-  /// `memory`, and returns the IOASA (see the file header for the rules). Never traps, whatever
-  /// the IOARCB holds.
   /// Commands executed so far (all contexts): the clock of a fault schedule.
   let commandCount = Atomic<UInt64>(0)
   /// While set, the AFU engines park commands instead of executing them (fault injection: lost or
@@ -332,8 +329,11 @@ package final class MockAFUExecutor: Sendable {
   private let linkMask = Atomic<UInt8>(0x0F)
   private let abortMask = Atomic<UInt8>(0)
 
-  /// `queueDepth`: the commands of this context the AFU had accepted and not yet completed when
-  /// it accepted this one, this one included (what queue-depth-triggered faults look at).
+  /// Executes one IOARCB issued by the context whose ctxid is `contextID`, moving data through
+  /// `memory`, and returns the IOASA (see the file header for the rules). Never traps, whatever
+  /// the IOARCB holds. `queueDepth`: the commands of this context the AFU had accepted and not
+  /// yet completed when it accepted this one, this one included (what queue-depth-triggered
+  /// faults look at).
   package func execute(
     _ ioarcb: sisl_ioarcb, contextID: UInt32, memory: some MockAFUMemory, queueDepth: Int = 1
   ) -> MockAFUCompletion {

@@ -296,8 +296,9 @@ public final class MockAdapter: Sendable {
   /// instead of executing them (spec 7.5 statuses; SPDK error-bdev style).
   ///
   /// - Parameters:
-  ///   - context: Only commands of the context with this token (nil: any context). The fault
-  ///     follows the context's ctxid, which RECOVER_AFU may change.
+  ///   - context: Only commands of the context with this token (nil: any context). The fault is
+  ///     keyed by the token's ctxid (its low 32 bits): once RECOVER_AFU gives the context a new
+  ///     ctxid, a fault still pending names the old one.
   ///   - queueDepth: Only commands the AFU accepts while at least this many commands of their
   ///     context (themselves included) are outstanding in it: accepted through IOARRIN or the
   ///     submission queue and not yet completed. 1 (the default) matches any command.
@@ -336,9 +337,7 @@ public final class MockAdapter: Sendable {
   /// 3: the sync timed out and the driver could not reset its own context): right after the ioctl
   /// returns every context goes to the error state, as with `resetAdapter`.
   public func failNextAFUSyncs(_ count: Int, schedulingReset: Bool = false, resetDuration: Duration = .milliseconds(20)) {
-    let components = resetDuration.components
-    scheduledResetNanoseconds.store(
-      components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000, ordering: .relaxed)
+    scheduledResetNanoseconds.store(resetDuration.wholeNanoseconds, ordering: .relaxed)
     model.failNextAFUSyncs(count: count, schedulingReset: schedulingReset)
   }
 
@@ -358,7 +357,7 @@ public final class MockAdapter: Sendable {
     let files = model.beginAdapterReset()
     let instance = server.withLock { $0 }
     instance?.post(.contextsFailed(files))
-    let nanoseconds = duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    let nanoseconds = duration.wholeNanoseconds
     if nanoseconds > 0 { usleep(useconds_t(clamping: nanoseconds / 1000)) }
     if unitAttention {
       for lun in model.configuration.luns.indices { executor.raiseUnitAttention(lun: lun, asc: 0x29, ascq: 0) }
@@ -394,8 +393,7 @@ public final class MockAdapter: Sendable {
 
   /// Adds `latency` to each of the next `count` commands (a slow adapter or fabric).
   public func addLatency(_ latency: Duration, toNext count: Int) {
-    let components = latency.components
-    executor.addedLatency.store(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000, ordering: .relaxed)
+    executor.addedLatency.store(latency.wholeNanoseconds, ordering: .relaxed)
     executor.delayedCommands.store(count, ordering: .relaxed)
   }
 
@@ -417,5 +415,12 @@ public final class MockAdapter: Sendable {
   public func replaceAdapter() {
     model.replaceFailedAdapter()
     server.withLock { $0 }?.post(.stateChanged)
+  }
+}
+
+extension Duration {
+  /// Whole nanoseconds (durations here are far below the 292-year limit of Int64).
+  var wholeNanoseconds: Int64 {
+    components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
   }
 }
