@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Glibc
 import Superpipe
@@ -127,6 +128,61 @@ struct PathAndSyncFaultTests {
       // while waiting for a link are not reported.
       #expect(failovers == [mock.disk(0, port: 1), mock.disk(0, port: 0), mock.disk(0, port: 1)])
     }
+    mock.expectNoLeaks()
+  }
+
+  @Test("multipath under load: links bounce while two threads write; every acknowledged write reads back intact")
+  func multipathUnderLoad() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let problems = Mutex<[String]>([])
+    let acknowledged = Mutex<[UInt64: UInt64]>([:])
+    do {
+      let context = try Context(lun: mock.disk(0, port: 0))
+      context.recoveryPolicy = Self.policy(linkDownTimeout: .seconds(5))
+      do {
+        // Threads share the handle: a `let`, not the scoped form's inout parameter.
+        let lun = try context.openPhysicalLUN(mock.disk(0, port: 0), alternatePaths: [mock.disk(0, port: 1)])
+        let stop = Atomic<Bool>(false)
+        let bouncer = Thread {
+          for round in 0..<6 {
+            usleep(5_000)
+            mock.adapter.linkDown(port: round % 2, inFlight: 2)
+            usleep(5_000)
+            mock.adapter.linkUp(port: round % 2)
+          }
+          stop.store(true, ordering: .releasing)
+        }
+        bouncer.start()
+        DispatchQueue.concurrentPerform(iterations: 2) { thread in
+          let buffer = AlignedBuffer(count: 4096)
+          var generation: UInt64 = 0
+          while !stop.load(ordering: .acquiring) || generation < 50 {
+            generation += 1
+            let lba = UInt64(thread * 512) + generation % 64
+            BlockPattern.fill(buffer.bytes, lba: lba, blockSize: 4096, generation: generation)
+            do {
+              try lun.write(at: lba, from: buffer.readOnly)
+              acknowledged.withLock { $0[lba] = generation }
+            } catch {
+              problems.withLock { $0.append("thread \(thread): \(error)") }
+              return
+            }
+            if generation > 20_000 { break }
+          }
+        }
+        let buffer = AlignedBuffer(count: 4096)
+        for (lba, generation) in acknowledged.withLock({ $0 }) {
+          try lun.read(at: lba, into: buffer.bytes)
+          if let problem = BlockPattern.verify(buffer.readOnly, lba: lba, blockSize: 4096, generation: generation) {
+            problems.withLock { $0.append(problem) }
+          }
+        }
+        try lun.release()
+      }
+      #expect(context.recoveryStatistics.failedIOs == 0)
+      #expect(context.recoveryStatistics.failovers >= 1, "\(context.recoveryStatistics)")
+    }
+    #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0 })")
     mock.expectNoLeaks()
   }
 
