@@ -169,11 +169,7 @@ final class ContextCore: Sendable {
       (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil
     }
     guard let owner else {
-      var release = dk_cxlflash_release()
-      release.hdr = DriverCall.diskHeader()
-      release.context_id = token.rawValue
-      release.rsrc_handle = handle.rawValue
-      try? DriverCall.issue(.release, fd: fd, device: path, &release)
+      try? Self.release(handle, token: token, link: provisional)
       _ = Syscall.close(fd)
       throw SuperpipeError(
         code: .invalidArgument, operation: operation, device: path,
@@ -257,6 +253,11 @@ final class ContextCore: Sendable {
   /// RELEASE of one handle; used by handles' deinit and release().
   func release(_ handle: ResourceHandleID, lunPath: String) throws(SuperpipeError) {
     let (token, link) = try self.link(lunPath, for: CXLFlashIoctl.release.name)
+    try Self.release(handle, token: token, link: link)
+  }
+
+  /// DK_CXLFLASH_RELEASE of `handle` through `link`.
+  static func release(_ handle: ResourceHandleID, token: ContextToken, link: LUNLink) throws(SuperpipeError) {
     var release = dk_cxlflash_release()
     release.hdr = DriverCall.diskHeader()
     release.context_id = token.rawValue

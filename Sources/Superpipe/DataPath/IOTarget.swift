@@ -502,12 +502,3 @@ extension IOTarget {
     return min(backoff, .nanoseconds(max(0, limit - (now - start))))
   }
 }
-
-extension Duration {
-  /// The duration in whole nanoseconds (saturating).
-  var nanoseconds: Int64 {
-    let (seconds, attoseconds) = components
-    let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-    return overflow ? (seconds < 0 ? .min : .max) : product &+ attoseconds / 1_000_000_000
-  }
-}

@@ -279,8 +279,9 @@ enum Syscall {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).
-enum MonotonicClock {
-  static func now() -> Int64 {
+/// CLOCK_MONOTONIC in nanoseconds (also used by the mock, in this package).
+package enum MonotonicClock {
+  package static func now() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
@@ -299,4 +300,13 @@ enum ProcessIdentity {
   static var current: pid_t { cache.load(ordering: .relaxed) }
 
   static func refresh() { cache.store(Glibc.getpid(), ordering: .relaxed) }
+}
+
+extension Duration {
+  /// The duration in whole nanoseconds (saturating).
+  package var nanoseconds: Int64 {
+    let (seconds, attoseconds) = components
+    let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    return overflow ? (seconds < 0 ? .min : .max) : product &+ attoseconds / 1_000_000_000
+  }
 }

@@ -184,7 +184,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         if !control.hasPendingWrites { ccxl_cpu_relax() }
         continue
       }
-      let now = Self.now()
+      let now = MonotonicClock.now()
       if let since = idleSince, now - since >= spin {
         control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
         idleSince = nil
@@ -202,12 +202,6 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     if reorderCompletions { batch.reverse() }
     for address in batch { execute(ioarcbAddress: address) }
     batch.removeAll(keepingCapacity: true)
-  }
-
-  private static func now() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
   }
 
   private func handleRegisterWrite(offset rawOffset: Int, value: UInt64) {

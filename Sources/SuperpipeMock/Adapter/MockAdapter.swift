@@ -337,7 +337,7 @@ public final class MockAdapter: Sendable {
   /// 3: the sync timed out and the driver could not reset its own context): right after the ioctl
   /// returns every context goes to the error state, as with `resetAdapter`.
   public func failNextAFUSyncs(_ count: Int, schedulingReset: Bool = false, resetDuration: Duration = .milliseconds(20)) {
-    scheduledResetNanoseconds.store(resetDuration.wholeNanoseconds, ordering: .relaxed)
+    scheduledResetNanoseconds.store(resetDuration.nanoseconds, ordering: .relaxed)
     model.failNextAFUSyncs(count: count, schedulingReset: schedulingReset)
   }
 
@@ -357,7 +357,7 @@ public final class MockAdapter: Sendable {
     let files = model.beginAdapterReset()
     let instance = server.withLock { $0 }
     instance?.post(.contextsFailed(files))
-    let nanoseconds = duration.wholeNanoseconds
+    let nanoseconds = duration.nanoseconds
     if nanoseconds > 0 { usleep(useconds_t(clamping: nanoseconds / 1000)) }
     if unitAttention {
       for lun in model.configuration.luns.indices { executor.raiseUnitAttention(lun: lun, asc: 0x29, ascq: 0) }
@@ -393,7 +393,7 @@ public final class MockAdapter: Sendable {
 
   /// Adds `latency` to each of the next `count` commands (a slow adapter or fabric).
   public func addLatency(_ latency: Duration, toNext count: Int) {
-    executor.addedLatency.store(latency.wholeNanoseconds, ordering: .relaxed)
+    executor.addedLatency.store(latency.nanoseconds, ordering: .relaxed)
     executor.delayedCommands.store(count, ordering: .relaxed)
   }
 
@@ -415,12 +415,5 @@ public final class MockAdapter: Sendable {
   public func replaceAdapter() {
     model.replaceFailedAdapter()
     server.withLock { $0 }?.post(.stateChanged)
-  }
-}
-
-extension Duration {
-  /// Whole nanoseconds (durations here are far below the 292-year limit of Int64).
-  var wholeNanoseconds: Int64 {
-    components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
   }
 }

@@ -186,7 +186,7 @@ final class MockServer: @unchecked Sendable {
         }
       }
       for fd in endpoints.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-      let timeout = nextDue.map { CInt(clamping: max(0, ($0 - Self.monotonicNow() + 999_999) / 1_000_000)) } ?? -1
+      let timeout = nextDue.map { CInt(clamping: max(0, ($0 - MonotonicClock.now() + 999_999) / 1_000_000)) } ?? -1
       let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
       if ready < 0 {
         if errno == EINTR { continue }
@@ -290,7 +290,7 @@ final class MockServer: @unchecked Sendable {
         retryAttempt: attempt)
     }
     if case .retryAfter(let milliseconds) = outcome {
-      connections[fd]?.phase = .delayed(request, attempt: attempt + 1, due: Self.monotonicNow() + Int64(milliseconds) * 1_000_000)
+      connections[fd]?.phase = .delayed(request, attempt: attempt + 1, due: MonotonicClock.now() + Int64(milliseconds) * 1_000_000)
       return
     }
     guard case .completed(let errno) = outcome else {
@@ -336,19 +336,13 @@ final class MockServer: @unchecked Sendable {
 
   /// Re-issues the delayed calls that are due.
   private func redispatchDelayed() {
-    let now = Self.monotonicNow()
+    let now = MonotonicClock.now()
     for (fd, connection) in connections {
       if case .delayed(let request, let attempt, let due) = connection.phase, due <= now {
         connections[fd]?.phase = .awaiting
         dispatch(fd, request, attempt: attempt)
       }
     }
-  }
-
-  private static func monotonicNow() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
   }
 
   private func redispatchParked() {
