@@ -1,4 +1,4 @@
-// The ABI as ../shared/spec/driver.md states it (sections 1.2, 1.3, 1.4, 5.4, 7.2, 7.4, 7.5),
+// The ABI as Docs/driver-model.md states it (sections 1.2, 1.3, 1.4, 5.4, 7.2, 7.4, 7.5),
 // written out independently of the headers so that the tests compare three sources: this table,
 // the C compiler's view of the shim (CCXLFlashProbe) and Swift's imported view.
 

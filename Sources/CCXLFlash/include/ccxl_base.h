@@ -1,7 +1,7 @@
 /*
  * ccxl_base.h - fixed-width kernel types and compile-time assertion helper for the CCXLFlash shim.
  *
- * Part of Superpipe. Written from the project's driver specification (../shared/spec/driver.md);
+ * Part of Superpipe. Written from the project's driver specification (Docs/driver-model.md);
  * no kernel or capiflash source is copied. The ABI structures use the kernel's __u8/__u16/__u32/
  * __u64 types so that C code written against the kernel's <scsi/cxlflash_ioctl.h> sees the very
  * same types (for example %llx formats still match). Where <linux/types.h> is unavailable (a

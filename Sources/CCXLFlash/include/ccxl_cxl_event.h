@@ -1,7 +1,7 @@
 /*
  * ccxl_cxl_event.h - the CAPI adapter-fd event ABI (what read() returns on a cxlflash adapter fd).
  *
- * Part of Superpipe's CCXLFlash shim, restated from ../shared/spec/driver.md section 1.4 (the
+ * Part of Superpipe's CCXLFlash shim, restated from Docs/driver-model.md section 1.4 (the
  * kernel's include/uapi/misc/cxl.h). The names carry a ccxl_/CCXL_ prefix so that this copy never
  * clashes with <misc/cxl.h> when a translation unit includes both; the layout is checked here and,
  * where the machine has <misc/cxl.h>, compared with it by the test suite.

@@ -1,7 +1,7 @@
 /*
  * ccxl_mmio.h - 64-bit big-endian MMIO accessors and host-memory ordering helpers.
  *
- * Part of Superpipe's CCXLFlash shim (../shared/spec/driver.md 7.1, 7.6, 7.7). The SISLite
+ * Part of Superpipe's CCXLFlash shim (Docs/driver-model.md 7.1, 7.6, 7.7). The SISLite
  * per-context registers are 64 bits wide, big-endian, and accept only 64-bit accesses, so every
  * access below is a single naturally aligned 64-bit volatile load or store, byte-swapped on
  * little-endian hosts (what capiflash does with ldbrx/stdbrx).

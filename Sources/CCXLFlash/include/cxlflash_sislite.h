@@ -1,7 +1,7 @@
 /*
  * cxlflash_sislite.h - the SISLite host transport as a user context sees it.
  *
- * Part of Superpipe's CCXLFlash shim, restated from ../shared/spec/driver.md sections 5.4 and 7
+ * Part of Superpipe's CCXLFlash shim, restated from Docs/driver-model.md sections 5.4 and 7
  * (the kernel's drivers/scsi/cxlflash/sislite.h, which is not a UAPI header). Structure, field and
  * constant names follow the kernel's so that people who know the driver find their way; values
  * that the kernel never named carry a CCXL_ prefix.

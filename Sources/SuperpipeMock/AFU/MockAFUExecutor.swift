@@ -155,7 +155,7 @@ package final class MockAFUExecutor: Sendable {
     var port: Int
   }
 
-  /// Largest READ/WRITE transfer (max_xfer × block size, spec §2.2 item 21).
+  /// Largest READ/WRITE transfer (max_xfer × block size, spec §2.2 and 8.21).
   package static let maxTransferBytes = UInt64(CCXL_MAX_XFER_BYTES)
   /// MAXIMUM WRITE SAME LENGTH of the emulated target, in blocks (one chunk).
   package static let maxWriteSameBlocks: UInt64 = 1 << 16

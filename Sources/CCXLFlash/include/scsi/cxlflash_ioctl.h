@@ -2,7 +2,7 @@
  * scsi/cxlflash_ioctl.h - the IBM CXL Flash (cxlflash) superpipe and host ioctl ABI.
  *
  * Part of Superpipe's CCXLFlash shim. A clean-room restatement of the kernel UAPI header
- * include/uapi/scsi/cxlflash_ioctl.h from ../shared/spec/driver.md sections 1.1 to 1.3, using the
+ * include/uapi/scsi/cxlflash_ioctl.h from Docs/driver-model.md sections 1.1 to 1.3, using the
  * kernel's own names, so that C code written against the kernel header compiles unchanged with
  * -I Sources/CCXLFlash/include. The include guard is the kernel's, so including both this header
  * and a system copy is harmless. Every size, offset and request number is checked at compile time.
