@@ -7,12 +7,16 @@
 //        LBAs blocks..<2*blocks (the parent checks it sees them: the chunks are shared)
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
+//   held-wait <disk> <polling|interrupts> <ms>  (the parent holds the mock's commands) a synchronous
+//        and an async read, each given up after <ms> (automatic recovery off); prints the process's
+//        CPU time during each wait, in µs: the cost of waiting
 //   hammer <disk>                             attach, open a vLUN, write as fast as it can until killed
 //   unrecovered <disk> <go-file>              attach with automatic recovery off, write, wait for
 //        <go-file> to exist (the parent reset the adapter meanwhile), then read: must fail with
 //        .adapterReset; then release and detach must still work
 
 import CCXLFlash
+import Dispatch
 import Foundation
 import SystemPackage
 
@@ -126,6 +130,48 @@ func run() throws {
     }  // RELEASE in the error state
     try context.detach()  // DETACH in the error state
     emit("cleanup=ok")
+  case "held-wait":
+    guard arguments.count > 4, let mode = CompletionMode(rawValue: arguments[3]), let milliseconds = Int(arguments[4])
+    else { fail("usage: held-wait <disk> <polling|interrupts> <ms>") }
+    let context = try Context(lun: disk)
+    context.configureIO(IOConfiguration(queueDepth: 4, completion: mode, commandTimeout: .milliseconds(milliseconds)))
+    context.recoveryPolicy.automatic = false
+    let lun = try context.openPhysicalLUN()
+    let buffer = AlignedBuffer(count: lun.blockSize)
+    func cpuMicroseconds() -> Int {
+      var usage = rusage()
+      getrusage(RUSAGE_SELF.rawValue, &usage)
+      return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000 + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec
+    }
+    @Sendable func outcome(_ error: (any Error)?) -> String {
+      guard let error else { return "completed" }
+      return (error as? SuperpipeError)?.code.description ?? "\(error)"
+    }
+    var start = cpuMicroseconds()
+    var clock = ContinuousClock.now
+    var failure: (any Error)?
+    do { try lun.read(at: 0, into: buffer.bytes) } catch { failure = error }
+    let syncCPU = cpuMicroseconds() - start
+    let syncWall = ContinuousClock.now - clock
+    let syncOutcome = outcome(failure)
+    start = cpuMicroseconds()
+    clock = ContinuousClock.now
+    let bytes = SendableBytes(buffer.bytes)
+    let view = ConcurrentIO(io: lun.dataPath.io)
+    let asyncResult = blockingAwait { () async -> String in
+      do {
+        try await view.read(at: 0, into: bytes.value)
+        return "completed"
+      } catch {
+        return outcome(error)
+      }
+    }
+    let asyncCPU = cpuMicroseconds() - start
+    let asyncWall = ContinuousClock.now - clock
+    emit(
+      "sync=\(syncOutcome) syncCPU=\(syncCPU) syncWall=\(syncWall.components.seconds * 1_000_000 + syncWall.components.attoseconds / 1_000_000_000_000) "
+        + "async=\(asyncResult) asyncCPU=\(asyncCPU) asyncWall=\(asyncWall.components.seconds * 1_000_000 + asyncWall.components.attoseconds / 1_000_000_000_000)")
+    try lun.release()
   case "hold":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)
@@ -134,6 +180,25 @@ func run() throws {
   default:
     fail("unknown scenario \(arguments[1])")
   }
+}
+
+/// A buffer address handed to a task.
+struct SendableBytes: @unchecked Sendable {
+  let value: UnsafeMutableRawBufferPointer
+  init(_ value: UnsafeMutableRawBufferPointer) { self.value = value }
+}
+
+/// Runs `body` as a task and blocks this (main) thread until it returns.
+func blockingAwait(_ body: @escaping @Sendable () async -> String) -> String {
+  final class Box: @unchecked Sendable { var value = "" }
+  let box = Box()
+  let done = DispatchSemaphore(value: 0)
+  Task {
+    box.value = await body()
+    done.signal()
+  }
+  done.wait()
+  return box.value
 }
 
 do {

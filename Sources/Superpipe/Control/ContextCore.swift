@@ -310,7 +310,9 @@ extension ContextCore {
   /// After a failure observed at `generation`: recover the context once, however many threads
   /// saw the failure. Returns when the context is usable again (or was recovered by another
   /// thread meanwhile); throws when recovery is impossible, and from then on for every caller.
-  func recoverOnce(observed generation: UInt64) throws(SuperpipeError) {
+  /// `cause`: an `.adapterGone` error when the adapter fd hung up; a failed recovery is then
+  /// reported as the adapter gone, with the driver's answer.
+  func recoverOnce(observed generation: UInt64, after cause: SuperpipeError? = nil) throws(SuperpipeError) {
     try recovery.serial.withLock { (_: inout ()) throws(SuperpipeError) in
       let current = recovery.generation
       let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
@@ -336,6 +338,10 @@ extension ContextCore {
             failure.message =
               "the context cannot be recovered (\(error.message)); release and detach still work; "
               + "attach a new context when the adapter is back"
+            if let cause, cause.code == .adapterGone {
+              failure.code = .adapterGone
+              failure.message = "\(cause.message); DK_CXLFLASH_RECOVER_AFU could not recover the context"
+            }
             recovery.shared.withLock { $0.failure = failure }
             recovery.emit(.failed(failure))
             throw failure

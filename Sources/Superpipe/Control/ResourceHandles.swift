@@ -36,7 +36,8 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
       : PathSet(
         handles: ([handle] + alternates.map(\.handle)).map { UInt32(truncatingIfNeeded: $0.rawValue) },
         paths: [lunPath] + alternates.map(\.path))
-    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, paths: paths)
+    self.io = IOTarget(
+      core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: true, paths: paths)
   }
 
   deinit {
@@ -113,7 +114,8 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
     self.lunPath = lunPath
     self.handle = handle
     self.flags = flags
-    self.io = IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA)
+    self.io = IOTarget(
+      core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: false)
   }
 
   deinit {

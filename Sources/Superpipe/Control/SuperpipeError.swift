@@ -50,6 +50,18 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The context's MMIO window reads all ones or its adapter fd reports EIO: the adapter was
     /// reset; recover the context (DK_CXLFLASH_RECOVER_AFU).
     public static let adapterReset = Code("adapterReset")
+    /// The context's adapter fd hung up while its window does not read all ones: the adapter (or
+    /// the mock process serving it) went away. Waiting I/O ends with this error; the context cannot
+    /// be recovered unless the adapter comes back (then DK_CXLFLASH_RECOVER_AFU gives the driver's
+    /// answer); attach a new context.
+    public static let adapterGone = Code("adapterGone")
+    /// A context reset (issued after another command of the context timed out) aborted the
+    /// command before it completed. The recovery loop re-issues such commands.
+    public static let aborted = Code("aborted")
+    /// The request lies wholly or partly outside the handle's blocks (its last LBA as the driver
+    /// last reported it, refreshed once for a physical LUN): refused before any command was
+    /// issued, so nothing was read or written.
+    public static let outOfRange = Code("outOfRange")
     /// The I/O request itself is malformed (buffer size not a multiple of the block size, range
     /// overflow): caught before anything was submitted.
     public static let invalidIORequest = Code("invalidIORequest")
@@ -76,6 +88,11 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   /// The context's last commands (oldest first) when a data-path error reached the caller: the
   /// flight recorder's dump.
   public var flightRecord: [CommandRecord]?
+  /// For a request the library split into several commands (longer than max_xfer): the LBA
+  /// ranges whose commands completed successfully before the request failed, sorted and merged.
+  /// For a write they hold the new data; for a read their data is in the buffer. Empty when none
+  /// completed; nil for a request that was not split or failed before any command was issued.
+  public var completedRanges: [Range<UInt64>]?
   /// A sentence a person can act on.
   public var message: String
 
@@ -102,6 +119,12 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     if let errno { text += " (\(Self.errnoName(errno.rawValue)), errno \(errno.rawValue))" }
     if let status { text += " (\(status))" }
     text += ": \(message)"
+    if let completedRanges {
+      text += completedRanges.isEmpty
+        ? " (no part of the request completed)"
+        : " (completed before the failure: "
+          + completedRanges.map { "LBA \($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ") + ")"
+    }
     return text
   }
 

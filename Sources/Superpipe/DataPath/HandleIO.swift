@@ -110,6 +110,24 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   }
 }
 
+extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
+  /// Sends one READ(16) (`.read`) or WRITE(16) (`.write`) of at most max_xfer blocks exactly as
+  /// asked, without the library's range check and without recovery or retries, and waits for it:
+  /// for test suites and tools that must see the adapter's own answer to a request the typed API
+  /// refuses (an LBA beyond the handle: afu_rc 0x13 on a virtual LUN, CHECK CONDITION / ILLEGAL
+  /// REQUEST on a physical one; Docs/driver-model.md 8.94, 8.95).
+  ///
+  /// - Throws: `.commandFailed` with the command's IOASA; `.adapterReset`, `.adapterGone`,
+  ///   `.timedOut` as the channel reports them (not recovered).
+  @_spi(RawIO)
+  public func rawCommand(_ operation: IORequest.Operation, at lba: UInt64, buffer: UnsafeMutableRawBufferPointer)
+    throws(SuperpipeError)
+  {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    try dataPath.io.rawCommand(lba: lba, address: base, byteCount: buffer.count, write: operation == .write)
+  }
+}
+
 extension Context {
   /// Low-level interface: harvests completions and reports each command submitted with
   /// `submitRead`/`submitWrite` exactly once, in completion order (which may differ from submission
@@ -126,9 +144,10 @@ extension Context {
           .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation)))
       }
     }
-    // Nothing completed: is the adapter still there? (All ones: it was reset.)
-    if reported == 0, channel.window.load(.commandRoom) == .max {
-      throw channel.adapterResetError("polling completions")
+    // Nothing completed: is the adapter still there? (All ones: it was reset; the adapter fd hung
+    // up: it went away.) Looked at no more than once a millisecond.
+    if reported == 0, let fault = channel.checkHealthOccasionally() {
+      throw channel.error(for: fault, "polling completions")
     }
     return reported
   }

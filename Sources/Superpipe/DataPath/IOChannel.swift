@@ -10,10 +10,22 @@
 // Submission: take a free slot and a unit of command room (both bounded: wait, or report
 // would-block), fill the IOARCB, zero the IOASA, store its address to IOARRIN.
 // Completion: whoever holds the channel lock consumes RRQ entries whose toggle bit matches, marks
-// their slots done, and gives the command room back. Synchronous callers spin on their own slot's
-// word and harvest themselves (polling) or sleep on it as a futex while the channel's event thread
-// harvests after each adapter interrupt (interrupts). Async callers' continuations are resumed by
+// their slots done, and gives the command room back. Async callers' continuations are resumed by
 // the harvester.
+//
+// Waiting (one discipline for every wait: a synchronous command, a free slot, the event/poller
+// thread on behalf of async callers). A wait ends by
+//   - completion;
+//   - a channel fault: the window reads all ones (adapter reset), the adapter fd reports hang-up or
+//     error (the adapter, or the mock serving it, went away), or the channel was retired by a
+//     recovery; the waiter goes back through the recovery loop, which re-issues or reports;
+//   - an abort: a context reset (after another command timed out) threw away the command;
+//   - the command timeout.
+// Polling mode spins for `IOConfiguration.spinTime`, then sleeps on the slot's futex word with a
+// timeout that doubles from 20 µs to 1 ms, harvesting and checking the channel's health (one MMIO
+// load and one zero-timeout poll of the adapter fd) after each sleep. Interrupt mode sleeps at once
+// (up to 10 ms at a time; the event thread wakes it). A harvester wakes a slot's sleeper only when
+// the sleeper flag is set, so the completion path makes no system call when nobody sleeps.
 //
 // Allocation discipline: the steady-state synchronous path allocates nothing: the free-slot stack
 // and the waiter table are preallocated arrays mutated in place under the lock; requests are
@@ -44,13 +56,44 @@ public struct IOConfiguration: Sendable, Hashable {
   public var completion: CompletionMode
   /// How long a command may take before it is reported as timed out.
   public var commandTimeout: Duration
+  /// Polling mode: how long a waiting thread spins on the response queue before it starts to
+  /// sleep between looks (20 µs, doubling up to 1 ms). Spinning gives the lowest latency; sleeping
+  /// keeps a command the adapter holds for long from costing a core. 0 sleeps at once.
+  public var spinTime: Duration
 
-  /// Settings with the given depth, completion mode and timeout.
-  public init(queueDepth: Int = 32, completion: CompletionMode = .polling, commandTimeout: Duration = .seconds(30)) {
+  /// Settings with the given depth, completion mode, timeout and spin time.
+  public init(
+    queueDepth: Int = 32, completion: CompletionMode = .polling, commandTimeout: Duration = .seconds(30),
+    spinTime: Duration = .microseconds(100)
+  ) {
     self.queueDepth = queueDepth
     self.completion = completion
     self.commandTimeout = commandTimeout
+    self.spinTime = spinTime
   }
+}
+
+/// Why a channel can no longer complete commands (see the file comment).
+enum ChannelFault: UInt32, Sendable {
+  case none = 0
+  /// The window reads all ones: the adapter was reset.
+  case adapterReset = 1
+  /// The adapter fd reports hang-up or error while the window does not read all ones: the
+  /// adapter (or the mock serving it) went away.
+  case adapterGone = 2
+  /// The channel was replaced (recovery, reconfiguration or detach).
+  case retired = 3
+}
+
+/// How an async wait ended.
+enum WaitOutcome: Sendable {
+  case completed
+  /// The channel failed; the slot was abandoned (do not release it).
+  case fault(ChannelFault)
+  /// A context reset aborted the command; the slot is free to release.
+  case aborted
+  /// The command timed out; the slot was abandoned (do not release it).
+  case timedOut
 }
 
 final class IOChannel: @unchecked Sendable {
@@ -61,6 +104,11 @@ final class IOChannel: @unchecked Sendable {
   /// Slot flag (host_use[1]): submitted through the low-level interface, reported by
   /// `completions(_:)`.
   static let userOwnedOffset = 104
+  /// Slot flag (host_use[1] high word): a synchronous waiter sleeps on the done word; the
+  /// harvester wakes it.
+  static let sleeperOffset = 108
+  /// Slot word (host_use[2] low word): the context-reset epoch the command was prepared in.
+  static let epochOffset = 112
 
   let window: MappedWindow
   let adapterFD: CInt
@@ -76,28 +124,37 @@ final class IOChannel: @unchecked Sendable {
   let zeroBlock: UnsafeMutableRawPointer
   /// `configuration.commandTimeout` in nanoseconds.
   let timeoutNanoseconds: Int64
+  /// `configuration.spinTime` in nanoseconds (0 in interrupt mode: waiters sleep at once).
+  let spinNanoseconds: Int64
 
   struct State {
     var free: [Int32]
     /// Completed slots submitted through the low-level interface, not yet reported (capacity
     /// `depth`, never grows).
     var completedUser: [Int32]
-    var waiters: [UnsafeContinuation<Void, Never>?]
+    var waiters: [UnsafeContinuation<WaitOutcome, Never>?]
+    /// When each async waiter's command times out (monotonic ns).
+    var deadlines: [Int64]
     var head = 0
     var toggle: UInt64 = 1
     var room: Int
     var asyncOutstanding = 0
     var stopped = false
-    /// Replaced after a recovery: its window belongs to the old context; waiters must not touch
-    /// it (on hardware the old mapping faults) and go back through recovery instead.
-    var retired = false
     /// SQ mode: the next free ring slot.
     var sqTail = 0
   }
 
   let state: Mutex<State>
+  /// The channel's `ChannelFault` (raw value); set once, never cleared.
+  private let faultWord = Atomic<UInt32>(0)
+  /// Context resets so far (low 32 bits): a synchronous waiter whose command was prepared in an
+  /// earlier epoch knows the adapter threw the command away.
+  private let resetEpoch = Atomic<UInt32>(0)
+  private var currentEpoch: UInt32 { resetEpoch.load(ordering: .acquiring) }
   /// Futex word the event/poller thread sleeps on while no async command is outstanding.
   private let pollerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+  /// When `checkHealthOccasionally()` last looked (monotonic ns).
+  private let lastHealthCheck = Atomic<Int64>(0)
   private let threadDone = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
   private var hasThread = false
 
@@ -123,8 +180,8 @@ final class IOChannel: @unchecked Sendable {
     }
     zeroBlock = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 4096)
     zeroBlock.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
-    let components = configuration.commandTimeout.components
-    timeoutNanoseconds = components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    timeoutNanoseconds = configuration.commandTimeout.nanoseconds
+    spinNanoseconds = configuration.completion == .interrupts ? 0 : max(0, configuration.spinTime.nanoseconds)
     pollerWord.initialize(to: 0)
     threadDone.initialize(to: 0)
     // IOARRIN mode: the adapter's command room bounds what is in flight; SQ mode: the ring (one
@@ -133,7 +190,7 @@ final class IOChannel: @unchecked Sendable {
     state = Mutex(
       State(
         free: (0..<Int32(depth)).reversed().map { $0 }, completedUser: Self.emptyList(capacity: depth),
-        waiters: Array(repeating: nil, count: depth),
+        waiters: Array(repeating: nil, count: depth), deadlines: Array(repeating: 0, count: depth),
         room: room == .max ? depth : min(depth, Int(room))))
     program()
     if configuration.completion == .interrupts { startThread() }
@@ -164,8 +221,11 @@ final class IOChannel: @unchecked Sendable {
 
   /// Context reset (spec 7.2 ioarrin / sq_ctx_reset): the adapter aborts every command of the
   /// context that has not completed, so none completes later into memory its caller has moved on
-  /// from. Waits (up to 2 s) for bit 0 to read 0, then re-arms. False when the registers read all
-  /// ones (the adapter was reset: recover instead) or the reset did not finish.
+  /// from. Waits (up to 2 s) for bit 0 to read 0, then re-arms. Completions posted before the
+  /// reset are harvested first; every other command in flight is aborted: abandoned slots are free
+  /// again, async waiters resume with `.aborted`, synchronous waiters notice the new reset epoch.
+  /// False when the registers read all ones (the adapter was reset: recover instead) or the reset
+  /// did not finish.
   func resetContext() -> Bool {
     let register: SISLiteRegister = submissionQueue == nil ? .ioarrin : .sqContextReset
     window.store(register, 1)
@@ -177,19 +237,25 @@ final class IOChannel: @unchecked Sendable {
       if MonotonicClock.now() > deadline { return false }
       Syscall.yield()
     }
-    state.withLock { state in
-      // Every slot that was in flight is free again (its command was aborted).
+    let aborted = state.withLock { state -> [UnsafeContinuation<WaitOutcome, Never>] in
+      harvest(&state)
       for index in 0..<Int32(depth) {
         let arcb = slot(index)
         if ccxl_atomic_load_acquire_u32(arcb + Self.abandonedOffset) != 0 {
+          // Its waiter gave up; the adapter will not write it any more.
           ccxl_atomic_store_release_u32(arcb + Self.abandonedOffset, 0)
           state.free.append(index)
         }
       }
       let room = window.load(.commandRoom)
       state.room = submissionQueue != nil || room == .max ? depth : min(depth, Int(room))
+      // Async waiters whose commands were aborted: their callers release the slots.
+      return takeAsyncWaiters(&state, abandoning: false) { _ in true }
     }
+    resetEpoch.wrappingAdd(1, ordering: .releasing)
     rearm()
+    for waiter in aborted { waiter.resume(returning: .aborted) }
+    wakeSleepers()
     return true
   }
 
@@ -237,27 +303,19 @@ final class IOChannel: @unchecked Sendable {
     }
   }
 
-  /// Whether the channel was replaced (see `State.retired`).
-  var isRetired: Bool { state.withLock { $0.retired } }
-
-  /// Takes a slot, waiting (and harvesting) while the queue is full.
+  /// Takes a slot, waiting (and harvesting) while the queue is full, under the channel's waiting
+  /// discipline: ends with a slot, a fault, or the command timeout.
   func acquire() throws(SuperpipeError) -> Int32 {
-    var spins = 0
-    let start = MonotonicClock.now()
+    if let index = tryAcquire() { return index }
+    var pacer = WaitPacer(self)
     while true {
       if let index = tryAcquire() { return index }
-      spins += 1
-      if spins & 63 == 0 {
-        if isRetired || window.load(.commandRoom) == .max {
-          throw adapterResetError("waiting for a free command slot")
-        }
-        if MonotonicClock.now() - start > timeoutNanoseconds {
-          throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
-        }
-        Syscall.yield()
-      } else {
-        ccxl_cpu_relax()
+      if pacer.spin() { continue }
+      if let fault = checkHealth() { throw error(for: fault, "waiting for a free command slot") }
+      if pacer.expired {
+        throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
       }
+      Syscall.sleep(.nanoseconds(pacer.nextSleep()))
     }
   }
 
@@ -346,6 +404,7 @@ final class IOChannel: @unchecked Sendable {
     arcb.storeBytes(of: lba.bigEndian, toByteOffset: 42, as: UInt64.self)
     arcb.storeBytes(of: blocks.bigEndian, toByteOffset: 50, as: UInt32.self)
     arcb.storeBytes(of: UInt16(0), toByteOffset: 54, as: UInt16.self)
+    ccxl_atomic_store_release_u32(arcb + Self.epochOffset, currentEpoch)
     // IOARRIN mode: reserved; SQ mode: the IOARCB names its IOASA.
     let ioasa = submissionQueue == nil ? 0 : UInt64(UInt(bitPattern: arcb + Self.ioasaOffset))
     arcb.storeBytes(of: ioasa, toByteOffset: 56, as: UInt64.self)
@@ -369,13 +428,16 @@ final class IOChannel: @unchecked Sendable {
 
   // MARK: Completion
 
-  /// Consumes every posted RRQ entry (lock held).
-  private func harvest(_ state: inout State) {
+  /// Consumes every posted RRQ entry (lock held). Returns how many it consumed.
+  @discardableResult
+  private func harvest(_ state: inout State) -> Int {
     let base = UInt64(UInt(bitPattern: slots))
     let limit = base + UInt64(depth * Self.slotSize)
+    var consumed = 0
     while true {
       let entry = ccxl_load_acquire64(rrq + state.head)
       guard entry & SISL_RESP_HANDLE_T_BIT == state.toggle else { break }
+      consumed += 1
       state.head += 1
       if state.head == depth {
         state.head = 0
@@ -400,11 +462,15 @@ final class IOChannel: @unchecked Sendable {
       } else if let waiter = state.waiters[Int(index)] {
         state.waiters[Int(index)] = nil
         state.asyncOutstanding -= 1
-        waiter.resume()
-      } else if configuration.completion == .interrupts {
-        Syscall.futexWake(arcb + Self.doneOffset)
+        waiter.resume(returning: .completed)
+      } else {
+        // Done is published before the sleeper flag is read; the sleeper sets its flag before it
+        // reads done (both sides fenced), so one of them sees the other.
+        ccxl_atomic_fence()
+        if ccxl_atomic_load_acquire_u32(arcb + Self.sleeperOffset) != 0 { Syscall.futexWake(arcb + Self.doneOffset) }
       }
     }
+    return consumed
   }
 
   /// Harvests if nobody else is (polling).
@@ -412,65 +478,240 @@ final class IOChannel: @unchecked Sendable {
     _ = state.withLockIfAvailable { harvest(&$0) }
   }
 
-  /// Waits for slot `index` to complete.
-  func wait(_ index: Int32) throws(SuperpipeError) {
-    if isDone(index) { return }
-    let start = MonotonicClock.now()
-    var spins = 0
-    while !isDone(index) {
-      spins += 1
-      if configuration.completion == .interrupts {
-        Syscall.futexWait(slot(index) + Self.doneOffset, expected: 0, timeoutNanoseconds: 10_000_000)
-        poll()
-      } else {
-        poll()
-        if spins & 255 == 0 { Syscall.yield() } else { ccxl_cpu_relax() }
-      }
-      if spins & 1023 == 0 || configuration.completion == .interrupts {
-        if isDone(index) { return }
-        if isRetired || window.load(.commandRoom) == .max {
-          abandon(index)
-          throw adapterResetError("waiting for a command")
-        }
-        if MonotonicClock.now() - start > timeoutNanoseconds {
-          abandon(index)
-          throw SuperpipeError(
-            code: .timedOut, operation: "wait", message: "a command did not complete within \(configuration.commandTimeout)")
-        }
-      }
+  // MARK: Health
+
+  /// The channel's fault, if any (one atomic load).
+  var fault: ChannelFault { ChannelFault(rawValue: faultWord.load(ordering: .acquiring)) ?? .none }
+
+  /// Whether the channel was replaced or failed.
+  var isRetired: Bool { fault != .none }
+
+  /// Looks for a fault: the recorded one, else the window reading all ones (adapter reset), else
+  /// the adapter fd reporting hang-up or error (adapter gone; a zero-timeout poll). Records what it
+  /// finds. Called by waiters between sleeps, never on the completion fast path.
+  func checkHealth() -> ChannelFault? {
+    let recorded = fault
+    if recorded != .none { return recorded }
+    if window.load(.commandRoom) == .max {
+      raise(.adapterReset)
+      return fault
+    }
+    if case .success(let revents) = Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 0),
+      revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0
+    {
+      raise(window.load(.commandRoom) == .max ? .adapterReset : .adapterGone)
+      return fault
+    }
+    return nil
+  }
+
+  /// `checkHealth()` at most once a millisecond (the recorded fault always): for callers that
+  /// poll in a loop of their own (`Context.pollCompletions`).
+  func checkHealthOccasionally() -> ChannelFault? {
+    let recorded = fault
+    if recorded != .none { return recorded }
+    let now = MonotonicClock.now()
+    let last = lastHealthCheck.load(ordering: .relaxed)
+    guard now - last >= 1_000_000,
+      lastHealthCheck.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged
+    else { return nil }
+    return checkHealth()
+  }
+
+  /// Records `fault` (the first one wins), abandons every async waiter's command and resumes it
+  /// with the fault, and wakes every sleeper.
+  func raise(_ fault: ChannelFault) {
+    guard faultWord.compareExchange(expected: 0, desired: fault.rawValue, ordering: .acquiringAndReleasing).exchanged
+    else { return }
+    let failed = state.withLock { takeAsyncWaiters(&$0, abandoning: true) { _ in true } }
+    let recorded = self.fault
+    for waiter in failed { waiter.resume(returning: .fault(recorded)) }
+    wakeSleepers()
+  }
+
+  /// Wakes every thread sleeping on a slot or on the poller word (after a fault or an abort).
+  private func wakeSleepers() {
+    for index in 0..<Int32(depth) where ccxl_atomic_load_acquire_u32(slot(index) + Self.sleeperOffset) != 0 {
+      Syscall.futexWake(slot(index) + Self.doneOffset, count: Int32.max)
+    }
+    _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
+    Syscall.futexWake(pollerWord, count: Int32.max)
+  }
+
+  /// The error a waiter reports for a fault.
+  func error(for fault: ChannelFault, _ what: String) -> SuperpipeError {
+    switch fault {
+    case .adapterGone:
+      SuperpipeError(
+        code: .adapterGone, operation: what,
+        message: "the adapter fd hung up: the adapter (or the mock serving it) went away, and no command of this "
+          + "context can complete; attach a new context when the adapter is back")
+    case .none, .adapterReset, .retired:
+      adapterResetError(what)
     }
   }
 
-  /// Gives up on a command: its slot is reclaimed when (if) the adapter completes it.
-  private func abandon(_ index: Int32) {
-    state.withLock { state in
-      if isDone(index) {
-        state.free.append(index)
-      } else {
-        ccxl_atomic_store_release_u32(slot(index) + Self.abandonedOffset, 1)
+  func adapterResetError(_ what: String) -> SuperpipeError {
+    SuperpipeError(
+      code: .adapterReset, operation: what,
+      message: "the context's registers read all ones: the adapter was reset; recover the context (Context.recover())")
+  }
+
+  // MARK: Waiting
+
+  /// Paces one wait: spins for the configured spin time, then sleeps with a timeout that doubles
+  /// from 20 µs to 1 ms (polling) or 10 ms (interrupts, where a harvester wakes the sleeper).
+  struct WaitPacer {
+    let spinUntil: Int64
+    let deadline: Int64
+    let longestSleep: Int64
+    var sleep: Int64 = 20_000
+    var spins = 0
+    var sleeping: Bool
+
+    /// `woken`: a harvester wakes this waiter when its command completes (a synchronous command
+    /// wait), so in interrupt mode it may sleep longer; other waits poll at 1 ms at most.
+    init(_ channel: IOChannel, woken: Bool = false) {
+      let now = MonotonicClock.now()
+      spinUntil = now.addingSaturating(channel.spinNanoseconds)
+      deadline = now.addingSaturating(channel.timeoutNanoseconds)
+      longestSleep = woken && channel.configuration.completion == .interrupts ? 10_000_000 : 1_000_000
+      sleeping = channel.spinNanoseconds == 0
+    }
+
+    /// True while still in the spin phase (after a short pause); false from then on.
+    mutating func spin() -> Bool {
+      if sleeping { return false }
+      spins += 1
+      if spins & 7 == 0, MonotonicClock.now() >= spinUntil {
+        sleeping = true
+        return false
       }
+      if spins & 255 == 0 { Syscall.yield() } else { ccxl_cpu_relax() }
+      return true
+    }
+
+    /// Whether the command timeout has passed.
+    var expired: Bool { MonotonicClock.now() > deadline }
+
+    /// The next sleep in nanoseconds.
+    mutating func nextSleep() -> Int64 {
+      let now = sleep
+      sleep = min(sleep * 2, longestSleep)
+      return now
+    }
+  }
+
+  /// Waits for slot `index` to complete. Ends by completion, or throws: a fault (the slot is
+  /// abandoned), an abort by a context reset (the slot is free again), or the command timeout
+  /// (the slot is abandoned).
+  func wait(_ index: Int32) throws(SuperpipeError) {
+    if isDone(index) { return }
+    let epoch = ccxl_atomic_load_acquire_u32(slot(index) + Self.epochOffset)
+    var pacer = WaitPacer(self, woken: true)
+    let interrupts = configuration.completion == .interrupts
+    while true {
+      poll()
+      if isDone(index) { return }
+      if !interrupts, pacer.spin() { continue }
+      if currentEpoch != epoch {
+        // A context reset threw the command away (unless it completed just before).
+        poll()
+        if isDone(index) { return }
+        release(index)
+        throw abortedError()
+      }
+      if let fault = checkHealth() {
+        state.withLock { abandon(index, &$0) }
+        throw error(for: fault, "waiting for a command")
+      }
+      if pacer.expired {
+        state.withLock { abandon(index, &$0) }
+        throw SuperpipeError(
+          code: .timedOut, operation: "wait", message: "a command did not complete within \(configuration.commandTimeout)")
+      }
+      sleep(on: index, nanoseconds: pacer.nextSleep())
+    }
+  }
+
+  /// Sleeps on slot `index`'s done word, with the sleeper flag set so that a harvester wakes it.
+  private func sleep(on index: Int32, nanoseconds: Int64) {
+    let arcb = slot(index)
+    ccxl_atomic_store_release_u32(arcb + Self.sleeperOffset, 1)
+    ccxl_atomic_fence()
+    if ccxl_atomic_load_acquire_u32(arcb + Self.doneOffset) == 0 {
+      Syscall.futexWait(arcb + Self.doneOffset, expected: 0, timeoutNanoseconds: nanoseconds)
+    }
+    ccxl_atomic_store_release_u32(arcb + Self.sleeperOffset, 0)
+  }
+
+  func abortedError() -> SuperpipeError {
+    SuperpipeError(
+      code: .aborted, operation: "wait",
+      message: "a context reset (after another command of the context timed out) aborted the command")
+  }
+
+  /// Gives up on a command (lock held): its slot is reclaimed when (if) the adapter completes it,
+  /// or by the next context reset.
+  private func abandon(_ index: Int32, _ state: inout State) {
+    if isDone(index) {
+      state.free.append(index)
+    } else {
+      ccxl_atomic_store_release_u32(slot(index) + Self.abandonedOffset, 1)
     }
   }
 
   /// Suspends until slot `index` completes (async callers). The event thread (interrupts) or the
-  /// poller thread (polling) resumes it.
-  func waitAsync(_ index: Int32) async {
-    await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-      let resumeNow = state.withLock { state -> Bool in
+  /// poller thread (polling) resumes it, with the completion, a fault, an abort or a timeout.
+  func waitAsync(_ index: Int32) async -> WaitOutcome {
+    await withUnsafeContinuation { (continuation: UnsafeContinuation<WaitOutcome, Never>) in
+      let immediate = state.withLock { state -> WaitOutcome? in
         harvest(&state)
-        if isDone(index) { return true }
+        if isDone(index) { return .completed }
+        let fault = self.fault
+        if fault != .none {
+          abandon(index, &state)
+          return .fault(fault)
+        }
         state.waiters[Int(index)] = continuation
+        state.deadlines[Int(index)] = MonotonicClock.now().addingSaturating(timeoutNanoseconds)
         state.asyncOutstanding += 1
-        return false
+        return nil
       }
-      if resumeNow {
-        continuation.resume()
+      if let immediate {
+        continuation.resume(returning: immediate)
       } else {
         startThreadIfNeeded()
         _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
         Syscall.futexWake(pollerWord)
       }
     }
+  }
+
+  /// Removes (lock held) the async waiters that `selected` picks by their deadline, abandoning
+  /// their slots when asked; returns their continuations, to be resumed once the lock is released.
+  private func takeAsyncWaiters(
+    _ state: inout State, abandoning: Bool, where selected: (_ deadline: Int64) -> Bool
+  ) -> [UnsafeContinuation<WaitOutcome, Never>] {
+    guard state.asyncOutstanding > 0 else { return [] }
+    var taken: [UnsafeContinuation<WaitOutcome, Never>] = []
+    for index in 0..<depth where selected(state.deadlines[index]) {
+      guard let waiter = state.waiters[index] else { continue }
+      state.waiters[index] = nil
+      state.asyncOutstanding -= 1
+      if abandoning { abandon(Int32(index), &state) }
+      taken.append(waiter)
+    }
+    return taken
+  }
+
+  /// Resumes, with `.timedOut`, every async waiter whose deadline passed (abandoning its slot).
+  private func expireAsyncWaiters() {
+    let now = MonotonicClock.now()
+    let expired = state.withLock { state in
+      takeAsyncWaiters(&state, abandoning: true) { $0 < now }
+    }
+    for waiter in expired { waiter.resume(returning: .timedOut) }
   }
 
   // MARK: The event / poller thread
@@ -494,8 +735,11 @@ final class IOChannel: @unchecked Sendable {
     hasThread = Syscall.spawnThread { [self] in threadMain() }
   }
 
-  /// Interrupt mode: block in read() on the adapter fd, harvest after each event. Polling mode:
-  /// harvest while async commands are outstanding, sleep on a futex otherwise.
+  /// Interrupt mode: wait in poll() on the adapter fd (up to 10 ms), read the event, harvest.
+  /// Polling mode: harvest while async commands are outstanding under the waiting discipline
+  /// (spin, then sleep 20 µs to 1 ms), sleep on a futex otherwise. Both check the channel's
+  /// health and the async waiters' deadlines whenever they do not spin, and go quiet once the
+  /// channel has a fault (its waiters were sent back through recovery).
   private func threadMain() {
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(CCXL_READ_MIN_SIZE), alignment: 8)
     defer {
@@ -503,38 +747,59 @@ final class IOChannel: @unchecked Sendable {
       ccxl_atomic_store_release_u32(threadDone, 1)
       Syscall.futexWake(threadDone)
     }
+    var pacer = WaitPacer(self)
+    // Health and deadlines are looked at whenever the thread does not spin, and at least once a
+    // millisecond even while completions keep coming (one command may be stuck among them).
+    var nextCheck: Int64 = 0
+    func periodicChecks() {
+      let now = MonotonicClock.now()
+      guard now >= nextCheck else { return }
+      nextCheck = now + 1_000_000
+      _ = checkHealth()
+      expireAsyncWaiters()
+    }
     while !state.withLock({ $0.stopped }) {
+      let word = ccxl_atomic_load_acquire_u32(pollerWord)
+      if fault != .none {
+        Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
+        continue
+      }
       if configuration.completion == .interrupts {
-        if case .success(let revents) = Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 50),
-          revents != 0, case .failure = Syscall.read(adapterFD, into: buffer)
-        {
-          Syscall.sleep(.milliseconds(1))  // EIO after an adapter reset: the recovery path takes over
+        switch Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 10) {
+        case .success(let revents) where revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0:
+          _ = checkHealth()
+        case .success(let revents) where revents & Int16(POLLIN) != 0:
+          if case .failure = Syscall.read(adapterFD, into: buffer) { _ = checkHealth() }
+        case .success, .failure:
+          _ = checkHealth()  // a quiet 10 ms, or poll failed: an adapter reset shows in the window
         }
-        state.withLock { harvest(&$0) }
+        _ = state.withLock { harvest(&$0) }
+        periodicChecks()
       } else {
-        let word = ccxl_atomic_load_acquire_u32(pollerWord)
-        let outstanding = state.withLock { state -> Int in
-          harvest(&state)
-          return state.asyncOutstanding
-        }
+        let (consumed, outstanding) = state.withLock { state in (harvest(&state), state.asyncOutstanding) }
         if outstanding == 0 {
           Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
-        } else {
-          ccxl_cpu_relax()
+          pacer = WaitPacer(self)
+        } else if consumed > 0 {
+          pacer = WaitPacer(self)
+          periodicChecks()
+        } else if !pacer.spin() {
+          nextCheck = 0
+          periodicChecks()
+          Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: pacer.nextSleep())
         }
       }
     }
   }
 
-  /// Stops the thread (if any) and waits for it; the channel is retired.
+  /// Stops the thread (if any) and waits for it; the channel is retired: async waiters and
+  /// sleepers go back through the recovery loop.
   func stop() {
     let wasRunning = state.withLock { state -> Bool in
-      defer {
-        state.stopped = true
-        state.retired = true
-      }
+      defer { state.stopped = true }
       return !state.stopped
     }
+    raise(.retired)
     guard wasRunning, hasThread else { return }
     _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
     Syscall.futexWake(pollerWord)
@@ -542,13 +807,15 @@ final class IOChannel: @unchecked Sendable {
       Syscall.futexWait(threadDone, expected: 0, timeoutNanoseconds: 10_000_000)
     }
   }
-
-  func adapterResetError(_ what: String) -> SuperpipeError {
-    SuperpipeError(
-      code: .adapterReset, operation: what,
-      message: "the context's registers read all ones: the adapter was reset; recover the context (Context.recover())")
-  }
 }
 
 /// SISL_ISTATUS_MASK (~SISL_ISTATUS_UNMASK): unmask every defined status bit.
 let SISL_ISTATUS_MASK_VALUE: UInt64 = ~SISL_ISTATUS_UNMASK
+
+extension Int64 {
+  /// `self + other`, saturating at `Int64.max` (deadlines from very long timeouts).
+  func addingSaturating(_ other: Int64) -> Int64 {
+    let (sum, overflow) = addingReportingOverflow(other)
+    return overflow ? .max : sum
+  }
+}

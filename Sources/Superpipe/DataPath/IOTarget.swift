@@ -9,6 +9,8 @@ struct IOTarget: Sendable {
   private let primaryHandle: UInt32
   /// The handles of a physical LUN opened through several paths, nil for one path.
   let paths: PathSet?
+  /// A physical LUN (USER_DIRECT): its capacity may change under it (administrative resize).
+  let physical: Bool
   let blockSize: Int
   let maxTransferBlocks: Int
   let device: String
@@ -18,11 +20,12 @@ struct IOTarget: Sendable {
 
   init(
     core: ContextCore, handle: ResourceHandleID, geometry: LUNGeometry, device: String, lastLBA: UInt64,
-    paths: PathSet? = nil
+    physical: Bool, paths: PathSet? = nil
   ) {
     self.core = core
     self.primaryHandle = UInt32(truncatingIfNeeded: handle.rawValue)
     self.paths = paths
+    self.physical = physical
     self.size = HandleSize(lastLBA)
     self.blockSize = Int(max(geometry.blockSize, 1))
     self.maxTransferBlocks = Int(max(1, min(geometry.maxTransferBlocks, UInt64(Int32.max))))
@@ -47,7 +50,8 @@ struct IOTarget: Sendable {
     }
   }
 
-  /// Checks a request and returns its length in blocks.
+  /// Checks a request's buffer and range and returns its length in blocks. Nothing is issued
+  /// unless the whole request fits (see `checkRange`).
   private func blocks(lba: UInt64, byteCount: Int, opcode: UInt8) throws(SuperpipeError) -> UInt64 {
     guard byteCount > 0, byteCount % blockSize == 0 else {
       throw SuperpipeError(
@@ -55,11 +59,41 @@ struct IOTarget: Sendable {
         message: "the buffer (\(byteCount) bytes) must be a positive multiple of the block size (\(blockSize))")
     }
     let count = UInt64(byteCount / blockSize)
-    guard lba <= UInt64.max - (count - 1) else {
+    try checkRange(lba: lba, blocks: count, opcode: opcode)
+    return count
+  }
+
+  /// Refuses, before anything is issued, a request that does not lie wholly within the handle's
+  /// blocks: `lba...lba + blocks - 1` within `0...lastLBA`. A physical LUN's capacity can grow
+  /// under the handle (an administrative resize, announced by a unit attention on the next
+  /// command), so a request beyond the known end first refreshes it: DK_CXLFLASH_VERIFY with
+  /// capiflash's stock UNIT ATTENTION sense (asc 0x29), which makes the driver re-read the capacity
+  /// (Docs/recovery.md). A virtual LUN changes size only through this context (VLUN_RESIZE).
+  func checkRange(lba: UInt64, blocks count: UInt64, opcode: UInt8) throws(SuperpipeError) {
+    guard count > 0, lba <= UInt64.max - (count - 1) else {
       throw SuperpipeError(
         code: .invalidIORequest, operation: operationName(opcode), device: device, message: "the LBA range overflows")
     }
-    return count
+    func fits(_ lastLBA: UInt64) -> Bool { lastLBA != .max && lba + (count - 1) <= lastLBA }
+    var lastLBA = size.lastLBA
+    if fits(lastLBA) { return }
+    if physical { lastLBA = try refreshCapacity() }
+    if fits(lastLBA) { return }
+    let extent = lastLBA == .max ? "it has no blocks" : "its last LBA is \(lastLBA)"
+    throw SuperpipeError(
+      code: .outOfRange, operation: operationName(opcode), device: device,
+      message: "LBA \(lba)..<\(lba + count) lies outside the \(physical ? "LUN" : "virtual LUN") (\(extent)); "
+        + "nothing was issued")
+  }
+
+  /// DK_CXLFLASH_VERIFY with the stock power-on/reset sense: the driver re-reads the LUN's capacity
+  /// (READ CAPACITY(16)). Updates the handle's size (reporting `.capacityChanged`) and returns it.
+  private func refreshCapacity() throws(SuperpipeError) -> UInt64 {
+    let used = ResourceHandleID(rawValue: UInt64(handle))
+    let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
+    let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: .powerOnReset)
+    if size.exchange(lastLBA) != lastLBA { core.recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
+    return lastLBA
   }
 
   private func failure(_ opcode: UInt8, _ status: CommandStatus) -> SuperpipeError {
@@ -68,41 +102,68 @@ struct IOTarget: Sendable {
       message: status.explanation)
   }
 
-  /// Reads or writes `byteCount` bytes at `address` from/to `lba`, split into commands of at most
-  /// max_xfer blocks that are kept in flight together (up to the queue depth).
-  func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
+  /// One request's run through the recovery loop (Docs/recovery.md): which path each attempt
+  /// uses, what its retries have used, and, for a request split into several commands, the ranges
+  /// that completed over all attempts (reported in `SuperpipeError.completedRanges` when the
+  /// request finally fails). The caller runs attempts and waits between them (a thread sleeps, a
+  /// task suspends); everything else is decided here, once for every API.
+  struct RecoveryLoop {
+    let target: IOTarget
+    let split: Bool
     var retry = RetryState()
-    while true {
-      let generation = core.recovery.generation
-      retry.path = paths?.activeIndex ?? 0
+    var completed = CompletedRanges()
+    private var generation: UInt64 = 0
+
+    init(_ target: IOTarget, split: Bool) {
+      self.target = target
+      self.split = split
+    }
+
+    /// Starts an attempt: the handle (path) it uses.
+    mutating func begin() -> UInt32 {
+      generation = target.core.recovery.generation
+      retry.path = target.paths?.activeIndex ?? 0
+      return target.handle(path: retry.path)
+    }
+
+    /// After a failed attempt: how long to wait before the next one, or the error to give up with.
+    mutating func failed(_ error: SuperpipeError) throws(SuperpipeError) -> Duration {
       do throws(SuperpipeError) {
-        return try transferOnce(
-          lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
-      } catch {
-        Syscall.sleep(try recoverOrThrow(error, generation: generation, retry: &retry))
+        return try target.recoverOrThrow(error, generation: generation, retry: &retry)
+      } catch var final {
+        if split { final.completedRanges = completed.merged() }
+        throw final
       }
     }
   }
 
-  private func transferOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, handle: UInt32)
-    throws(SuperpipeError)
-  {
+  /// Reads or writes `byteCount` bytes at `address` from/to `lba`, split into commands of at most
+  /// max_xfer blocks that are kept in flight together (up to the queue depth).
+  func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    var loop = RecoveryLoop(self, split: total > UInt64(maxTransferBlocks))
+    while true {
+      let handle = loop.begin()
+      do throws(SuperpipeError) {
+        return try transferOnce(
+          lba: lba, address: address, total: total, opcode: opcode, handle: handle, completed: &loop.completed)
+      } catch {
+        Syscall.sleep(try loop.failed(error))
+      }
+    }
+  }
+
+  private func transferOnce(
+    lba: UInt64, address: UnsafeMutableRawPointer, total: UInt64, opcode: UInt8, handle: UInt32,
+    completed: inout CompletedRanges
+  ) throws(SuperpipeError) {
+    let write = opcode == Self.write16
     let channel = try core.channel()
     let maxBlocks = UInt64(maxTransferBlocks)
     if total <= maxBlocks {
       // One command: the common case, with no bookkeeping.
-      let index = try channel.acquire()
-      channel.submit(
-        index, opcode: opcode, lba: lba, blocks: UInt32(total), handle: handle,
-        dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(byteCount), hostWrite: write)
-      try channel.wait(index)
-      let status = channel.status(index)
-      channel.release(index)
-      core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: UInt32(total), status: status)
-      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
-      return
+      return try command(channel, opcode: opcode, lba: lba, blocks: total, address: address, handle: handle)
     }
     // Several commands: keep up to the queue depth in flight, complete in submission order.
     try withUnsafeTemporaryAllocation(of: Int32.self, capacity: channel.depth) { (inflight) throws(SuperpipeError) in
@@ -112,7 +173,14 @@ struct IOTarget: Sendable {
       var firstError: SuperpipeError?
       while submitted < total || count > 0 {
         while submitted < total, count < inflight.count, firstError == nil {
-          guard let index = count == 0 ? try channel.acquire() : channel.tryAcquire() else { break }
+          let index: Int32
+          do throws(SuperpipeError) {
+            guard let free = count == 0 ? try channel.acquire() : channel.tryAcquire() else { break }
+            index = free
+          } catch {
+            firstError = error
+            break
+          }
           let pieceBlocks = min(maxBlocks, total - submitted)
           let offset = Int(submitted) * blockSize
           channel.submit(
@@ -125,46 +193,79 @@ struct IOTarget: Sendable {
         }
         guard count > 0 else { break }
         let index = inflight[head]
+        head = (head + 1) % inflight.count
+        count -= 1
+        let range = channel.commandRange(index)
         do throws(SuperpipeError) {
           try channel.wait(index)
         } catch {
           firstError = firstError ?? error
-          head = (head + 1) % inflight.count
-          count -= 1
           continue
         }
         let status = channel.status(index)
-        let range = channel.commandRange(index)
         channel.release(index)
         core.flightRecorder.record(opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks, status: status)
-        if !status.isSuccess, status.retryClass != .none { firstError = firstError ?? failure(opcode, status) }
-        head = (head + 1) % inflight.count
-        count -= 1
+        if !status.isSuccess, status.retryClass != .none {
+          firstError = firstError ?? failure(opcode, status)
+        } else {
+          completed.add(range.lba..<range.lba + UInt64(range.blocks))
+        }
       }
       if let firstError { throw firstError }
     }
   }
 
+  /// Runs one READ(16) or WRITE(16) of at most max_xfer blocks and waits for it; throws its failure.
+  private func command(
+    _ channel: IOChannel, opcode: UInt8, lba: UInt64, blocks: UInt64, address: UnsafeMutableRawPointer, handle: UInt32
+  ) throws(SuperpipeError) {
+    let index = try channel.acquire()
+    channel.submit(
+      index, opcode: opcode, lba: lba, blocks: UInt32(blocks), handle: handle,
+      dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(Int(blocks) * blockSize),
+      hostWrite: opcode == Self.write16)
+    try channel.wait(index)
+    let status = channel.status(index)
+    channel.release(index)
+    core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: UInt32(blocks), status: status)
+    if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+  }
+
+  /// One command exactly as asked: no range check, no recovery, no retry (`rawCommand`).
+  func rawCommand(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
+    let opcode = write ? Self.write16 : Self.read16
+    guard byteCount > 0, byteCount % blockSize == 0, byteCount / blockSize <= maxTransferBlocks else {
+      throw SuperpipeError(
+        code: .invalidIORequest, operation: operationName(opcode), device: device,
+        message: "a raw command carries 1...\(maxTransferBlocks) whole blocks of \(blockSize) bytes")
+    }
+    try command(
+      try core.channel(), opcode: opcode, lba: lba, blocks: UInt64(byteCount / blockSize), address: address,
+      handle: handle)
+  }
+
   /// WRITE SAME(16) of zeroes (UNMAP when asked) over `blocks` blocks from `lba`.
   func writeZeroes(lba: UInt64, blocks count: UInt64, unmap: Bool) throws(SuperpipeError) {
-    var retry = RetryState()
+    let opcode = Self.writeSame16
+    guard blockSize <= 4096 else {
+      throw SuperpipeError(code: .invalidIORequest, operation: operationName(opcode), device: device, message: "block size above 4096")
+    }
+    try checkRange(lba: lba, blocks: count, opcode: opcode)
+    var loop = RecoveryLoop(self, split: count > UInt64(UInt32.max))
     while true {
-      let generation = core.recovery.generation
-      retry.path = paths?.activeIndex ?? 0
+      let handle = loop.begin()
       do throws(SuperpipeError) {
-        return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap, handle: handle(path: retry.path))
+        return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap, handle: handle, completed: &loop.completed)
       } catch {
-        Syscall.sleep(try recoverOrThrow(error, generation: generation, retry: &retry))
+        Syscall.sleep(try loop.failed(error))
       }
     }
   }
 
-  private func writeZeroesOnce(lba: UInt64, blocks count: UInt64, unmap: Bool, handle: UInt32) throws(SuperpipeError) {
+  private func writeZeroesOnce(
+    lba: UInt64, blocks count: UInt64, unmap: Bool, handle: UInt32, completed: inout CompletedRanges
+  ) throws(SuperpipeError) {
     let opcode = Self.writeSame16
-    _ = try blocks(lba: lba, byteCount: Int(clamping: count) * blockSize, opcode: opcode)
-    guard blockSize <= 4096 else {
-      throw SuperpipeError(code: .invalidIORequest, operation: operationName(opcode), device: device, message: "block size above 4096")
-    }
     let channel = try core.channel()
     var done: UInt64 = 0
     while done < count {
@@ -179,33 +280,35 @@ struct IOTarget: Sendable {
       channel.release(index)
       core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba + done, blocks: UInt32(piece), status: status)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      completed.add(lba + done..<lba + done + piece)
       done += piece
     }
   }
 
-  /// The asynchronous form of a single-command transfer (up to max_xfer blocks; larger requests
-  /// are split and awaited in order).
+  /// The asynchronous form of `transfer`: the task suspends (never blocks a thread) while a
+  /// command is in flight, while the queue is full, and between recovery attempts. Requests
+  /// longer than max_xfer are split and awaited in order.
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
-    var retry = RetryState()
+    let opcode = write ? Self.write16 : Self.read16
+    let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    var loop = RecoveryLoop(self, split: total > UInt64(maxTransferBlocks))
     while true {
-      let generation = core.recovery.generation
-      retry.path = paths?.activeIndex ?? 0
+      let handle = loop.begin()
       do throws(SuperpipeError) {
         return try await transferAsyncOnce(
-          lba: lba, address: address, byteCount: byteCount, write: write, handle: handle(path: retry.path))
+          lba: lba, address: address, total: total, opcode: opcode, handle: handle, completed: &loop.completed)
       } catch {
-        // The wait suspends the task instead of blocking a cooperative thread.
-        let delay = try recoverOrThrow(error, generation: generation, retry: &retry)
+        let delay = try loop.failed(error)
         if delay > .zero { try? await Task.sleep(for: delay) }
       }
     }
   }
 
-  private func transferAsyncOnce(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, handle: UInt32)
-    async throws(SuperpipeError)
-  {
-    let opcode = write ? Self.write16 : Self.read16
-    let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+  private func transferAsyncOnce(
+    lba: UInt64, address: UnsafeMutableRawPointer, total: UInt64, opcode: UInt8, handle: UInt32,
+    completed: inout CompletedRanges
+  ) async throws(SuperpipeError) {
+    let write = opcode == Self.write16
     let channel = try core.channel()
     var submitted: UInt64 = 0
     while submitted < total {
@@ -215,26 +318,45 @@ struct IOTarget: Sendable {
         index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
         dataAddress: UInt64(UInt(bitPattern: address + Int(submitted) * blockSize)),
         dataLength: UInt32(Int(pieceBlocks) * blockSize), hostWrite: write)
-      await channel.waitAsync(index)
+      switch await channel.waitAsync(index) {
+      case .completed:
+        break
+      case .fault(let fault):
+        throw channel.error(for: fault, "waiting for a command")
+      case .aborted:
+        channel.release(index)
+        throw channel.abortedError()
+      case .timedOut:
+        throw SuperpipeError(
+          code: .timedOut, operation: "wait",
+          message: "a command did not complete within \(channel.configuration.commandTimeout)")
+      }
       let status = channel.status(index)
       channel.release(index)
       core.flightRecorder.record(
         opcode: opcode, handle: handle, lba: lba + submitted, blocks: UInt32(pieceBlocks), status: status)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      completed.add(lba + submitted..<lba + submitted + pieceBlocks)
       submitted += pieceBlocks
     }
   }
 
-  /// Takes a slot without blocking a cooperative thread: yields while the queue is full.
+  /// Takes a slot without blocking a cooperative thread, under the channel's waiting discipline:
+  /// yields while spinning, then suspends for 20 µs to 1 ms at a time.
   private func acquireAsync(_ channel: IOChannel) async throws(SuperpipeError) -> Int32 {
-    let start = MonotonicClock.now()
+    if let index = channel.tryAcquire() { return index }
+    var pacer = IOChannel.WaitPacer(channel)
     while true {
       if let index = channel.tryAcquire() { return index }
-      if channel.window.load(.commandRoom) == .max { throw channel.adapterResetError("waiting for a command slot") }
-      if MonotonicClock.now() - start > channel.timeoutNanoseconds {
+      if pacer.spin() {
+        await Task.yield()
+        continue
+      }
+      if let fault = channel.checkHealth() { throw channel.error(for: fault, "waiting for a command slot") }
+      if pacer.expired {
         throw SuperpipeError(code: .timedOut, operation: "submit", message: "no command slot became free")
       }
-      await Task.yield()
+      try? await Task.sleep(for: .nanoseconds(pacer.nextSleep()))
     }
   }
 
@@ -269,19 +391,61 @@ struct IOTarget: Sendable {
   }
 }
 
+/// The LBA ranges of a split request that completed, kept without allocating while they are
+/// contiguous (the common case: pieces complete in submission order).
+struct CompletedRanges {
+  private var current: Range<UInt64>?
+  private var earlier: [Range<UInt64>] = []
+
+  mutating func add(_ range: Range<UInt64>) {
+    guard let last = current else {
+      current = range
+      return
+    }
+    if last.upperBound == range.lowerBound {
+      current = last.lowerBound..<range.upperBound
+    } else {
+      earlier.append(last)
+      current = range
+    }
+  }
+
+  /// Sorted and merged.
+  func merged() -> [Range<UInt64>] {
+    let all = (earlier + (current.map { [$0] } ?? [])).sorted { $0.lowerBound < $1.lowerBound }
+    var result: [Range<UInt64>] = []
+    for range in all {
+      if let last = result.last, last.upperBound >= range.lowerBound {
+        result[result.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+      } else {
+        result.append(range)
+      }
+    }
+    return result
+  }
+}
+
 extension IOTarget {
   /// Low-level batch: every request prepared, then published together (SQ mode: one sq_tail store).
   func submitBatch(_ requests: [IORequest], wait: Bool) throws(SuperpipeError) -> [IOTag] {
     var blocks: [UInt32] = []
     blocks.reserveCapacity(requests.count)
-    for request in requests {
+    // Every request is checked (buffer, size, range) before any is submitted.
+    for (position, request) in requests.enumerated() {
       let opcode = request.operation == .write ? Self.write16 : Self.read16
-      guard let count = try? self.blocks(lba: request.lba, byteCount: request.buffer.count, opcode: opcode),
-        count <= UInt64(maxTransferBlocks), request.buffer.baseAddress != nil
-      else {
+      let count: UInt64
+      do throws(SuperpipeError) {
+        guard request.buffer.baseAddress != nil else { throw Self.emptyBuffer(device) }
+        count = try self.blocks(lba: request.lba, byteCount: request.buffer.count, opcode: opcode)
+      } catch var error {
+        error.operation = "submitBatch"
+        error.message = "request \(position): \(error.message); nothing was submitted"
+        throw error
+      }
+      guard count <= UInt64(maxTransferBlocks) else {
         throw SuperpipeError(
           code: .invalidIORequest, operation: "submitBatch", device: device,
-          message: "each request is a non-empty buffer of whole blocks, at most max_xfer (\(maxTransferBlocks)) blocks")
+          message: "request \(position): each request is at most max_xfer (\(maxTransferBlocks)) blocks; nothing was submitted")
       }
       blocks.append(UInt32(count))
     }
@@ -435,6 +599,12 @@ extension IOTarget {
     switch error.code {
     case .adapterReset:
       try core.recoverOnce(observed: generation)
+    case .adapterGone:
+      // As for a reset: the driver's RECOVER_AFU answers (a context reset when the adapter came
+      // back, an error when it is gone, which then fails every I/O of the context at once).
+      try core.recoverOnce(observed: generation, after: error)
+    case .aborted:
+      break  // another command's timeout reset the context; re-issue
     case .timedOut:
       break  // the context was reset above; re-issue
     case .commandFailed:

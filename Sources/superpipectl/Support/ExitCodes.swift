@@ -114,8 +114,18 @@ struct CLIError: Error, CustomStringConvertible {
     default:
       exit = .deviceError
     }
-    if error.code == .invalidRequest, error.operation != CXLFlashIoctl.manageLUN.name {
+    switch error.code {
+    case .invalidRequest
+    where [CXLFlashIoctl.attach.name, CXLFlashIoctl.userDirect.name, CXLFlashIoctl.userVirtual.name]
+      .contains(error.operation):
+      // The EINVAL of a LUN not in superpipe mode (the driver's first check of these ioctls).
       hint = "is the LUN in superpipe mode? `superpipectl mode --set superpipe --device PATH`"
+    case .adapterGone:
+      hint = "the adapter went away (a mock: its `superpipectl mock serve` process ended); start it again and retry"
+    case .adapterReset:
+      hint = "the adapter was reset and the context could not be recovered; retry, or check `superpipectl doctor`"
+    default:
+      break
     }
     var detail = "code \(error.code)"
     if let errno = error.errno { detail += ", errno \(errno.rawValue)" }

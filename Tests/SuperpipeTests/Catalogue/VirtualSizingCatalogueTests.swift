@@ -6,7 +6,7 @@ import Glibc
 import SuperpipeMock
 import Testing
 
-@testable import Superpipe
+@_spi(RawIO) @testable import Superpipe
 
 /// LUN 0: 20 chunks of 4 KiB blocks; LUN 1: 8 chunks of 512-byte blocks; one port.
 private func mixedGeometry() -> MockAdapterConfiguration {
@@ -34,14 +34,17 @@ struct VirtualSizingCatalogueTests {
       for lba: UInt64 in [0, 1, 65535, 65536, 1 << 40] {
         #expect(mock.adapter.model.translate(contextID: ctxid, handle: handle, virtualLBA: lba) == .afuError(0x13))
       }
-      // Real I/O through the context's window: READ(16)/WRITE(16) complete with afu_rc 0x13.
+      // The typed API refuses I/O to an empty virtual LUN before issuing anything; real commands
+      // through the context's window (the raw route) complete with afu_rc 0x13.
       let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
       defer { buffer.deallocate() }
       for lba: UInt64 in [0, 65535] {
-        let read = #expect(throws: SuperpipeError.self) { try lun.read(at: lba, into: buffer) }
+        let refused = #expect(throws: SuperpipeError.self) { try lun.read(at: lba, into: buffer) }
+        #expect(refused?.code == .outOfRange)
+        let read = #expect(throws: SuperpipeError.self) { try lun.rawCommand(.read, at: lba, buffer: buffer) }
         #expect(read?.code == .commandFailed)
         #expect(read?.status?.afuRC == 0x13, "\(String(describing: read))")
-        let write = #expect(throws: SuperpipeError.self) { try lun.write(at: lba, from: UnsafeRawBufferPointer(buffer)) }
+        let write = #expect(throws: SuperpipeError.self) { try lun.rawCommand(.write, at: lba, buffer: buffer) }
         #expect(write?.status?.afuRC == 0x13, "\(String(describing: write))")
       }
       // Grown it maps; shrunk back to 0 it is empty again.
@@ -50,7 +53,8 @@ struct VirtualSizingCatalogueTests {
         Issue.record("LBA 0 of a one-chunk virtual LUN is not mapped")
       }
       try lun.read(at: Cat.chunk - 1, into: buffer)
-      let beyond = #expect(throws: SuperpipeError.self) { try lun.read(at: Cat.chunk, into: buffer) }
+      #expect(throws: SuperpipeError.self) { try lun.read(at: Cat.chunk, into: buffer) }
+      let beyond = #expect(throws: SuperpipeError.self) { try lun.rawCommand(.read, at: Cat.chunk, buffer: buffer) }
       #expect(beyond?.status?.afuRC == 0x13)
       #expect(mock.adapter.model.translate(contextID: ctxid, handle: handle, virtualLBA: Cat.chunk) == .afuError(0x13))
       #expect(try lun.resize(toBlocks: 0) == 0)

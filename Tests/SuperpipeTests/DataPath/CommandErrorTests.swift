@@ -1,5 +1,5 @@
 import Foundation
-import Superpipe
+@_spi(RawIO) import Superpipe
 import SuperpipeMock
 import Testing
 
@@ -9,7 +9,7 @@ import Testing
 struct CommandErrorTests {
   /// Runs one read on a fresh physical LUN and returns its error.
   private func failedRead(
-    access: AccessMode = .readWrite, lba: UInt64 = 0, write: Bool = false,
+    access: AccessMode = .readWrite, lba: UInt64 = 0, write: Bool = false, raw: Bool = false,
     inject: ((MockAdapter) -> Void)? = nil
   ) throws -> SuperpipeError? {
     let mock = try MockFixture()
@@ -19,7 +19,13 @@ struct CommandErrorTests {
     let buffer = AlignedBuffer(count: 4096)
     let error = try context.withPhysicalLUN { lun in
       #expect(throws: SuperpipeError.self) {
-        if write { try lun.write(at: lba, from: buffer.readOnly) } else { try lun.read(at: lba, into: buffer.bytes) }
+        if raw {
+          try lun.rawCommand(write ? .write : .read, at: lba, buffer: buffer.bytes)
+        } else if write {
+          try lun.write(at: lba, from: buffer.readOnly)
+        } else {
+          try lun.read(at: lba, into: buffer.bytes)
+        }
       }
     }
     try context.detach()
@@ -38,7 +44,12 @@ struct CommandErrorTests {
 
   @Test("8.95 an LBA beyond a physical LUN: CHECK CONDITION, ILLEGAL REQUEST sense, fatal")
   func beyondPhysicalLUN() throws {
-    let error = try failedRead(lba: 4 * 65536)
+    // The typed API refuses it before issuing anything (after refreshing the capacity).
+    let refused = try failedRead(lba: 4 * 65536)
+    #expect(refused?.code == .outOfRange, "\(String(describing: refused))")
+    #expect(refused?.status == nil)
+    // The adapter's own answer, through the raw route.
+    let error = try failedRead(lba: 4 * 65536, raw: true)
     #expect(error?.status?.scsiStatus == 0x02)
     #expect(error?.status?.sense?.key == 0x05 && error?.status?.sense?.asc == 0x21)
     #expect(error?.status?.retryClass == .fatal)

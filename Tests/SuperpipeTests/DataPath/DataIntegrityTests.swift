@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Superpipe
+@_spi(RawIO) import Superpipe
 import SuperpipeMock
 import Synchronization
 import Testing
@@ -23,7 +23,10 @@ struct DataIntegrityTests {
       #expect(shrunk == 65536)
       try lun.read(at: 100, into: buffer.bytes)
       #expect(BlockPattern.verify(buffer.readOnly, lba: 100, blockSize: 4096, generation: 1) == nil)
-      let beyond = #expect(throws: SuperpipeError.self) { try lun.read(at: 65536 + 100, into: buffer.bytes) }
+      let refused = #expect(throws: SuperpipeError.self) { try lun.read(at: 65536 + 100, into: buffer.bytes) }
+      #expect(refused?.code == .outOfRange)
+      let one = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<4096])
+      let beyond = #expect(throws: SuperpipeError.self) { try lun.rawCommand(.read, at: 65536 + 100, buffer: one) }
       #expect(beyond?.code == .commandFailed && beyond?.status?.afuRC == 0x13)
       // Grow again to three chunks: chunk 0 still intact; new space is writable.
       let grown = try lun.resize(toBlocks: 3 * 65536)

@@ -309,6 +309,14 @@ struct PathAndSyncFaultTests {
         mock.adapter.failNextAFUSyncs(1, schedulingReset: true, resetDuration: .milliseconds(30))
         let size = try lun.resize(toBlocks: 2 * 65536)
         #expect(size == 2 * 65536)
+        // The reset runs on the mock's own thread, which a loaded machine may start late: wait
+        // until it has put the context in the error state (or the retry already recovered it).
+        let deadline = ContinuousClock.now + .seconds(5)
+        while context.token == before, mock.adapter.snapshot().context(token: before.rawValue)?.state != .error,
+          ContinuousClock.now < deadline
+        {
+          usleep(1000)
+        }
         try lun.read(at: 3, into: buffer.bytes)  // recovered (during the retry or now), UA verified
         #expect(BlockPattern.verify(buffer.readOnly, lba: 3, blockSize: 4096, generation: 1) == nil)
         BlockPattern.fill(buffer.bytes, lba: 65536 + 3, blockSize: 4096, generation: 2)
