@@ -49,10 +49,13 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
+    // Installs the mock client as the device backend at process start when SUPERPIPE_MOCK is set.
+    .target(name: "CSuperpipeMockEnvironment"),
     .target(
       name: "SuperpipeMock",
       dependencies: [
         "CCXLFlash",
+        "CSuperpipeMockEnvironment",
         "Superpipe",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
@@ -91,7 +94,9 @@ let package = Package(
     // A child process for the multi-process tests (not a product).
     .executableTarget(
       name: "SuperpipeTestChild",
-      dependencies: ["Superpipe", "CCXLFlash", .product(name: "SystemPackage", package: "swift-system")],
+      dependencies: [
+        "Superpipe", "SuperpipeMock", "CCXLFlash", .product(name: "SystemPackage", package: "swift-system"),
+      ],
       path: "Tests/SuperpipeTestChild",
       swiftSettings: testSwift
     ),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Superpipe
+import SuperpipeMock
 
 /// `superpipectl`: manage IBM CXL Flash LUNs through the cxlflash superpipe interface, on hardware
 /// or on the Superpipe mock adapter.
@@ -28,4 +29,13 @@ struct SuperpipeCtl: ParsableCommand {
       DemoChild.self,
     ]
   )
+
+  /// Runs the command. The CLI manages hardware and mock adapters alike, so it installs the mock
+  /// client as its device backend first: mock nodes (Unix sockets) are recognised wherever they
+  /// are named, and every other path reaches the kernel (a stat per open, nothing per I/O that
+  /// matters for a management tool). SUPERPIPE_MOCK=DIR also maps /dev/sdX to DIR's nodes.
+  static func main() {
+    MockDeviceBackend.install()
+    main(nil)
+  }
 }

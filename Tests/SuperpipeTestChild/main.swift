@@ -7,6 +7,9 @@
 //        LBAs blocks..<2*blocks (the parent checks it sees them: the chunks are shared)
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
+//   session <disk>                            a whole session with public API only: attach, a vLUN,
+//        write and read back stamped blocks, release, detach (with SUPERPIPE_MOCK=DIR and
+//        <disk> = /dev/sda: an unchanged application reaching a mock by the hardware path)
 //   held-wait <disk> <polling|interrupts> <ms>  (the parent holds the mock's commands) a synchronous
 //        and an async read, each given up after <ms> (automatic recovery off); prints the process's
 //        CPU time during each wait, in µs: the cost of waiting
@@ -15,12 +18,14 @@
 //        <go-file> to exist (the parent reset the adapter meanwhile), then read: must fail with
 //        .adapterReset; then release and detach must still work
 
-import CCXLFlash
-import Dispatch
-import Foundation
-import SystemPackage
+// It uses only public API (and the raw-device SPI for the scenario that must send what the typed
+// API forbids); it reaches the parent's mock through SUPERPIPE_MOCK, which the parent sets, as an
+// unchanged application would.
 
-@testable import Superpipe
+import CCXLFlash
+import Foundation
+@_spi(RawDevice) import Superpipe
+import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -73,23 +78,23 @@ func run() throws {
     // The typed API refuses nothing here (it does not know the token is foreign); the driver must.
     let parent = token(3)
     let number = handle(4)
-    guard case .success(let fd) = Syscall.open(disk, O_RDWR) else { fail("open") }
+    guard case .success(let fd) = RawDevice.open(disk) else { fail("open") }
     var resize = dk_cxlflash_resize()
     resize.context_id = parent.rawValue
     resize.rsrc_handle = number.rawValue
     resize.req_size = 65536
-    let resized = withUnsafeMutableBytes(of: &resize) { Syscall.ioctl(fd, CXLFlashIoctl.vlunResize.request, $0.baseAddress!, size: $0.count) }
+    let resized = RawDevice.ioctl(fd, .vlunResize, &resize)
     var release = dk_cxlflash_release()
     release.context_id = parent.rawValue
     release.rsrc_handle = number.rawValue
-    let released = withUnsafeMutableBytes(of: &release) { Syscall.ioctl(fd, CXLFlashIoctl.release.request, $0.baseAddress!, size: $0.count) }
+    let released = RawDevice.ioctl(fd, .release, &release)
     var attach = dk_cxlflash_attach()
     attach.hdr.flags = 2 | DK_CXLFLASH_ATTACH_REUSE_CONTEXT
     attach.context_id = parent.rawValue
-    let reused = withUnsafeMutableBytes(of: &attach) { Syscall.ioctl(fd, CXLFlashIoctl.attach.request, $0.baseAddress!, size: $0.count) }
+    let reused = RawDevice.ioctl(fd, .attach, &attach)
     var detach = dk_cxlflash_detach()
     detach.context_id = parent.rawValue
-    let detached = withUnsafeMutableBytes(of: &detach) { Syscall.ioctl(fd, CXLFlashIoctl.detach.request, $0.baseAddress!, size: $0.count) }
+    let detached = RawDevice.ioctl(fd, .detach, &detach)
     func name(_ result: Result<CInt, SystemPackage.Errno>) -> String {
       switch result {
       case .success: "ok"
@@ -97,7 +102,7 @@ func run() throws {
       }
     }
     emit("resize=\(name(resized)) release=\(name(released)) reuse=\(name(reused)) detach=\(name(detached))")
-    _ = Syscall.close(fd)
+    RawDevice.close(fd)
   case "hammer":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)
@@ -130,48 +135,18 @@ func run() throws {
     }  // RELEASE in the error state
     try context.detach()  // DETACH in the error state
     emit("cleanup=ok")
-  case "held-wait":
-    guard arguments.count > 4, let mode = CompletionMode(rawValue: arguments[3]), let milliseconds = Int(arguments[4])
-    else { fail("usage: held-wait <disk> <polling|interrupts> <ms>") }
+  case "session":
     let context = try Context(lun: disk)
-    context.configureIO(IOConfiguration(queueDepth: 4, completion: mode, commandTimeout: .milliseconds(milliseconds)))
-    context.recoveryPolicy.automatic = false
-    let lun = try context.openPhysicalLUN()
-    let buffer = AlignedBuffer(count: lun.blockSize)
-    func cpuMicroseconds() -> Int {
-      var usage = rusage()
-      getrusage(RUSAGE_SELF.rawValue, &usage)
-      return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000 + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec
-    }
-    @Sendable func outcome(_ error: (any Error)?) -> String {
-      guard let error else { return "completed" }
-      return (error as? SuperpipeError)?.code.description ?? "\(error)"
-    }
-    var start = cpuMicroseconds()
-    var clock = ContinuousClock.now
-    var failure: (any Error)?
-    do { try lun.read(at: 0, into: buffer.bytes) } catch { failure = error }
-    let syncCPU = cpuMicroseconds() - start
-    let syncWall = ContinuousClock.now - clock
-    let syncOutcome = outcome(failure)
-    start = cpuMicroseconds()
-    clock = ContinuousClock.now
-    let bytes = SendableBytes(buffer.bytes)
-    let view = ConcurrentIO(io: lun.dataPath.io)
-    let asyncResult = blockingAwait { () async -> String in
-      do {
-        try await view.read(at: 0, into: bytes.value)
-        return "completed"
-      } catch {
-        return outcome(error)
-      }
-    }
-    let asyncCPU = cpuMicroseconds() - start
-    let asyncWall = ContinuousClock.now - clock
-    emit(
-      "sync=\(syncOutcome) syncCPU=\(syncCPU) syncWall=\(syncWall.components.seconds * 1_000_000 + syncWall.components.attoseconds / 1_000_000_000_000) "
-        + "async=\(asyncResult) asyncCPU=\(asyncCPU) asyncWall=\(asyncWall.components.seconds * 1_000_000 + asyncWall.components.attoseconds / 1_000_000_000_000)")
+    let lun = try context.openVirtualLUN(blocks: 65536)
+    let buffer = AlignedBuffer(count: 8 * lun.blockSize)
+    BlockPattern.fill(buffer.bytes, lba: 100, blockSize: lun.blockSize, generation: 4)
+    try lun.write(at: 100, from: buffer.readOnly)
+    buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+    try lun.read(at: 100, into: buffer.bytes)
+    let verified = BlockPattern.verify(buffer.readOnly, lba: 100, blockSize: lun.blockSize, generation: 4) ?? "ok"
+    let token = context.token
     try lun.release()
+    emit("token=\(token) verified=\(verified.replacingOccurrences(of: " ", with: "_"))")
   case "hold":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)
@@ -182,27 +157,51 @@ func run() throws {
   }
 }
 
-/// A buffer address handed to a task.
-struct SendableBytes: @unchecked Sendable {
-  let value: UnsafeMutableRawBufferPointer
-  init(_ value: UnsafeMutableRawBufferPointer) { self.value = value }
+/// held-wait: a synchronous, then an async read of a held command, each given up after <ms>.
+func heldWait() async throws {
+  guard arguments.count > 4, let mode = CompletionMode(rawValue: arguments[3]), let milliseconds = Int(arguments[4])
+  else { fail("usage: held-wait <disk> <polling|interrupts> <ms>") }
+  let context = try Context(lun: disk)
+  context.configureIO(IOConfiguration(queueDepth: 4, completion: mode, commandTimeout: .milliseconds(milliseconds)))
+  context.recoveryPolicy.automatic = false
+  let lun = try context.openPhysicalLUN()
+  let buffer = AlignedBuffer(count: lun.blockSize)
+  func cpuMicroseconds() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1_000_000 + usage.ru_utime.tv_usec + usage.ru_stime.tv_usec
+  }
+  func outcome(_ error: (any Error)?) -> String {
+    guard let error else { return "completed" }
+    return (error as? SuperpipeError)?.code.description ?? "\(error)"
+  }
+  func microseconds(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+  }
+  var start = cpuMicroseconds()
+  var clock = ContinuousClock.now
+  let syncOutcome = outcome(blockingRead(lun, buffer.bytes))
+  let syncCPU = cpuMicroseconds() - start
+  let syncWall = ContinuousClock.now - clock
+  start = cpuMicroseconds()
+  clock = ContinuousClock.now
+  var failure: (any Error)?
+  do { try await lun.read(at: 0, into: buffer.bytes) } catch { failure = error }
+  let asyncCPU = cpuMicroseconds() - start
+  let asyncWall = ContinuousClock.now - clock
+  emit(
+    "sync=\(syncOutcome) syncCPU=\(syncCPU) syncWall=\(microseconds(syncWall)) "
+      + "async=\(outcome(failure)) asyncCPU=\(asyncCPU) asyncWall=\(microseconds(asyncWall))")
 }
 
-/// Runs `body` as a task and blocks this (main) thread until it returns.
-func blockingAwait(_ body: @escaping @Sendable () async -> String) -> String {
-  final class Box: @unchecked Sendable { var value = "" }
-  let box = Box()
-  let done = DispatchSemaphore(value: 0)
-  Task {
-    box.value = await body()
-    done.signal()
-  }
-  done.wait()
-  return box.value
+/// A synchronous read (a synchronous function, so that the blocking overload is used).
+func blockingRead(_ lun: borrowing PhysicalLUN, _ buffer: UnsafeMutableRawBufferPointer) -> (any Error)? {
+  do { try lun.read(at: 0, into: buffer) } catch { return error }
+  return nil
 }
 
 do {
-  try run()
+  if arguments[1] == "held-wait" { try await heldWait() } else { try run() }
 } catch {
   fail("\(error)")
 }

@@ -3,7 +3,7 @@ import Glibc
 import SystemPackage
 import Testing
 
-@testable import Superpipe
+@_spi(DeviceBackend) @testable import Superpipe
 
 /// The syscall seam: errno capture, EINTR policy per call, and the interposer's trace and forced
 /// errnos (after swift-system's mocking tests). Real calls go to real files; forced failures never
@@ -151,16 +151,16 @@ struct SyscallSeamTests {
     #expect(ftruncate(fd, off_t(SISLiteRegister.windowSize)) == 0)
     let interposer = SyscallInterposer()
     try SyscallInterposer.$current.withValue(interposer) {
-      let window = try Syscall.mmap(fd, length: SISLiteRegister.windowSize).get()
+      let window = try Syscall.mapWindow(fd, length: SISLiteRegister.windowSize).get().base
       MMIO.store(window, .rrqStart, 0x1000)
       #expect(MMIO.load(window, .rrqStart) == 0x1000)
       // A second mapping of the same file sees the store (shared).
-      let second = try Syscall.mmap(fd, length: SISLiteRegister.windowSize).get()
+      let second = try Syscall.mapWindow(fd, length: SISLiteRegister.windowSize).get().base
       #expect(MMIO.load(second, .rrqStart) == 0x1000)
-      try Syscall.munmap(second, length: SISLiteRegister.windowSize).get()
-      try Syscall.munmap(window, length: SISLiteRegister.windowSize).get()
+      try Syscall.unmapWindow(second, length: SISLiteRegister.windowSize).get()
+      try Syscall.unmapWindow(window, length: SISLiteRegister.windowSize).get()
       // An offset beyond the file is refused by the kernel with a typed errno, not a crash.
-      #expect(Syscall.mmap(-1, length: 4096).failure == .badFileDescriptor)
+      #expect(Syscall.mapWindow(-1, length: 4096).failure == .badFileDescriptor)
     }
     #expect(interposer.records.map(\.call) == [.mmap, .mmap, .munmap, .munmap, .mmap])
     #expect(interposer.records.first?.size == 65536)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SuperpipeMock
 
 /// Helpers shared by the test suites.
 enum TestSupport {
@@ -9,6 +10,11 @@ enum TestSupport {
 
   /// `Sources/CCXLFlash/include`.
   static let shimInclude = packageRoot.appendingPathComponent("Sources/CCXLFlash/include")
+
+  /// For a test that talks to a mock served by another process (`superpipectl mock serve`): this
+  /// process reaches mock nodes through the mock client backend (in-process mocks install it
+  /// themselves when they start).
+  static func reachServedMocks() { MockDeviceBackend.install() }
 
   /// A fresh temporary directory, removed by the caller.
   static func temporaryDirectory(_ label: String) throws -> URL {
@@ -63,9 +69,13 @@ extension TestSupport {
     let process = Process()
     private let pipe = Pipe()
 
-    init(_ executable: URL, _ arguments: [String]) throws {
+    /// Starts `executable`; `environment` is added to this process's environment.
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws {
       process.executableURL = executable
       process.arguments = arguments
+      if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+      }
       process.standardOutput = pipe
       process.standardError = pipe
       try process.run()
@@ -105,8 +115,13 @@ extension TestSupport {
     }
   }
 
-  /// Spawns the test child executable.
+  /// Spawns the test child executable. It reaches the mock whose disk node is its second argument
+  /// through SUPERPIPE_MOCK (the mock's directory), as an unchanged application would.
   static func spawnChild(_ arguments: [String]) throws -> Child {
-    try Child(productsDirectory.appendingPathComponent("SuperpipeTestChild"), arguments)
+    var environment: [String: String] = [:]
+    if arguments.count > 1, let range = arguments[1].range(of: "/dev/") {
+      environment["SUPERPIPE_MOCK"] = String(arguments[1][..<range.lowerBound])
+    }
+    return try Child(productsDirectory.appendingPathComponent("SuperpipeTestChild"), arguments, environment: environment)
   }
 }

@@ -26,7 +26,7 @@ public struct Context: ~Copyable, Sendable {
   /// the context's MMIO window from the adapter fd.
   ///
   /// - Parameters:
-  ///   - path: The LUN's disk node (`/dev/sdX` on hardware, `<mock>/dev/sdX` on the mock). The LUN
+  ///   - path: The LUN's disk node (`/dev/sdX` on hardware, `DIR/dev/sdX` on a stand-in adapter). The LUN
   ///     must be in superpipe mode (`Superpipe.setMode(_:wwid:path:)`).
   ///   - access: The permissions of every resource handle the context will create.
   ///   - interrupts: AFU interrupts to request, 0...4 (4 on bare metal, 3 under PowerVM).
@@ -57,9 +57,9 @@ public struct Context: ~Copyable, Sendable {
     let adapterFD = CInt(truncatingIfNeeded: Int64(bitPattern: attach.adap_fd))
     let geometry = LUNGeometry(blockSize: attach.block_size, lastLBA: attach.last_lba, maxTransferBlocks: attach.max_xfer)
     let window: MappedWindow
-    switch Syscall.mmap(adapterFD, length: Int(attach.mmio_size)) {
-    case .success(let base):
-      window = MappedWindow(base: base, length: Int(attach.mmio_size))
+    switch Syscall.mapWindow(adapterFD, length: Int(attach.mmio_size)) {
+    case .success(let registers):
+      window = MappedWindow(registers, length: Int(attach.mmio_size))
     case .failure(let errno):
       var detach = dk_cxlflash_detach()
       detach.hdr = DriverCall.diskHeader()

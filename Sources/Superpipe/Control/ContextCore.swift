@@ -284,8 +284,8 @@ extension ContextCore {
     let newToken = ContextToken(rawValue: recover.context_id)
     let newFD = CInt(truncatingIfNeeded: Int64(bitPattern: recover.adap_fd))
     let newWindow: MappedWindow?
-    switch Syscall.mmap(newFD, length: Int(recover.mmio_size)) {
-    case .success(let base): newWindow = MappedWindow(base: base, length: Int(recover.mmio_size))
+    switch Syscall.mapWindow(newFD, length: Int(recover.mmio_size)) {
+    case .success(let registers): newWindow = MappedWindow(registers, length: Int(recover.mmio_size))
     case .failure: newWindow = nil
     }
     dropChannel()

@@ -54,8 +54,8 @@ enum DriverCall {
   static func systemError(_ operation: String, errno: Errno, device: String?) -> SuperpipeError {
     let message: String
     switch errno.rawValue {
-    case ENOENT: message = "no such file; check the path (for the mock: the mock's directory/dev/sdX)"
-    case ENXIO: message = "no driver serves this node (is the mock adapter running?)"
+    case ENOENT: message = "no such file; check the path (a stand-in adapter's nodes are in its directory: DIR/dev/sdX)"
+    case ENXIO: message = "no driver serves this node (is the driver loaded, or the stand-in adapter running?)"
     case EACCES, EPERM: message = "permission denied; the host node needs CAP_SYS_ADMIN (root)"
     case ENOTTY: message = "not a cxlflash device node"
     default: message = "the system call failed"

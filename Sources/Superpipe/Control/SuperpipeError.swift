@@ -51,7 +51,7 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     /// reset; recover the context (DK_CXLFLASH_RECOVER_AFU).
     public static let adapterReset = Code("adapterReset")
     /// The context's adapter fd hung up while its window does not read all ones: the adapter (or
-    /// the mock process serving it) went away. Waiting I/O ends with this error; the context cannot
+    /// the process standing in for it) went away. Waiting I/O ends with this error; the context cannot
     /// be recovered unless the adapter comes back (then DK_CXLFLASH_RECOVER_AFU gives the driver's
     /// answer); attach a new context.
     public static let adapterGone = Code("adapterGone")

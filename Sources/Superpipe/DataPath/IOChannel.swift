@@ -17,7 +17,7 @@
 // thread on behalf of async callers). A wait ends by
 //   - completion;
 //   - a channel fault: the window reads all ones (adapter reset), the adapter fd reports hang-up or
-//     error (the adapter, or the mock serving it, went away), or the channel was retired by a
+//     error (the adapter, or the process standing in for it, went away), or the channel was retired by a
 //     recovery; the waiter goes back through the recovery loop, which re-issues or reports;
 //   - an abort: a context reset (after another command timed out) threw away the command;
 //   - the command timeout.
@@ -79,7 +79,7 @@ enum ChannelFault: UInt32, Sendable {
   /// The window reads all ones: the adapter was reset.
   case adapterReset = 1
   /// The adapter fd reports hang-up or error while the window does not read all ones: the
-  /// adapter (or the mock serving it) went away.
+  /// adapter (or the process standing in for it) went away.
   case adapterGone = 2
   /// The channel was replaced (recovery, reconfiguration or detach).
   case retired = 3
@@ -544,7 +544,7 @@ final class IOChannel: @unchecked Sendable {
     case .adapterGone:
       SuperpipeError(
         code: .adapterGone, operation: what,
-        message: "the adapter fd hung up: the adapter (or the mock serving it) went away, and no command of this "
+        message: "the adapter fd hung up: the adapter (or the process standing in for it) went away, and no command of this "
           + "context can complete; attach a new context when the adapter is back")
     case .none, .adapterReset, .retired:
       adapterResetError(what)

@@ -1,7 +1,7 @@
-// A hook at the syscall seam for tests and diagnostics (after swift-system's Mocking.swift):
+// A hook at the syscall seam for tests and diagnostics (after swift-system's interposer for tests):
 // it records every call made by the task it is installed on and can force errnos instead of
 // calling the OS. It is task-local, so parallel tests, and threads that are not part of the
-// installing task (an in-process mock adapter's threads), are never affected.
+// installing task (for example threads of a device stand-in in this process), are never affected.
 
 import Synchronization
 import SystemPackage
@@ -13,7 +13,7 @@ final class SyscallInterposer: Sendable {
     case open, close, ioctl, read, poll, fstat, mmap, munmap
   }
 
-  /// One recorded call: what hardware (or the mock) would have seen.
+  /// One recorded call: what the device would have seen.
   struct Record: Sendable, Equatable, CustomStringConvertible {
     var call: Call
     var fd: CInt?

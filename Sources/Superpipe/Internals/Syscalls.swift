@@ -1,15 +1,15 @@
 // The one seam between Superpipe and the operating system.
 //
 // Every system call the library makes goes through `Syscall` in this file: code above it never
-// calls Glibc directly. Each wrapper
-//   - reads errno immediately after the call, before anything can allocate or clobber it;
-//   - applies its own EINTR policy (documented per call);
-//   - reports the call to the task's `SyscallInterposer`, when one is installed, which can record
-//     it (request numbers, argument sizes, results) and force an errno instead of calling the OS.
-//
-// The mock adapter of SuperpipeMock sits behind this same seam: a path that is a Unix socket is a
-// mock device node, and descriptors the seam opened on one are remembered (MockDevices), so that
-// everything above the seam is identical for hardware and mock.
+// calls Glibc directly. The layers, as in swift-system:
+//   - raw wrappers that read errno right after the call (`KernelDevice` in DeviceBackend.swift for
+//     the device calls, the scheduling calls below);
+//   - one helper, `Syscall.run`, that applies a call's EINTR policy and, in debug builds, reports
+//     the call to the task's `SyscallInterposer`, which can record it and force an errno instead
+//     of making it (compiled out of release builds);
+//   - the typed calls above (`DriverCall`, `Context`, the I/O channel).
+// Device calls go to the installed `DeviceBackend` when there is one, else straight to the kernel:
+// one atomic load and a branch, no lock, no lookup. The library knows no backend but the kernel's.
 
 import CCXLFlash
 import Synchronization
@@ -31,48 +31,60 @@ enum Syscall {
     case report
   }
 
+  /// What every device call shares: the interposer (debug builds) and the EINTR policy.
+  /// `result` renders a success for the trace.
+  @inline(__always)
+  private static func run<T>(
+    _ call: SyscallInterposer.Call, fd: CInt? = nil, path: String? = nil, request: UInt? = nil, size: Int? = nil,
+    interrupts: InterruptPolicy, result: (T) -> CInt, _ body: () -> Result<T, Errno>
+  ) -> Result<T, Errno> {
+    #if DEBUG
+      let interposer = SyscallInterposer.current
+    #endif
+    while true {
+      #if DEBUG
+        if let forced = interposer?.intercept(call, fd: fd, path: path, request: request, size: size) {
+          if forced == .interrupted, interrupts == .retry { continue }
+          return .failure(forced)
+        }
+      #endif
+      let outcome = body()
+      #if DEBUG
+        if let interposer {
+          switch outcome {
+          case .success(let value):
+            interposer.record(call, fd: fd, path: path, request: request, size: size, result: result(value), errno: 0)
+          case .failure(let errno):
+            interposer.record(call, fd: fd, path: path, request: request, size: size, result: -1, errno: errno.rawValue)
+          }
+        }
+      #endif
+      if case .failure(.interrupted) = outcome, interrupts == .retry { continue }
+      return outcome
+    }
+  }
+
   // MARK: File descriptors
 
   /// `open(2)`. EINTR (a FIFO or device open interrupted by a signal) is retried by default.
   static func open(
     _ path: String, _ flags: CInt, _ mode: mode_t = 0, interrupts: InterruptPolicy = .retry
   ) -> Result<CInt, Errno> {
-    let interposer = SyscallInterposer.current
-    while true {
-      if let forced = interposer?.intercept(.open, path: path) {
-        if forced == .interrupted, interrupts == .retry { continue }
-        return .failure(forced)
-      }
-      let fd: CInt
-      let error: CInt
-      if MockDevices.isMockNode(path) {
-        switch MockDevices.open(path, flags: flags) {
-        case .success(let descriptor): (fd, error) = (descriptor, 0)
-        case .failure(let failure): (fd, error) = (-1, failure.rawValue)
-        }
-      } else {
-        fd = Glibc.open(path, flags, mode)
-        error = fd == -1 ? errno : 0
-      }
-      interposer?.record(.open, path: path, result: fd, errno: error)
-      if error == EINTR, interrupts == .retry { continue }
-      return error == 0 ? .success(fd) : .failure(Errno(rawValue: error))
+    run(.open, path: path, interrupts: interrupts, result: { $0 }) {
+      if let backend = DeviceBackends.installed { return backend.open(path, flags: flags, mode: mode) }
+      return KernelDevice.open(path, flags: flags, mode: mode)
     }
   }
 
   /// `close(2)`. Never retried: on Linux the descriptor is gone even when close reports EINTR, and
   /// a retry could close a descriptor another thread has just been given. EINTR counts as success.
   static func close(_ fd: CInt) -> Result<Void, Errno> {
-    let interposer = SyscallInterposer.current
-    if let forced = interposer?.intercept(.close, fd: fd) {
-      return forced == .interrupted ? .success(()) : .failure(forced)
+    let outcome = run(.close, fd: fd, interrupts: .report, result: { 0 }) { () -> Result<Void, Errno> in
+      if let backend = DeviceBackends.installed { return backend.close(fd) }
+      return KernelDevice.close(fd)
     }
-    MockDevices.forget(fd)
-    let rc = Glibc.close(fd)
-    let error = rc == -1 ? errno : 0
-    interposer?.record(.close, fd: fd, result: rc, errno: error)
-    if error == 0 || error == EINTR { return .success(()) }
-    return .failure(Errno(rawValue: error))
+    if case .failure(.interrupted) = outcome { return .success(()) }
+    return outcome
   }
 
   /// `ioctl(2)` with a pointer argument of `size` bytes (recorded, so traces show what the driver
@@ -82,85 +94,38 @@ enum Syscall {
     _ fd: CInt, _ request: UInt, _ argument: UnsafeMutableRawPointer, size: Int,
     interrupts: InterruptPolicy = .retry
   ) -> Result<CInt, Errno> {
-    let interposer = SyscallInterposer.current
-    while true {
-      if let forced = interposer?.intercept(.ioctl, fd: fd, request: request, size: size) {
-        if forced == .interrupted, interrupts == .retry { continue }
-        return .failure(forced)
+    run(.ioctl, fd: fd, request: request, size: size, interrupts: interrupts, result: { $0 }) {
+      if let backend = DeviceBackends.installed {
+        return backend.ioctl(fd, request: request, argument: argument, size: size)
       }
-      let rc: CInt
-      let error: CInt
-      switch MockDevices.descriptor(for: fd)?.kind {
-      case .node(let path)?:
-        switch MockDevices.ioctl(path: path, request: request, argument: argument) {
-        case .success(let value): (rc, error) = (value, 0)
-        case .failure(let failure): (rc, error) = (-1, failure.rawValue)
-        }
-      case .adapter?:
-        // The adapter fd takes only CXL's own AFU ioctls, which answer others with EINVAL.
-        (rc, error) = (-1, EINVAL)
-      case nil:
-        rc = Glibc.ioctl(fd, request, argument)
-        error = rc == -1 ? errno : 0
-      }
-      interposer?.record(.ioctl, fd: fd, request: request, size: size, result: rc, errno: error)
-      if error == EINTR, interrupts == .retry { continue }
-      return error == 0 ? .success(rc) : .failure(Errno(rawValue: error))
+      return KernelDevice.ioctl(fd, request: request, argument: argument)
     }
   }
 
-  /// `read(2)`. EINTR is retried by default (nothing was consumed).
+  /// `read(2)` of an adapter fd. EINTR is retried by default (nothing was consumed).
   static func read(
     _ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, interrupts: InterruptPolicy = .retry
   ) -> Result<Int, Errno> {
-    let interposer = SyscallInterposer.current
-    while true {
-      if let forced = interposer?.intercept(.read, fd: fd, size: buffer.count) {
-        if forced == .interrupted, interrupts == .retry { continue }
-        return .failure(forced)
-      }
-      let n: Int
-      let error: CInt
-      if case .adapter(_, let control)? = MockDevices.descriptor(for: fd)?.kind {
-        switch MockDevices.readEvent(fd, control: control, into: buffer) {
-        case .success(let count): (n, error) = (count, 0)
-        case .failure(let failure): (n, error) = (-1, failure.rawValue)
-        }
-      } else {
-        n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-        error = n == -1 ? errno : 0
-      }
-      interposer?.record(.read, fd: fd, size: buffer.count, result: CInt(clamping: n), errno: error)
-      if error == EINTR, interrupts == .retry { continue }
-      return error == 0 ? .success(n) : .failure(Errno(rawValue: error))
+    run(.read, fd: fd, size: buffer.count, interrupts: interrupts, result: { CInt(clamping: $0) }) {
+      if let backend = DeviceBackends.installed { return backend.read(fd, into: buffer) }
+      return KernelDevice.read(fd, into: buffer)
     }
   }
 
   /// `poll(2)` on one descriptor. Returns the revents (0 on timeout). EINTR is retried with the
   /// time that is left, so a signal never lengthens the wait.
   static func poll(_ fd: CInt, events: Int16, timeoutMilliseconds: Int32) -> Result<Int16, Errno> {
-    let interposer = SyscallInterposer.current
     let deadline = timeoutMilliseconds < 0 ? nil : MonotonicClock.now() + Int64(timeoutMilliseconds) * 1_000_000
     var timeout = timeoutMilliseconds
     while true {
-      if let forced = interposer?.intercept(.poll, fd: fd) {
-        if forced == .interrupted { timeout = remaining(until: deadline, fallback: timeout); continue }
-        return .failure(forced)
+      let outcome = run(.poll, fd: fd, interrupts: .report, result: { CInt($0) }) {
+        if let backend = DeviceBackends.installed {
+          return backend.poll(fd, events: events, timeoutMilliseconds: timeout)
+        }
+        return KernelDevice.poll(fd, events: events, timeoutMilliseconds: timeout)
       }
-      var descriptor = pollfd(fd: fd, events: events, revents: 0)
-      let rc = Glibc.poll(&descriptor, 1, timeout)
-      let error = rc == -1 ? errno : 0
-      interposer?.record(.poll, fd: fd, result: rc, errno: error)
-      if error == EINTR {
-        timeout = remaining(until: deadline, fallback: timeout)
-        continue
-      }
-      if error != 0 { return .failure(Errno(rawValue: error)) }
-      if rc == 0 { return .success(0) }
-      if case .adapter? = MockDevices.descriptor(for: fd)?.kind {
-        return .success(MockDevices.translatePoll(fd, revents: descriptor.revents))
-      }
-      return .success(descriptor.revents)
+      guard case .failure(.interrupted) = outcome else { return outcome }
+      timeout = remaining(until: deadline, fallback: timeout)
     }
   }
 
@@ -170,59 +135,31 @@ enum Syscall {
     return Int32(clamping: max(0, left))
   }
 
-  /// `fstat(2)`: what kind of object a descriptor is (the seam uses it to recognise mock nodes).
+  /// `fstat(2)` of a descriptor (diagnostics). Never interrupted.
   static func fstat(_ fd: CInt) -> Result<stat, Errno> {
-    let interposer = SyscallInterposer.current
-    if let forced = interposer?.intercept(.fstat, fd: fd) { return .failure(forced) }
-    var info = stat()
-    let rc = Glibc.fstat(fd, &info)
-    let error = rc == -1 ? errno : 0
-    interposer?.record(.fstat, fd: fd, result: rc, errno: error)
-    return error == 0 ? .success(info) : .failure(Errno(rawValue: error))
+    run(.fstat, fd: fd, interrupts: .report, result: { _ in 0 }) {
+      var info = stat()
+      return Glibc.fstat(fd, &info) == -1 ? .failure(Errno(rawValue: errno)) : .success(info)
+    }
   }
 
   // MARK: Memory mappings
 
-  /// `mmap(2)` of `length` bytes of `fd` at `offset`, shared, read/write (the adapter's 64 KiB
-  /// MMIO window). Never interrupted.
-  static func mmap(
-    _ fd: CInt, length: Int, offset: Int = 0, protection: CInt = PROT_READ | PROT_WRITE,
-    flags: CInt = MAP_SHARED
-  ) -> Result<UnsafeMutableRawPointer, Errno> {
-    let interposer = SyscallInterposer.current
-    if let forced = interposer?.intercept(.mmap, fd: fd, size: length) { return .failure(forced) }
-    let result: Result<UnsafeMutableRawPointer, Errno>
-    if case .adapter(let memory, let control)? = MockDevices.descriptor(for: fd)?.kind {
-      result = MockDevices.mapWindow(
-        memory: memory, control: control, length: length, offset: offset, protection: protection, flags: flags)
-    } else {
-      let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
-      if address == MAP_FAILED || address == nil {
-        result = .failure(Errno(rawValue: address == nil ? EINVAL : errno))
-      } else {
-        result = .success(address!)
-      }
+  /// `mmap(2)` of an adapter fd's register window (`length` bytes from offset 0, shared,
+  /// read/write). Never interrupted.
+  static func mapWindow(_ fd: CInt, length: Int) -> Result<MappedRegisters, Errno> {
+    run(.mmap, fd: fd, size: length, interrupts: .report, result: { _ in 0 }) {
+      if let backend = DeviceBackends.installed { return backend.mapWindow(fd, length: length) }
+      return KernelDevice.map(fd, length: length).map { MappedRegisters(base: $0) }
     }
-    let error: CInt
-    if case .failure(let failure) = result { error = failure.rawValue } else { error = 0 }
-    interposer?.record(.mmap, fd: fd, size: length, result: error == 0 ? 0 : -1, errno: error)
-    return result
   }
 
-  /// `munmap(2)`. Never interrupted.
-  static func munmap(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Void, Errno> {
-    let interposer = SyscallInterposer.current
-    if let forced = interposer?.intercept(.munmap, size: length) { return .failure(forced) }
-    MockDevices.unmapped(address)
-    let rc = Glibc.munmap(address, length)
-    let error = rc == -1 ? errno : 0
-    interposer?.record(.munmap, size: length, result: rc, errno: error)
-    return error == 0 ? .success(()) : .failure(Errno(rawValue: error))
-  }
-
-  /// The mock control page behind a mapped window, or nil for hardware (see MockControlPage).
-  static func mockControlPage(forMapping address: UnsafeMutableRawPointer) -> MockControlPage? {
-    MockDevices.controlPage(forMapping: address)
+  /// `munmap(2)` of a register window. Never interrupted.
+  static func unmapWindow(_ address: UnsafeMutableRawPointer, length: Int) -> Result<Void, Errno> {
+    run(.munmap, size: length, interrupts: .report, result: { 0 }) {
+      if let backend = DeviceBackends.installed { return backend.unmapWindow(address, length: length) }
+      return KernelDevice.unmap(address, length: length)
+    }
   }
 
   // MARK: Scheduling and waiting (not recorded: they carry no device traffic)
@@ -279,7 +216,7 @@ enum Syscall {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).
-/// CLOCK_MONOTONIC in nanoseconds (also used by the mock, in this package).
+/// CLOCK_MONOTONIC in nanoseconds (also used by the package's other targets).
 package enum MonotonicClock {
   package static func now() -> Int64 {
     var ts = timespec()

@@ -205,7 +205,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 
   private func handleRegisterWrite(offset rawOffset: Int, value: UInt64) {
-    if rawOffset & MappedWindowFlags.noRoom != 0 {
+    if rawOffset & MockControlPage.noRoomFlag != 0 {
       // IOARRIN written with no room: a user error; the command is dropped (spec 7.6, item 99).
       reportStatus(SISL_ISTATUS_PERM_ERR_CMDROOM)
       return
@@ -415,8 +415,3 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 }
 
-/// Flags the seam sets on register-write FIFO entries (MappedWindow in Superpipe).
-enum MappedWindowFlags {
-  /// IOARRIN written while cmd_room was 0.
-  static let noRoom = 1 << 62
-}

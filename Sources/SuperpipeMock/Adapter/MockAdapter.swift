@@ -129,8 +129,11 @@ public final class MockAdapter: Sendable {
 
   // MARK: Serving
 
-  /// Starts serving the device nodes on a background thread of this process.
+  /// Starts serving the device nodes on a background thread of this process, and installs the
+  /// mock client (`MockDeviceBackend`) as this process's device backend, so that Superpipe reaches
+  /// the nodes.
   public func start() throws {
+    MockDeviceBackend.install()
     try server.withLock { server in
       guard server == nil else { throw MockAdapterError.alreadyRunning }
       let state = persistent.withLock { $0 }

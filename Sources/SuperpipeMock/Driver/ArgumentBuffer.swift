@@ -14,7 +14,7 @@ enum ArgumentBuffer {
   /// step 9). The caller has checked `buffer.count == MemoryLayout<T>.size`.
   static func withStruct<T: BitwiseCopyable>(_ buffer: UnsafeMutableRawBufferPointer, as: T.Type,
                                              _ body: (inout T) -> Int32) -> Int32 {
-    guard buffer.count == MemoryLayout<T>.size else { return Errno.EFAULT }
+    guard buffer.count == MemoryLayout<T>.size else { return LinuxErrno.EFAULT }
     var value = buffer.loadUnaligned(as: T.self)
     let rc = body(&value)
     if rc == 0 { buffer.storeBytes(of: value, as: T.self) }

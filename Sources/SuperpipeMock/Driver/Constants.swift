@@ -4,7 +4,7 @@
 // Linux ones, written out rather than imported from the C library.
 
 /// Linux errno values returned by the cxlflash ioctls (positive, user-visible).
-enum Errno {
+enum LinuxErrno {
   static let EPERM: Int32 = 1
   static let EIO: Int32 = 5
   static let EAGAIN: Int32 = 11

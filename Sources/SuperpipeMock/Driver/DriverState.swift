@@ -25,7 +25,7 @@ struct DriverState: Sendable {
   // Fault injection.
   var readCapacityFailing: Set<Int> = []
   var pendingSyncFailures = 0
-  var syncFailureErrno: Int32 = Errno.EAGAIN
+  var syncFailureErrno: Int32 = LinuxErrno.EAGAIN
   /// Failed syncs also schedule an asynchronous adapter reset (spec 3.5 item 3).
   var syncFailureSchedulesReset = false
   /// Set by such a failure; the model hands it to its reset handler once the ioctl has returned.

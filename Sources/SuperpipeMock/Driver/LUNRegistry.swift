@@ -77,9 +77,9 @@ extension DriverState {
 
   /// ATTACH step 2: read the capacity if not yet known.
   mutating func ensureCapacity(_ wwid: WWID, via sdev: SdevKey) -> Int32 {
-    guard let record = records[wwid] else { return Errno.EINVAL }
+    guard let record = records[wwid] else { return LinuxErrno.EINVAL }
     if record.maxLBA != 0 && record.blockLength != 0 { return 0 }
-    guard let cap = readCapacity(lun: sdev.lun) else { return Errno.ENODEV }
+    guard let cap = readCapacity(lun: sdev.lun) else { return LinuxErrno.ENODEV }
     records[wwid]?.maxLBA = cap.lastLBA
     records[wwid]?.blockLength = cap.blockLength
     return 0
@@ -87,8 +87,8 @@ extension DriverState {
 
   /// Mode attach (spec §2.3 step 1, §2.4 step 2): EINVAL when the other mode holds the LUN.
   mutating func addUser(_ wwid: WWID, mode: LUNMode) -> Int32 {
-    guard let record = records[wwid] else { return Errno.EINVAL }
-    if record.mode != .none && record.mode != mode { return Errno.EINVAL }
+    guard let record = records[wwid] else { return LinuxErrno.EINVAL }
+    if record.mode != .none && record.mode != mode { return LinuxErrno.EINVAL }
     records[wwid]?.mode = mode
     records[wwid]?.users += 1
     return 0
@@ -107,10 +107,10 @@ extension DriverState {
 
   /// USER_VIRTUAL step 3: reserve a LUN-table slot on first use.
   mutating func ensureLUNTableSlot(_ wwid: WWID) -> Int32 {
-    guard let record = records[wwid] else { return Errno.EINVAL }
+    guard let record = records[wwid] else { return LinuxErrno.EINVAL }
     if record.inTable, record.tableIndex != nil { return 0 }
-    guard record.portMask != 0 else { return Errno.EIO }
-    guard let index = lunTable.allocate(portMask: record.portMask) else { return Errno.ENOSPC }
+    guard record.portMask != 0 else { return LinuxErrno.EIO }
+    guard let index = lunTable.allocate(portMask: record.portMask) else { return LinuxErrno.ENOSPC }
     records[wwid]?.tableIndex = index
     records[wwid]?.inTable = true
     return 0

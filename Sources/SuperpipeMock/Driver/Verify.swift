@@ -35,30 +35,30 @@ extension DriverState {
     guard let lun = call.lun,
           let serial = findContext(token: v.context_id, ownerPid: call.caller.pid, lun: lun, scope: .tableOnly),
           let index = findHandle(serial: serial, handle: v.rsrc_handle, lun: lun),
-          let entry = contexts[serial]?.handle(index) else { return Errno.EINVAL }
+          let entry = contexts[serial]?.handle(index) else { return LinuxErrno.EINVAL }
     // 2. Sense processing (the context is "unavailable" meanwhile: atomic under the lock).
     if v.hint & Flags.verifyHintSense != 0 {
-      guard let sense = NormalizedSense(CBytes.bytes(of: v.sense_data)) else { return Errno.EINVAL }
+      guard let sense = NormalizedSense(CBytes.bytes(of: v.sense_data)) else { return LinuxErrno.EINVAL }
       switch sense.key {
       case 0x0, 0x1, 0x2:
         break
       case 0x6:
         switch sense.asc {
         case 0x29, 0x2A:
-          guard let cap = readCapacity(lun: call.sdev.lun) else { return Errno.ENODEV }
+          guard let cap = readCapacity(lun: call.sdev.lun) else { return LinuxErrno.ENODEV }
           records[lun]?.maxLBA = cap.lastLBA
           records[lun]?.blockLength = cap.blockLength
         case 0x3F:
           effects.append(.rescanRequested)
         default:
-          return Errno.EIO
+          return LinuxErrno.EIO
         }
       default:
-        return Errno.EIO
+        return LinuxErrno.EIO
       }
     }
     // 3. last_lba: physical mode → device max LBA; virtual → the handle's size in 4 KiB units.
-    guard let record = records[lun] else { return Errno.EINVAL }
+    guard let record = records[lun] else { return LinuxErrno.EINVAL }
     if record.mode == .physical {
       v.last_lba = record.maxLBA
     } else {

@@ -21,7 +21,7 @@ extension DriverState {
   mutating func resizeVirtual(serial: Int, index: Int, request: UInt64) -> (errno: Int32, lastLBA: UInt64) {
     guard let ctx = contexts[serial], let entry = ctx.handle(index),
           case .virtual(var chunks) = entry.kind, let record = records[entry.lun],
-          record.allocator != nil else { return (Errno.EINVAL, 0) }
+          record.allocator != nil else { return (LinuxErrno.EINVAL, 0) }
     let blockLength = record.blockLength
     let current = UInt64(chunks.count)
     let wanted = VirtualSize.chunks(forRequest: request, blockLength: blockLength)
@@ -30,23 +30,23 @@ extension DriverState {
     if wanted > current {
       // Grow, best effort: truncated to the free chunks; ENOSPC only when none is free.
       let free = record.allocator?.freeCount ?? 0
-      guard free > 0 else { return (Errno.ENOSPC, VirtualSize.lastLBA(chunks: current, blockLength: blockLength)) }
+      guard free > 0 else { return (LinuxErrno.ENOSPC, VirtualSize.lastLBA(chunks: current, blockLength: blockLength)) }
       let grant = min(wanted - current, free)
       for _ in 0..<grant {
         guard let chunk = records[entry.lun]?.allocator?.allocate() else { break }
         chunks.append(chunk)
       }
       setChunks(serial: serial, index: index, chunks)
-      if afuSync(.lightweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = Errno.EAGAIN }
+      if afuSync(.lightweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = LinuxErrno.EAGAIN }
     } else if wanted < current {
       // Shrink: the highest virtual chunks go; heavyweight sync unless in error recovery.
       let removed = Array(chunks[Int(wanted)...])
       chunks.removeLast(removed.count)
       setChunks(serial: serial, index: index, chunks)
-      if ctx.state != .error, afuSync(.heavyweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = Errno.EAGAIN }
+      if ctx.state != .error, afuSync(.heavyweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = LinuxErrno.EAGAIN }
       freeChunks(removed.reversed(), of: entry)
     } else {
-      if afuSync(.heavyweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = Errno.EAGAIN }
+      if afuSync(.heavyweight, ctxid: ctx.ctxid, handle: index) != 0 { rc = LinuxErrno.EAGAIN }
     }
     return (rc, VirtualSize.lastLBA(chunks: UInt64(chunks.count), blockLength: blockLength))
   }
@@ -78,7 +78,7 @@ extension DriverState {
   /// freed whatever happens; otherwise a failed virtual shrink returns its errno and leaves the
   /// handle open (with 0 chunks).
   mutating func releaseHandle(serial: Int, index: Int, ignoreErrors: Bool) -> Int32 {
-    guard let ctx = contexts[serial], let entry = ctx.handle(index) else { return Errno.EINVAL }
+    guard let ctx = contexts[serial], let entry = ctx.handle(index) else { return LinuxErrno.EINVAL }
     switch entry.kind {
     case .virtual:
       let (rc, _) = resizeVirtual(serial: serial, index: index, request: 0)

@@ -24,6 +24,7 @@ struct CLIInjectTests {
 
   @Test("mock inject into a mock served by another process; this process's I/O recovers by itself")
   func injectIntoServedMock() throws {
+    TestSupport.reachServedMocks()
     try Self.withServedMock(ports: 1) { directory in
       let disk = directory + "/dev/sda"
       try Superpipe.setMode(.superpipe, wwid: WWID(hex: "60050768018000000000000000000001")!, path: disk)
@@ -51,6 +52,7 @@ struct CLIInjectTests {
 
   @Test("mock inject port-down/port-up, a fault for one context, and sync-failure --schedule-reset, across processes")
   func injectPathContextAndSyncFaults() throws {
+    TestSupport.reachServedMocks()
     try Self.withServedMock(ports: 2) { directory in
       let wwid = WWID(hex: "60050768018000000000000000000001")!
       let (sda, sdb) = (directory + "/dev/sda", directory + "/dev/sdb")
@@ -107,6 +109,7 @@ struct CLIInjectTests {
 
   @Test("mock inject: an unknown fault is a usage error; no served mock is 'device missing'")
   func injectErrors() throws {
+    TestSupport.reachServedMocks()
     let unknown = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", "/tmp/none", "meteor"])
     #expect(unknown.status == 64, "\(unknown.output)")
     let missing = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", "/tmp/spm-nothing-here", "reset"])
@@ -115,6 +118,7 @@ struct CLIInjectTests {
 
   @Test("mock create/status/destroy --json: schemaVersion 1 documents")
   func mockJSON() throws {
+    TestSupport.reachServedMocks()
     let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     for (arguments, command) in [

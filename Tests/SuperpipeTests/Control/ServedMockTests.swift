@@ -9,6 +9,7 @@ import Testing
 struct ServedMockTests {
   @Test("superpipectl mock serve hosts an adapter that this process attaches to")
   func servedByAnotherProcess() throws {
+    TestSupport.reachServedMocks()
     let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let server = try TestSupport.Child(
@@ -36,5 +37,35 @@ struct ServedMockTests {
       TestSupport.productsDirectory.appendingPathComponent("superpipectl").path, ["mock", "status", "--dir", directory])
     #expect(status.status == 0)
     #expect(status.output.contains("superpipe"), "\(status.output)")
+  }
+
+  @Test("an unchanged application (public API only) reaches a served mock through SUPERPIPE_MOCK, by the hardware path /dev/sda")
+  func environmentVariable() throws {
+    TestSupport.reachServedMocks()
+    let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory, "--luns", "1", "--blocks", "131072", "--ports", "1"])
+    defer {
+      kill(server.process.processIdentifier, SIGTERM)
+      _ = server.wait()
+    }
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: directory + "/dev/sda")
+    let child = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("SuperpipeTestChild"), ["session", "/dev/sda"],
+      environment: ["SUPERPIPE_MOCK": directory])
+    let result = child.firstLine()
+    #expect(child.wait() == 0, "\(result)")
+    #expect(result["verified"] == "ok", "\(result)")
+    #expect(result["token"] != nil)
+    // Without the variable the same program reaches no mock (here: whatever /dev/sda is, or none).
+    let plain = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("SuperpipeTestChild"), ["session", "/dev/sda"],
+      environment: ["SUPERPIPE_MOCK": ""])
+    let refused = plain.firstLine()
+    #expect(plain.wait() != 0, "\(refused)")
   }
 }

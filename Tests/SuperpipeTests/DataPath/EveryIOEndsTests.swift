@@ -103,6 +103,7 @@ struct EveryWaitEndsTests {
 
   @Test("the mock server killed under a client: waiting I/O fails at once as .adapterGone, without spinning; after a restart every acknowledged write is intact")
   func serverKilled() throws {
+    TestSupport.reachServedMocks()
     let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let executable = TestSupport.productsDirectory.appendingPathComponent("superpipectl")

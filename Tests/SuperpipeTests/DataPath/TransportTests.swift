@@ -1,10 +1,9 @@
 import CCXLFlash
 import Foundation
-import Superpipe
-import SuperpipeMock
 import Testing
 
-@testable import Superpipe
+@_spi(DeviceBackend) @testable import Superpipe
+@testable import SuperpipeMock
 
 /// The SISLite transport as the mock implements it (spec 7.2, 7.6, 7.7): SQ command mode, command
 /// room, context reset.
@@ -44,7 +43,7 @@ struct TransportTests {
     let mock = try MockFixture(configuration: configuration)
     let context = try Context(lun: mock.disk(0))
     let window = try #require(context.core.state.withLock { $0.window })
-    let control = try #require(window.control)
+    let control = try #require((window.stores as? MockRegisterStores)?.control)
     #expect(window.load(.commandRoom) == 2)
     // Hold the AFU (its consumer lock) so that stores queue up without being executed.
     #expect(control.tryLockConsumer())

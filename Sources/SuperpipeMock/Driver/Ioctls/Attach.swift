@@ -4,21 +4,21 @@ import CCXLFlash
 
 extension DriverState {
   mutating func attach(_ a: inout dk_cxlflash_attach, _ call: DiskCall, _ effects: inout [MockSideEffect]) -> Int32 {
-    guard let lun = call.lun else { return Errno.EINVAL }
+    guard let lun = call.lun else { return LinuxErrno.EINVAL }
     // 1. Interrupt count, before anything else.
-    guard a.num_interrupts <= Limits.maxInterrupts else { return Errno.EINVAL }
+    guard a.num_interrupts <= Limits.maxInterrupts else { return LinuxErrno.EINVAL }
     // 2. Capacity (READ CAPACITY(16) on first use) → ENODEV.
     let capRC = ensureCapacity(lun, via: call.sdev)
     guard capRC == 0 else { return capRC }
-    guard let record = records[lun] else { return Errno.EINVAL }
+    guard let record = records[lun] else { return LinuxErrno.EINVAL }
     let sqFlag = configuration.sqCommandMode ? Flags.contextSQCmdMode : 0
 
     let token: UInt64
     if a.hdr.flags & Flags.attachReuseContext != 0 {
       // 3./5. REUSE: table only, owner; already attached → EINVAL; no new fd.
       guard let serial = findContext(token: a.context_id, ownerPid: call.caller.pid, lun: nil, scope: .tableOnly),
-            let ctx = contexts[serial] else { return Errno.EINVAL }
-      guard !ctx.attachedLUNs.contains(lun) else { return Errno.EINVAL }
+            let ctx = contexts[serial] else { return LinuxErrno.EINVAL }
+      guard !ctx.attachedLUNs.contains(lun) else { return LinuxErrno.EINVAL }
       contexts[serial]?.attachedLUNs.append(lun)
       token = ctx.token
       a.hdr.return_flags = sqFlag

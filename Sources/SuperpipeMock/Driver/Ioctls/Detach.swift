@@ -8,7 +8,7 @@ extension DriverState {
   mutating func detach(_ d: inout dk_cxlflash_detach, _ call: DiskCall, _ effects: inout [MockSideEffect]) -> Int32 {
     guard let lun = call.lun,
           let serial = findContext(token: d.context_id, ownerPid: call.caller.pid, lun: lun, scope: .withErrorList)
-    else { return Errno.EINVAL }
+    else { return LinuxErrno.EINVAL }
     detachLUN(serial: serial, lun: lun, effects: &effects)
     return 0
   }

@@ -104,31 +104,31 @@ extension DriverState {
   private mutating func diskIoctl(sdev: SdevKey, caller: MockCaller, request: UInt,
                                   argument: UnsafeMutableRawBufferPointer, effects: inout [MockSideEffect]) -> Int32? {
     // 1. The SCSI disk layer: the path must exist (a device that went away → ENODEV).
-    guard pathExists(sdev) else { return Errno.ENODEV }
+    guard pathExists(sdev) else { return LinuxErrno.ENODEV }
     // 3. Internal-LUN mode restriction list.
-    if configuration.lunMode != 0, DKRequest.internalLUNRestricted.contains(request) { return Errno.EINVAL }
+    if configuration.lunMode != 0, DKRequest.internalLUNRestricted.contains(request) { return LinuxErrno.EINVAL }
     // 4. Unknown request.
-    guard let req = DKRequest(request: request) else { return Errno.EINVAL }
+    guard let req = DKRequest(request: request) else { return LinuxErrno.EINVAL }
     // 5. Superpipe mode and adapter state (not for MANAGE_LUN).
     let bound = boundRecord(sdev)
     if req != .manageLUN {
-      guard bound != nil else { return Errno.EINVAL }
+      guard bound != nil else { return LinuxErrno.EINVAL }
       switch adapterState {
       case .normal: break
       case .reset: return nil
-      case .failterm: if !req.allowedInFailterm { return Errno.ENODEV }
+      case .failterm: if !req.allowedInFailterm { return LinuxErrno.ENODEV }
       }
     }
     // 6. copy_from_user of exactly sizeof(struct).
-    guard argument.count == req.size else { return Errno.EFAULT }
+    guard argument.count == req.size else { return LinuxErrno.EFAULT }
     // 7./8. Header validation (hdr.flags is never validated).
     guard let version = ArgumentBuffer.read(argument, at: 0, as: UInt16.self),
           let r0 = ArgumentBuffer.read(argument, at: 2, as: UInt16.self),
           let r1 = ArgumentBuffer.read(argument, at: 4, as: UInt16.self),
           let r2 = ArgumentBuffer.read(argument, at: 6, as: UInt16.self),
-          let returnFlags = ArgumentBuffer.read(argument, at: 16, as: UInt64.self) else { return Errno.EFAULT }
-    guard version == 0 else { return Errno.EINVAL }
-    guard r0 == 0, r1 == 0, r2 == 0, returnFlags == 0 else { return Errno.EINVAL }
+          let returnFlags = ArgumentBuffer.read(argument, at: 16, as: UInt64.self) else { return LinuxErrno.EFAULT }
+    guard version == 0 else { return LinuxErrno.EINVAL }
+    guard r0 == 0, r1 == 0, r2 == 0, returnFlags == 0 else { return LinuxErrno.EINVAL }
     // 9. Handler; the struct is written back only on success.
     let call = DiskCall(sdev: sdev, lun: bound, caller: caller)
     switch req {
@@ -158,13 +158,13 @@ extension DriverState {
   /// HT dispatch, spec §2.12: no adapter-state check; subcmd not validated here.
   private mutating func hostIoctl(request: UInt, argument: UnsafeMutableRawBufferPointer,
                                   effects: inout [MockSideEffect]) -> Int32 {
-    guard let req = HTRequest(request: request) else { return Errno.EINVAL }
-    guard argument.count == req.size else { return Errno.EFAULT }
+    guard let req = HTRequest(request: request) else { return LinuxErrno.EINVAL }
+    guard argument.count == req.size else { return LinuxErrno.EFAULT }
     guard let version = ArgumentBuffer.read(argument, at: 0, as: UInt16.self),
           let r0 = ArgumentBuffer.read(argument, at: 4, as: UInt16.self),
           let r1 = ArgumentBuffer.read(argument, at: 6, as: UInt16.self),
-          let returnFlags = ArgumentBuffer.read(argument, at: 16, as: UInt64.self) else { return Errno.EFAULT }
-    guard version == 0, r0 == 0, r1 == 0, returnFlags == 0 else { return Errno.EINVAL }
+          let returnFlags = ArgumentBuffer.read(argument, at: 16, as: UInt64.self) else { return LinuxErrno.EFAULT }
+    guard version == 0, r0 == 0, r1 == 0, returnFlags == 0 else { return LinuxErrno.EINVAL }
     switch req {
     case .lunProvision:
       return ArgumentBuffer.withStruct(argument, as: ht_cxlflash_lun_provision.self) { lunProvision(&$0, &effects) }

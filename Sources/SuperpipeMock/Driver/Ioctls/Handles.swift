@@ -5,7 +5,7 @@ import CCXLFlash
 extension DriverState {
   /// DK_CXLFLASH_USER_DIRECT (spec §2.3).
   mutating func userDirect(_ u: inout dk_cxlflash_udirect, _ call: DiskCall) -> Int32 {
-    guard let lun = call.lun else { return Errno.EINVAL }
+    guard let lun = call.lun else { return LinuxErrno.EINVAL }
     // 1. Mode attach PHYSICAL.
     let modeRC = addUser(lun, mode: .physical)
     guard modeRC == 0 else { return modeRC }
@@ -13,15 +13,15 @@ extension DriverState {
     guard let serial = findContext(token: u.context_id, ownerPid: call.caller.pid, lun: lun, scope: .tableOnly),
           let ctx = contexts[serial] else {
       removeUser(lun)
-      return Errno.EINVAL
+      return LinuxErrno.EINVAL
     }
     // 3. Lowest free RHT index.
     guard let index = lowestFreeHandle(serial: serial) else {
       removeUser(lun)
-      return Errno.EMFILE
+      return LinuxErrno.EMFILE
     }
     // 4. Format-1 entry for this path's port.
-    guard let record = records[lun] else { return Errno.EINVAL }
+    guard let record = records[lun] else { return LinuxErrno.EINVAL }
     let lunID = record.lunIDs[call.sdev.port] ?? configuration.luns[call.sdev.lun].lunIDs[call.sdev.port] ?? 0
     installHandle(serial: serial, index: index, entry: HandleEntry(
       lun: lun, kind: .physical(lunID: lunID, portMask: UInt8(1) << UInt8(call.sdev.port), deviceLUN: call.sdev.lun),
@@ -42,11 +42,11 @@ extension DriverState {
 
   /// DK_CXLFLASH_USER_VIRTUAL (spec §2.4).
   mutating func userVirtual(_ u: inout dk_cxlflash_uvirtual, _ call: DiskCall) -> Int32 {
-    guard let lun = call.lun, let record = records[lun] else { return Errno.EINVAL }
+    guard let lun = call.lun, let record = records[lun] else { return LinuxErrno.EINVAL }
     // 1. Build the chunk allocator when the LUN leaves NONE.
     if record.mode == .none {
       guard let allocator = ChunkAllocator(totalChunks: ChunkAllocator.chunkCount(lastLBA: record.maxLBA)) else {
-        return Errno.ENOMEM
+        return LinuxErrno.ENOMEM
       }
       records[lun]?.allocator = allocator
     }
@@ -63,11 +63,11 @@ extension DriverState {
     guard let serial = findContext(token: u.context_id, ownerPid: call.caller.pid, lun: lun, scope: .tableOnly),
           let ctx = contexts[serial] else {
       removeUser(lun)
-      return Errno.EINVAL
+      return LinuxErrno.EINVAL
     }
     guard let index = lowestFreeHandle(serial: serial) else {
       removeUser(lun)
-      return Errno.EMFILE
+      return LinuxErrno.EMFILE
     }
     // 5. Format-0 entry with the context's permissions.
     installHandle(serial: serial, index: index, entry: HandleEntry(
@@ -94,13 +94,13 @@ extension DriverState {
 
   /// DK_CXLFLASH_VLUN_RESIZE (spec §2.5).
   mutating func vlunResize(_ r: inout dk_cxlflash_resize, _ call: DiskCall) -> Int32 {
-    guard let lun = call.lun else { return Errno.EINVAL }
+    guard let lun = call.lun else { return LinuxErrno.EINVAL }
     // 1. LUN must be VIRTUAL (before the context).
-    guard records[lun]?.mode == .virtual else { return Errno.EINVAL }
+    guard records[lun]?.mode == .virtual else { return LinuxErrno.EINVAL }
     // 2. Context (with error list) and handle.
     guard let serial = findContext(token: r.context_id, ownerPid: call.caller.pid, lun: lun, scope: .withErrorList),
           let index = findHandle(serial: serial, handle: r.rsrc_handle, lun: lun),
-          let entry = contexts[serial]?.handle(index), case .virtual = entry.kind else { return Errno.EINVAL }
+          let entry = contexts[serial]?.handle(index), case .virtual = entry.kind else { return LinuxErrno.EINVAL }
     // 3. Grow / shrink / equal.
     let (rc, lastLBA) = resizeVirtual(serial: serial, index: index, request: r.req_size)
     guard rc == 0 else { return rc }
@@ -114,7 +114,7 @@ extension DriverState {
   mutating func release(_ r: inout dk_cxlflash_release, _ call: DiskCall) -> Int32 {
     guard let lun = call.lun,
           let serial = findContext(token: r.context_id, ownerPid: call.caller.pid, lun: lun, scope: .withErrorList),
-          let index = findHandle(serial: serial, handle: r.rsrc_handle, lun: lun) else { return Errno.EINVAL }
+          let index = findHandle(serial: serial, handle: r.rsrc_handle, lun: lun) else { return LinuxErrno.EINVAL }
     return releaseHandle(serial: serial, index: index, ignoreErrors: false)
   }
 }

@@ -6,9 +6,9 @@ extension DriverState {
   /// HT_CXLFLASH_LUN_PROVISION: CREATE_LUN / DELETE_LUN (AFU command 0xD0, skipped and reported as
   /// success when the adapter is not NORMAL) and QUERY_PORT.
   mutating func lunProvision(_ p: inout ht_cxlflash_lun_provision, _ effects: inout [MockSideEffect]) -> Int32 {
-    guard configuration.supportsLUNProvision else { return Errno.ENOTSUPP }
+    guard configuration.supportsLUNProvision else { return LinuxErrno.ENOTSUPP }
     let port = Int(p.port)
-    guard port < configuration.portCount else { return Errno.EINVAL }
+    guard port < configuration.portCount else { return LinuxErrno.EINVAL }
     switch p.hdr.subcmd {
     case 0x0001:  // CREATE_LUN
       guard adapterState == .normal else {
@@ -21,9 +21,9 @@ extension DriverState {
       // AFU refusals surface as a non-zero IOASC → EIO.
       guard p.size > 0, onPort.count < configuration.maxLUNsPerPort,
             p.size <= configuration.portCapacityBlocks, used <= configuration.portCapacityBlocks - p.size
-      else { return Errno.EIO }
+      else { return LinuxErrno.EIO }
       let taken = Set(onPort.compactMap { $0.lunIDs[port] })
-      guard let lunID = (0..<16384).lazy.map(Self.samLUNID).first(where: { !taken.contains($0) }) else { return Errno.EIO }
+      guard let lunID = (0..<16384).lazy.map(Self.samLUNID).first(where: { !taken.contains($0) }) else { return LinuxErrno.EIO }
       let wwid = generateWWID()
       configuration.luns.append(MockLUNConfiguration(wwid: wwid, blockSize: 4096, lastLBA: p.size - 1,
                                                      lunIDs: [port: lunID]))
@@ -33,7 +33,7 @@ extension DriverState {
       return 0
     case 0x0002:  // DELETE_LUN
       guard adapterState == .normal else { return 0 }
-      guard let index = configuration.luns.firstIndex(where: { $0.lunIDs[port] == p.lun_id }) else { return Errno.EIO }
+      guard let index = configuration.luns.firstIndex(where: { $0.lunIDs[port] == p.lun_id }) else { return LinuxErrno.EIO }
       configuration.luns[index].lunIDs[port] = nil
       sdevBindings[SdevKey(lun: index, port: port)] = nil
       effects.append(.lunDeleted(lun: index, port: port))
@@ -46,15 +46,15 @@ extension DriverState {
       p.cur_cap_port = onPort.reduce(UInt64(0)) { $0 &+ Self.capacity4K($1) }
       return 0
     default:
-      return Errno.EINVAL
+      return LinuxErrno.EINVAL
     }
   }
 
   /// HT_CXLFLASH_AFU_DEBUG: capability and data_len are validated; the data transfer is the
   /// transport's job, so success echoes the struct.
   mutating func afuDebug(_ d: inout ht_cxlflash_afu_debug) -> Int32 {
-    guard configuration.supportsAFUDebug else { return Errno.ENOTSUPP }
-    guard d.data_len <= Limits.afuDebugMaxData else { return Errno.EINVAL }
+    guard configuration.supportsAFUDebug else { return LinuxErrno.ENOTSUPP }
+    guard d.data_len <= Limits.afuDebugMaxData else { return LinuxErrno.EINVAL }
     return 0
   }
 

@@ -17,7 +17,7 @@ extension DriverState {
     } else if m.hdr.flags & Flags.manageDisable != 0 {
       guard record.users == 0, record.mode == .none else {
         records[wwid] = record
-        return Errno.EBUSY
+        return LinuxErrno.EBUSY
       }
       sdevBindings[call.sdev] = nil
       record.portMask &= ~bit

@@ -11,14 +11,14 @@ extension DriverState {
   mutating func recoverAFU(_ r: inout dk_cxlflash_recover_afu, _ call: DiskCall, _ effects: inout [MockSideEffect]) -> Int32 {
     guard let lun = call.lun,
           let serial = findContext(token: r.context_id, ownerPid: call.caller.pid, lun: lun, scope: .withErrorList),
-          let ctx = contexts[serial] else { return Errno.EINVAL }
+          let ctx = contexts[serial] else { return LinuxErrno.EINVAL }
     guard ctx.state == .error else { return 0 }
 
     let pe: UInt32
     switch startCXLContext(interrupts: ctx.interrupts) {
     case .success(let started): pe = started
     case .failure(let errno):
-      if errno.rawValue == Errno.ENODEV { recoverFoundNoProcessElement = true }
+      if errno.rawValue == LinuxErrno.ENODEV { recoverFoundNoProcessElement = true }
       return errno.rawValue
     }
     let token = Token.make(salt: Token.salt(ctx.token), processElement: pe)
@@ -49,11 +49,11 @@ extension DriverState {
   /// count (below the AFU minimum: EINVAL), the PE bound (>= MAX_CONTEXT: EPERM) and the ctx_cap
   /// readback (mismatch: EAGAIN). The process element is given back on failure.
   mutating func startCXLContext(interrupts: UInt64) -> Result<UInt32, StartFailure> {
-    guard let pe = allocateProcessElement() else { return .failure(StartFailure(rawValue: Errno.ENODEV)) }
+    guard let pe = allocateProcessElement() else { return .failure(StartFailure(rawValue: LinuxErrno.ENODEV)) }
     let failure: Int32? =
-      interrupts < UInt64(max(configuration.minimumInterrupts, 0)) ? Errno.EINVAL
-      : pe >= Limits.maxContext ? Errno.EPERM
-      : !programContextCapabilities() ? Errno.EAGAIN : nil
+      interrupts < UInt64(max(configuration.minimumInterrupts, 0)) ? LinuxErrno.EINVAL
+      : pe >= Limits.maxContext ? LinuxErrno.EPERM
+      : !programContextCapabilities() ? LinuxErrno.EAGAIN : nil
     if let failure {
       processElements.remove(pe)
       return .failure(StartFailure(rawValue: failure))

@@ -11,14 +11,14 @@
 //
 // All integers are little-endian on the wire. Messages are at most `maximumMessage` bytes.
 
-package enum MockWire {
-  package static let magic: UInt32 = 0x4B4D_5053  // "SPMK"
-  package static let version: UInt16 = 1
-  package static let headerSize = 32
+enum MockWire {
+  static let magic: UInt32 = 0x4B4D_5053  // "SPMK"
+  static let version: UInt16 = 1
+  static let headerSize = 32
   /// Header + room for the largest ioctl struct (AFU_DEBUG data travels in a memfd).
-  package static let maximumMessage = headerSize + 4096
+  static let maximumMessage = headerSize + 4096
 
-  package enum Kind: UInt16, Sendable {
+  enum Kind: UInt16, Sendable {
     /// open(2) of a node. `request` carries the open flags.
     case open = 1
     /// ioctl(2) on a node. `request` is the request number.
@@ -28,18 +28,18 @@ package enum MockWire {
   /// Request: magic u32, version u16, kind u16, request u64, argumentSize u32, reserved u32,
   /// reserved u64; then argumentSize bytes of struct. AFU_DEBUG's data buffer travels in a memfd
   /// passed with the message.
-  package struct Request: Sendable, Equatable {
-    package var kind: Kind
-    package var request: UInt64
-    package var argument: [UInt8]
+  struct Request: Sendable, Equatable {
+    var kind: Kind
+    var request: UInt64
+    var argument: [UInt8]
 
-    package init(kind: Kind, request: UInt64, argument: [UInt8] = []) {
+    init(kind: Kind, request: UInt64, argument: [UInt8] = []) {
       self.kind = kind
       self.request = request
       self.argument = argument
     }
 
-    package func encoded() -> [UInt8] {
+    func encoded() -> [UInt8] {
       var bytes = [UInt8]()
       bytes.reserveCapacity(headerSize + argument.count)
       bytes.appendLE(magic)
@@ -53,7 +53,7 @@ package enum MockWire {
       return bytes
     }
 
-    package static func decode(_ bytes: UnsafeRawBufferPointer) -> Request? {
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> Request? {
       guard bytes.count >= headerSize, bytes.loadLE(UInt32.self, at: 0) == magic,
         bytes.loadLE(UInt16.self, at: 4) == version,
         let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
@@ -66,20 +66,20 @@ package enum MockWire {
 
   /// Reply: magic u32, version u16, kind u16, errno i32, argumentSize u32, reserved u32,
   /// descriptorCount u32, reserved u64; then the struct bytes (success only).
-  package struct Reply: Sendable, Equatable {
-    package var kind: Kind
-    package var errno: Int32
-    package var argument: [UInt8]
-    package var descriptorCount: Int
+  struct Reply: Sendable, Equatable {
+    var kind: Kind
+    var errno: Int32
+    var argument: [UInt8]
+    var descriptorCount: Int
 
-    package init(kind: Kind, errno: Int32, argument: [UInt8] = [], descriptorCount: Int = 0) {
+    init(kind: Kind, errno: Int32, argument: [UInt8] = [], descriptorCount: Int = 0) {
       self.kind = kind
       self.errno = errno
       self.argument = argument
       self.descriptorCount = descriptorCount
     }
 
-    package func encoded() -> [UInt8] {
+    func encoded() -> [UInt8] {
       var bytes = [UInt8]()
       bytes.reserveCapacity(headerSize + argument.count)
       bytes.appendLE(magic)
@@ -94,7 +94,7 @@ package enum MockWire {
       return bytes
     }
 
-    package static func decode(_ bytes: UnsafeRawBufferPointer) -> Reply? {
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> Reply? {
       guard bytes.count >= headerSize, bytes.loadLE(UInt32.self, at: 0) == magic,
         bytes.loadLE(UInt16.self, at: 4) == version,
         let kind = Kind(rawValue: bytes.loadLE(UInt16.self, at: 6))
@@ -109,25 +109,25 @@ package enum MockWire {
 
   /// The size of a mock adapter's memfd: the 64 KiB register window the application maps, then a
   /// 64 KiB control area private to the seam and the mock (doorbells, register write log).
-  package static let adapterMemorySize = 2 * 65536
+  static let adapterMemorySize = 2 * 65536
   /// Offset of the control area in the adapter memfd.
-  package static let controlAreaOffset = 65536
+  static let controlAreaOffset = 65536
 }
 
 extension [UInt8] {
-  package mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+  mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
     Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
   }
 }
 
 extension UnsafeRawBufferPointer {
-  package func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+  func loadLE<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
     T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
   }
 }
 
 extension UnsafeMutableRawBufferPointer {
-  package func storeLE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+  func storeLE<T: FixedWidthInteger>(_ value: T, at offset: Int) {
     storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self)
   }
 }

@@ -27,10 +27,13 @@ import Synchronization
   import Glibc
 #endif
 
-package struct MockControlPage: @unchecked Sendable {
-  package let base: UnsafeMutableRawPointer
+struct MockControlPage: @unchecked Sendable {
+  let base: UnsafeMutableRawPointer
 
-  package static let capacity = 1024
+  static let capacity = 1024
+  /// The FIFO entry flag for an IOARRIN store made when cmd_room was 0 (the AFU reports
+  /// PERM_ERR_CMDROOM and drops the command, as hardware does; spec 7.6).
+  static let noRoomFlag = 1 << 62
   static let doorbell = 0
   static let sleeping = 4
   static let interrupts = 8
@@ -42,10 +45,10 @@ package struct MockControlPage: @unchecked Sendable {
   static let slots = 192
   static let slotSize = 24
 
-  package init(base: UnsafeMutableRawPointer) { self.base = base }
+  init(base: UnsafeMutableRawPointer) { self.base = base }
 
   /// Initialises a fresh page (the mock does this before handing the memfd out).
-  package func initialize() {
+  func initialize() {
     memset(base, 0, MockControlPage.slots + MockControlPage.capacity * MockControlPage.slotSize)
     for index in 0..<Self.capacity {
       ccxl_atomic_store_release_u64(slot(index), UInt64(index))
@@ -58,7 +61,7 @@ package struct MockControlPage: @unchecked Sendable {
 
   /// Queues a register store for the AFU and wakes it if it sleeps. Waits (spinning) while the FIFO
   /// is full, which happens only when the AFU is stopped with 1024 stores pending.
-  package func pushRegisterWrite(offset: Int, value: UInt64, ring: Bool = true) {
+  func pushRegisterWrite(offset: Int, value: UInt64, ring: Bool = true) {
     if isClosed { return }
     let mask = UInt64(Self.capacity - 1)
     var position = ccxl_atomic_load_relaxed_u64(base + Self.enqueue)
@@ -86,38 +89,38 @@ package struct MockControlPage: @unchecked Sendable {
   }
 
   /// Takes the consumer lock (only its holder pops the FIFO).
-  package func tryLockConsumer() -> Bool {
+  func tryLockConsumer() -> Bool {
     ccxl_atomic_exchange_u32(base + Self.consumer, 1) == 0
   }
 
   /// Releases the consumer lock.
-  package func unlockConsumer() { ccxl_atomic_store_release_u32(base + Self.consumer, 0) }
+  func unlockConsumer() { ccxl_atomic_store_release_u32(base + Self.consumer, 0) }
 
   /// Whether the FIFO holds entries.
-  package var hasPendingWrites: Bool {
+  var hasPendingWrites: Bool {
     let position = ccxl_atomic_load_acquire_u64(base + Self.dequeue)
     let entry = slot(Int(position & UInt64(Self.capacity - 1)))
     return ccxl_atomic_load_acquire_u64(entry) == position &+ 1
   }
 
   /// The id of the in-process engine serving this page (0: none).
-  package var engineID: UInt64 {
+  var engineID: UInt64 {
     get { ccxl_atomic_load_acquire_u64(base + Self.engine) }
     nonmutating set { ccxl_atomic_store_release_u64(base + Self.engine, newValue) }
   }
 
   /// Whether the mock closed this context (error state or released): its stores go nowhere, as
   /// stores to the error page do on hardware.
-  package var isClosed: Bool { ccxl_atomic_load_acquire_u32(base + Self.closed) != 0 }
+  var isClosed: Bool { ccxl_atomic_load_acquire_u32(base + Self.closed) != 0 }
 
   /// Marks the context closed (the mock, at an adapter reset or release).
-  package func close() {
+  func close() {
     ccxl_atomic_store_release_u32(base + Self.closed, 1)
     ringDoorbell()
   }
 
   /// Bumps the doorbell and wakes the AFU if it said it sleeps.
-  package func ringDoorbell() {
+  func ringDoorbell() {
     _ = ccxl_atomic_fetch_add_u32(base + Self.doorbell, 1)
     ccxl_atomic_fence()
     if ccxl_atomic_load_acquire_u32(base + Self.sleeping) != 0 {
@@ -128,7 +131,7 @@ package struct MockControlPage: @unchecked Sendable {
   // MARK: Consumer: the mock AFU thread
 
   /// Takes the oldest queued register store, if any.
-  package func popRegisterWrite() -> (offset: Int, value: UInt64)? {
+  func popRegisterWrite() -> (offset: Int, value: UInt64)? {
     let mask = UInt64(Self.capacity - 1)
     let position = ccxl_atomic_load_relaxed_u64(base + Self.dequeue)
     let entry = slot(Int(position & mask))
@@ -141,10 +144,10 @@ package struct MockControlPage: @unchecked Sendable {
   }
 
   /// The doorbell sequence now (read before checking for work, then wait on it).
-  package var doorbellSequence: UInt32 { ccxl_atomic_load_acquire_u32(base + Self.doorbell) }
+  var doorbellSequence: UInt32 { ccxl_atomic_load_acquire_u32(base + Self.doorbell) }
 
   /// Sleeps until the doorbell moves past `sequence` or `timeoutNanoseconds` pass.
-  package func waitForDoorbell(after sequence: UInt32, timeoutNanoseconds: Int64) {
+  func waitForDoorbell(after sequence: UInt32, timeoutNanoseconds: Int64) {
     ccxl_atomic_store_release_u32(base + Self.sleeping, 1)
     ccxl_atomic_fence()
     if ccxl_atomic_load_acquire_u32(base + Self.doorbell) == sequence {
@@ -156,40 +159,40 @@ package struct MockControlPage: @unchecked Sendable {
   // MARK: Interrupt coalescing (CXL keeps one pending bit per AFU interrupt)
 
   /// Marks LISN `number` pending; true if it was not pending (an event must be sent).
-  package func raiseInterrupt(_ number: Int) -> Bool {
+  func raiseInterrupt(_ number: Int) -> Bool {
     let bit = UInt32(1) << UInt32(number & 31)
     return ccxl_atomic_fetch_or_u32(base + Self.interrupts, bit) & bit == 0
   }
 
   /// Clears LISN `number` (the application consumed its event).
-  package func clearInterrupt(_ number: Int) {
+  func clearInterrupt(_ number: Int) {
     _ = ccxl_atomic_fetch_and_u32(base + Self.interrupts, ~(UInt32(1) << UInt32(number & 31)))
   }
 }
 
 /// An AFU engine running in this process, which an application thread may drive itself.
-package protocol MockInlineEngine: AnyObject, Sendable {
+protocol MockInlineEngine: AnyObject, Sendable {
   /// Drains the register FIFO on the calling thread if no one else is; false if someone is.
   func drainInline() -> Bool
 }
 
 /// The in-process AFU engines, by the id they write into their control page.
-package enum MockInlineEngines {
+enum MockInlineEngines {
   private static let engines = Mutex<[UInt64: any MockInlineEngine]>([:])
   private static let nextID = Atomic<UInt64>(1)
 
   /// Registers an engine; returns its id.
-  package static func register(_ engine: any MockInlineEngine) -> UInt64 {
+  static func register(_ engine: any MockInlineEngine) -> UInt64 {
     let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
     engines.withLock { $0[id] = engine }
     return id
   }
 
-  package static func unregister(_ id: UInt64) {
+  static func unregister(_ id: UInt64) {
     _ = engines.withLock { $0.removeValue(forKey: id) }
   }
 
-  package static func engine(_ id: UInt64) -> (any MockInlineEngine)? {
+  static func engine(_ id: UInt64) -> (any MockInlineEngine)? {
     id == 0 ? nil : engines.withLock { $0[id] }
   }
 }

@@ -1,8 +1,11 @@
-// The seam's side of the mock adapter: recognising mock device nodes and playing the kernel's part
-// for them (copying ioctl structs in and out, installing the adapter fd, mapping the MMIO window).
-// Called only from `Syscall`; see MockWire.swift for the protocol.
+// The client side of the mock adapter: a `DeviceBackend` that recognises mock device nodes and plays
+// the kernel's part for them (copying ioctl structs in and out, installing the adapter fd, mapping
+// the MMIO window and carrying register stores to the mock AFU). Everything that is not a mock
+// node or a descriptor it opened goes to the kernel (`KernelDevice`). See MockWire.swift for the
+// protocol and MockDeviceBackend.swift for how a process installs it.
 
 import CCXLFlash
+@_spi(DeviceBackend) import Superpipe
 import Synchronization
 import SystemPackage
 
@@ -32,10 +35,6 @@ struct MockDescriptor: Sendable {
 enum MockDevices {
   /// Descriptors of this process that refer to mock devices.
   static let registry = Mutex<[CInt: MockDescriptor]>([:])
-
-  /// The application's mappings of mock windows: returned address -> (the whole mapping, its
-  /// length, the control page).
-  static let mappings = Mutex<[UInt: (base: UInt, length: Int, control: MockControlPage)]>([:])
 
   /// The mock descriptor behind `fd`, if it is one (verified against the object's identity).
   static func descriptor(for fd: CInt) -> MockDescriptor? {
@@ -298,25 +297,13 @@ enum MockDevices {
   }
 
   /// mmap(2) of a mock adapter fd: the context's window is the first 64 KiB of its memfd; a
-  /// mapping beyond it is EINVAL, as CXL's check.
-  static func mapWindow(
-    memory: CInt, control: MockControlPage, length: Int, offset: Int, protection: CInt, flags: CInt
-  ) -> Result<UnsafeMutableRawPointer, Errno> {
-    guard offset >= 0, length > 0, offset + length <= Int(CCXL_MMIO_SIZE) else { return .failure(.invalidArgument) }
-    let address = Glibc.mmap(nil, length, protection, flags, memory, off_t(offset))
+  /// mapping beyond it is EINVAL, as CXL's check. Stores to the mapping go through
+  /// `MockRegisterStores`, which tells the mock AFU about them.
+  static func mapWindow(memory: CInt, control: MockControlPage, length: Int) -> Result<MappedRegisters, Errno> {
+    guard length > 0, length <= Int(CCXL_MMIO_SIZE) else { return .failure(.invalidArgument) }
+    let address = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0)
     if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
     guard let address else { return .failure(.invalidArgument) }
-    mappings.withLock { $0[UInt(bitPattern: address)] = (UInt(bitPattern: address), length, control) }
-    return .success(address)
-  }
-
-  /// The control page behind a mapping of a mock window (nil: not a mock window).
-  static func controlPage(forMapping address: UnsafeMutableRawPointer) -> MockControlPage? {
-    mappings.withLock { $0[UInt(bitPattern: address)]?.control }
-  }
-
-  /// Forgets a mapping being unmapped.
-  static func unmapped(_ address: UnsafeMutableRawPointer) {
-    _ = mappings.withLock { $0.removeValue(forKey: UInt(bitPattern: address)) }
+    return .success(MappedRegisters(base: address, stores: MockRegisterStores(control: control)))
   }
 }

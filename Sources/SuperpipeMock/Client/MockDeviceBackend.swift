@@ -1,0 +1,172 @@
+// How a process reaches mock adapters: the mock client as a Superpipe device backend.
+//
+// Superpipe sends every device call of the process through the installed backend. This one
+// answers for mock device nodes (Unix sockets in a mock's directory, see MockWire.swift) and for
+// the descriptors and windows it opened on them; everything else goes to the kernel. Two ways in:
+//   - from Swift: `MockDeviceBackend.install()` (also done by `MockAdapter.start()` and `serve()`);
+//   - for a process that cannot be changed (the CLI, a child process, a C program linked with the
+//     C API): the environment variable SUPERPIPE_MOCK=<mock directory>, read when the process
+//     starts (a constructor in CSuperpipeMockEnvironment). With it, the hardware paths
+//     /dev/sdX and /dev/cxlflash/cxlflashN lead to that mock's nodes of the same name.
+
+import CCXLFlash
+import CSuperpipeMockEnvironment
+@_spi(DeviceBackend) import Superpipe
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// How a process reaches mock adapters (see the file comment): installs the mock client as
+/// Superpipe's device backend.
+public enum MockDeviceBackend {
+  /// The environment variable naming a mock directory for processes that cannot be changed:
+  /// `SUPERPIPE_MOCK=DIR` installs the mock client when the process starts and makes `/dev/sdX`
+  /// and `/dev/cxlflash/cxlflashN` lead to DIR's nodes of the same name.
+  public static let environmentVariable = "SUPERPIPE_MOCK"
+
+  private static let installedBackend = Mutex<MockClientBackend?>(nil)
+
+  /// Installs the mock client in this process (once; later calls keep the first installation).
+  /// Superpipe's device calls then reach mock nodes (Unix sockets in a mock's directory); every
+  /// other path still reaches the kernel.
+  ///
+  /// - Parameter hardwarePathsDirectory: A mock directory whose nodes stand for the hardware paths
+  ///   `/dev/<name>` (opening `/dev/sda` opens `DIR/dev/sda` when that mock node exists).
+  public static func install(hardwarePathsDirectory: String? = nil) {
+    // Referenced so that the linker keeps the process-start hook (environment.c).
+    precondition(superpipe_mock_environment_linked() == 1)
+    installedBackend.withLock { installed in
+      guard installed == nil else { return }
+      let backend = MockClientBackend(hardwarePathsDirectory: hardwarePathsDirectory)
+      DeviceBackends.install(backend)
+      installed = backend
+    }
+  }
+
+  /// The directory installed for hardware paths, if any (nil also when not installed).
+  public static var hardwarePathsDirectory: String? {
+    installedBackend.withLock { $0?.hardwarePathsDirectory }
+  }
+
+  /// Installs the backend when SUPERPIPE_MOCK names a directory (run at process start).
+  static func installFromEnvironment() {
+    guard let value = getenv(environmentVariable), value.pointee != 0 else { return }
+    install(hardwarePathsDirectory: String(cString: value))
+  }
+}
+
+/// The mock adapter client as a device backend.
+final class MockClientBackend: DeviceBackend {
+  /// The mock directory whose nodes stand for /dev/sdX and /dev/cxlflash/cxlflashN, if any.
+  let hardwarePathsDirectory: String?
+
+  init(hardwarePathsDirectory: String?) {
+    self.hardwarePathsDirectory = hardwarePathsDirectory
+  }
+
+  /// The path a call on `path` means: a hardware path mapped into the mock directory, or `path`.
+  private func resolve(_ path: String) -> String {
+    guard let directory = hardwarePathsDirectory, path.hasPrefix("/dev/") else { return path }
+    let candidate = directory + path
+    return MockDevices.isMockNode(candidate) ? candidate : path
+  }
+
+  func open(_ path: String, flags: CInt, mode: UInt32) -> Result<CInt, Errno> {
+    let resolved = resolve(path)
+    if MockDevices.isMockNode(resolved) { return MockDevices.open(resolved, flags: flags) }
+    return KernelDevice.open(path, flags: flags, mode: mode)
+  }
+
+  func close(_ fd: CInt) -> Result<Void, Errno> {
+    MockDevices.forget(fd)
+    return KernelDevice.close(fd)
+  }
+
+  func ioctl(_ fd: CInt, request: UInt, argument: UnsafeMutableRawPointer, size: Int) -> Result<CInt, Errno> {
+    switch MockDevices.descriptor(for: fd)?.kind {
+    case .node(let path)?:
+      MockDevices.ioctl(path: path, request: request, argument: argument)
+    case .adapter?:
+      // The adapter fd takes only CXL's own AFU ioctls, which answer others with EINVAL.
+      .failure(.invalidArgument)
+    case nil:
+      KernelDevice.ioctl(fd, request: request, argument: argument)
+    }
+  }
+
+  func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+    if case .adapter(_, let control)? = MockDevices.descriptor(for: fd)?.kind {
+      return MockDevices.readEvent(fd, control: control, into: buffer)
+    }
+    return KernelDevice.read(fd, into: buffer)
+  }
+
+  func poll(_ fd: CInt, events: Int16, timeoutMilliseconds: Int32) -> Result<Int16, Errno> {
+    let outcome = KernelDevice.poll(fd, events: events, timeoutMilliseconds: timeoutMilliseconds)
+    guard case .success(let revents) = outcome, revents != 0, case .adapter? = MockDevices.descriptor(for: fd)?.kind
+    else { return outcome }
+    return .success(MockDevices.translatePoll(fd, revents: revents))
+  }
+
+  func mapWindow(_ fd: CInt, length: Int) -> Result<MappedRegisters, Errno> {
+    if case .adapter(let memory, let control)? = MockDevices.descriptor(for: fd)?.kind {
+      return MockDevices.mapWindow(memory: memory, control: control, length: length)
+    }
+    return KernelDevice.map(fd, length: length).map { MappedRegisters(base: $0) }
+  }
+
+  func unmapWindow(_ base: UnsafeMutableRawPointer, length: Int) -> Result<Void, Errno> {
+    KernelDevice.unmap(base, length: length)
+  }
+}
+
+/// Register stores to a mock window (the mock AFU has no MMIO trap to see them): the store is
+/// written into the window, so that loads return it, and queued in order on the context's control
+/// page for the AFU. An IOARRIN store takes a unit of cmd_room first, as hardware does (the AFU
+/// gives it back when it posts the completion); a store made without room carries
+/// `MockControlPage.noRoomFlag` and the AFU answers it with PERM_ERR_CMDROOM. When the AFU engine
+/// runs in this process, the storing thread runs the command itself (no thread switch).
+final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
+  let control: MockControlPage
+  /// The in-process engine serving this window, looked up once.
+  let inlineEngine: (any MockInlineEngine)?
+
+  init(control: MockControlPage) {
+    self.control = control
+    self.inlineEngine = MockInlineEngines.engine(control.engineID)
+  }
+
+  func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer) {
+    var entry = offset
+    if offset == SISLiteRegister.ioarrin.offset, value & 1 == 0, !takeCommandRoom(base) {
+      entry |= MockControlPage.noRoomFlag
+    }
+    ccxl_mmio_write64(base, offset, value)
+    if let inlineEngine {
+      control.pushRegisterWrite(offset: entry, value: value, ring: false)
+      if !inlineEngine.drainInline() { control.ringDoorbell() }
+    } else {
+      control.pushRegisterWrite(offset: entry, value: value)
+    }
+  }
+
+  /// cmd_room falls at the IOARRIN write; false when there was no room.
+  private func takeCommandRoom(_ base: UnsafeMutableRawPointer) -> Bool {
+    let register = base + SISLiteRegister.commandRoom.offset
+    while true {
+      let raw = ccxl_atomic_load_acquire_u64(register)
+      let room = ccxl_be64_to_cpu(raw)
+      if room == 0 || room == .max { return false }
+      if ccxl_atomic_cas_u64(register, raw, ccxl_cpu_to_be64(room - 1)) != 0 { return true }
+    }
+  }
+}
+
+/// Called by the C constructor in CSuperpipeMockEnvironment when the process starts.
+@_cdecl("superpipe_mock_install_from_environment")
+func superpipeMockInstallFromEnvironment() {
+  MockDeviceBackend.installFromEnvironment()
+}
