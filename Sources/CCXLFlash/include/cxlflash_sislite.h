@@ -314,6 +314,14 @@ CCXL_ASSERT_OFFSET(struct sisl_ioasa, lunid_lo, 12);
 CCXL_ASSERT_OFFSET(struct sisl_ioasa, wwid, 16);
 CCXL_ASSERT_OFFSET(struct sisl_ioasa, host_use, 32);
 
+/* Offsets of anonymous-union members, which Swift's MemoryLayout.offset(of:) cannot see (they
+ * import as computed properties): computed by the compiler, for code that works on an IOASA in
+ * place (the host_use words a waiter and the harvester share, the sense bytes). */
+enum {
+	CCXL_IOASA_SENSE_OFFSET = offsetof(struct sisl_ioasa, sense_data),
+	CCXL_IOASA_HOST_USE_OFFSET = offsetof(struct sisl_ioasa, host_use),
+};
+
 CCXL_ASSERT_SIZE(struct sisl_host_map, 0x78);
 CCXL_ASSERT_OFFSET(struct sisl_host_map, endian_ctrl, CCXL_MMIO_ENDIAN_CTRL);
 CCXL_ASSERT_OFFSET(struct sisl_host_map, intr_status, CCXL_MMIO_INTR_STATUS);

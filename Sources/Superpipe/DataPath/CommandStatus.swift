@@ -30,15 +30,18 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
   public var isSuccess: Bool { flags == 0 && afuRC == 0 && scsiStatus == 0 && fcRC == 0 }
 
   init(_ ioasa: UnsafeRawPointer) {
-    flags = ioasa.load(fromByteOffset: 0, as: UInt8.self)
-    afuRC = ioasa.load(fromByteOffset: 1, as: UInt8.self)
-    scsiStatus = ioasa.load(fromByteOffset: 2, as: UInt8.self)
-    fcRC = ioasa.load(fromByteOffset: 3, as: UInt8.self)
-    residual = ioasa.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
-    port = ioasa.load(fromByteOffset: 8, as: UInt8.self)
-    afuExtra = ioasa.load(fromByteOffset: 9, as: UInt8.self)
+    let block = ioasa.loadUnaligned(as: sisl_ioasa.self)
+    flags = block.rc.flags
+    afuRC = block.rc.afu_rc
+    scsiStatus = block.rc.scsi_rc
+    fcRC = block.rc.fc_rc
+    residual = block.resid
+    port = block.port
+    afuExtra = block.afu_extra
     if flags & UInt8(SISL_RC_FLAGS_SENSE_VALID) != 0 {
-      sense = SenseData(bytes: Array(UnsafeRawBufferPointer(start: ioasa + 12, count: Int(DK_CXLFLASH_VERIFY_SENSE_LEN))))
+      sense = SenseData(
+        bytes: Array(
+          UnsafeRawBufferPointer(start: ioasa + Int(CCXL_IOASA_SENSE_OFFSET), count: Int(DK_CXLFLASH_VERIFY_SENSE_LEN))))
     }
   }
 

@@ -97,18 +97,23 @@ enum WaitOutcome: Sendable {
 }
 
 final class IOChannel: @unchecked Sendable {
-  static let slotSize = 128
-  static let ioasaOffset = 64
-  static let doneOffset = 96
-  static let abandonedOffset = 100
-  /// Slot flag (host_use[1]): submitted through the low-level interface, reported by
-  /// `completions(_:)`.
-  static let userOwnedOffset = 104
-  /// Slot flag (host_use[1] high word): a synchronous waiter sleeps on the done word; the
-  /// harvester wakes it.
-  static let sleeperOffset = 108
-  /// Slot word (host_use[2] low word): the context-reset epoch the command was prepared in.
-  static let epochOffset = 112
+  /// A command slot: the IOARCB, then its IOASA (IOARRIN mode: the IOASA follows the IOARCB),
+  /// 128-byte aligned.
+  static let slotSize = MemoryLayout<sisl_ioarcb>.size + MemoryLayout<sisl_ioasa>.size
+  static let ioasaOffset = MemoryLayout<sisl_ioarcb>.size
+  /// The IOASA's host_use words (which the adapter never writes) hold the slot's own state, one
+  /// 32-bit word each:
+  private static let hostUse = ioasaOffset + Int(CCXL_IOASA_HOST_USE_OFFSET)
+  /// completion (0 in flight, 1 done);
+  static let doneOffset = hostUse
+  /// the waiter gave up (timeout or fault): the slot is free once the adapter is done with it;
+  static let abandonedOffset = hostUse + 4
+  /// submitted through the low-level interface, reported by `completions(_:)`;
+  static let userOwnedOffset = hostUse + 8
+  /// a synchronous waiter sleeps on the done word (the harvester wakes it);
+  static let sleeperOffset = hostUse + 12
+  /// the context-reset epoch the command was prepared in.
+  static let epochOffset = hostUse + 16
 
   let window: MappedWindow
   let adapterFD: CInt
@@ -326,11 +331,13 @@ final class IOChannel: @unchecked Sendable {
 
   /// The LBA and block count in a slot's 16-byte CDB (big-endian fields).
   func commandRange(_ index: Int32) -> (lba: UInt64, blocks: UInt32) {
-    let arcb = slot(index)
-    return (
-      UInt64(bigEndian: arcb.loadUnaligned(fromByteOffset: 42, as: UInt64.self)),
-      UInt32(bigEndian: arcb.loadUnaligned(fromByteOffset: 50, as: UInt32.self))
-    )
+    let command = slot(index).load(as: sisl_ioarcb.self)
+    return withUnsafeBytes(of: command.cdb) { cdb in
+      (
+        UInt64(bigEndian: cdb.loadUnaligned(fromByteOffset: SCSICommand16.lbaOffset, as: UInt64.self)),
+        UInt32(bigEndian: cdb.loadUnaligned(fromByteOffset: SCSICommand16.lengthOffset, as: UInt32.self))
+      )
+    }
   }
 
   /// The status of a completed slot.
@@ -382,32 +389,29 @@ final class IOChannel: @unchecked Sendable {
     dataAddress: UInt64, dataLength: UInt32, hostWrite: Bool
   ) {
     let arcb = slot(index)
-    // IOASA (AFU part) and completion word cleared before the doorbell.
-    (arcb + Self.ioasaOffset).initializeMemory(as: UInt64.self, repeating: 0, count: 5)
-    arcb.storeBytes(of: contextID, toByteOffset: 0, as: UInt16.self)
-    let flags = UInt16(SISL_REQ_FLAGS_RES_HNDL) | UInt16(SISL_REQ_FLAGS_TIMEOUT_SECS)
+    // The IOASA and the completion word (host_use word 0) cleared before the doorbell; the other
+    // host_use words keep the slot's flags.
+    (arcb + Self.ioasaOffset).initializeMemory(as: UInt8.self, repeating: 0, count: Self.doneOffset + 4 - Self.ioasaOffset)
+    var command = sisl_ioarcb()
+    command.ctx_id = contextID
+    command.req_flags =
+      UInt16(SISL_REQ_FLAGS_RES_HNDL) | UInt16(SISL_REQ_FLAGS_TIMEOUT_SECS)
       | (hostWrite ? UInt16(SISL_REQ_FLAGS_HOST_WRITE) : 0)
-    arcb.storeBytes(of: flags, toByteOffset: 2, as: UInt16.self)
-    arcb.storeBytes(of: handle, toByteOffset: 4, as: UInt32.self)
-    arcb.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self)
-    arcb.storeBytes(of: dataLength, toByteOffset: 16, as: UInt32.self)
-    arcb.storeBytes(of: UInt32(0), toByteOffset: 20, as: UInt32.self)
-    arcb.storeBytes(of: dataAddress, toByteOffset: 24, as: UInt64.self)
-    let msi: UInt8 = configuration.completion == .interrupts ? UInt8(SISL_MSI_RRQ_UPDATED) : 0
-    arcb.storeBytes(of: msi, toByteOffset: 32, as: UInt8.self)
-    arcb.storeBytes(of: UInt8(0), toByteOffset: 33, as: UInt8.self)
-    let timeoutSeconds = UInt16(clamping: max(1, timeoutNanoseconds / 1_000_000_000))
-    arcb.storeBytes(of: timeoutSeconds, toByteOffset: 34, as: UInt16.self)
-    arcb.storeBytes(of: UInt32(0), toByteOffset: 36, as: UInt32.self)
-    arcb.storeBytes(of: opcode, toByteOffset: 40, as: UInt8.self)
-    arcb.storeBytes(of: cdbFlags, toByteOffset: 41, as: UInt8.self)
-    arcb.storeBytes(of: lba.bigEndian, toByteOffset: 42, as: UInt64.self)
-    arcb.storeBytes(of: blocks.bigEndian, toByteOffset: 50, as: UInt32.self)
-    arcb.storeBytes(of: UInt16(0), toByteOffset: 54, as: UInt16.self)
-    ccxl_atomic_store_release_u32(arcb + Self.epochOffset, currentEpoch)
+    command.res_hndl = handle
+    command.data_len = dataLength
+    command.data_ea = dataAddress
+    command.msi = configuration.completion == .interrupts ? UInt8(SISL_MSI_RRQ_UPDATED) : 0
+    command.timeout = UInt16(clamping: max(1, timeoutNanoseconds / 1_000_000_000))
+    withUnsafeMutableBytes(of: &command.cdb) { cdb in
+      cdb[0] = opcode
+      cdb[1] = cdbFlags
+      cdb.storeBytes(of: lba.bigEndian, toByteOffset: SCSICommand16.lbaOffset, as: UInt64.self)
+      cdb.storeBytes(of: blocks.bigEndian, toByteOffset: SCSICommand16.lengthOffset, as: UInt32.self)
+    }
     // IOARRIN mode: reserved; SQ mode: the IOARCB names its IOASA.
-    let ioasa = submissionQueue == nil ? 0 : UInt64(UInt(bitPattern: arcb + Self.ioasaOffset))
-    arcb.storeBytes(of: ioasa, toByteOffset: 56, as: UInt64.self)
+    command.ioasa_ea = submissionQueue == nil ? 0 : UInt64(UInt(bitPattern: arcb + Self.ioasaOffset))
+    arcb.storeBytes(of: command, as: sisl_ioarcb.self)
+    ccxl_atomic_store_release_u32(arcb + Self.epochOffset, currentEpoch)
   }
 
   /// Submits prepared slots, in order: one IOARRIN store each, or, in SQ mode, copies them all into
@@ -811,6 +815,15 @@ final class IOChannel: @unchecked Sendable {
 
 /// SISL_ISTATUS_MASK (~SISL_ISTATUS_UNMASK): unmask every defined status bit.
 let SISL_ISTATUS_MASK_VALUE: UInt64 = ~SISL_ISTATUS_UNMASK
+
+/// The 16-byte SCSI CDBs the data path builds (READ(16) 0x88, WRITE(16) 0x8A, WRITE SAME(16)
+/// 0x93, SBC-3): opcode, flags byte, then big-endian fields.
+enum SCSICommand16 {
+  /// The 8-byte logical block address.
+  static let lbaOffset = 2
+  /// The 4-byte transfer length in blocks.
+  static let lengthOffset = 10
+}
 
 extension Int64 {
   /// `self + other`, saturating at `Int64.max` (deadlines from very long timeouts).

@@ -274,7 +274,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 
   /// SQ mode: executes the IOARCBs from the head up to (not including) `tail`, wrapping after
-  /// sq_end; each names its IOASA (offset 56) and is answered with an RRQ entry holding the IOASA's
+  /// sq_end; each names its IOASA (ioasa_ea) and is answered with an RRQ entry holding the IOASA's
   /// address.
   private func consumeSubmissionQueue(tail: UInt64) {
     guard sqEnd >= sqStart, sqStart & 63 == 0, tail >= sqStart, tail <= sqEnd, (tail - sqStart) % 64 == 0 else {
@@ -336,8 +336,8 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
     corruptIfInjected(command, completion)
     var ioasa = completion.ioasa
-    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (offset 56).
-    let ioasaAddress = submissionQueue ? command.ioasa_ea : address + 64
+    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (ioasa_ea).
+    let ioasaAddress = submissionQueue ? command.ioasa_ea : address + UInt64(MemoryLayout<sisl_ioarcb>.size)
     if inProcess, !submissionQueue, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
       // Everything but host_use (not written by the AFU).
       withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: 32) }
