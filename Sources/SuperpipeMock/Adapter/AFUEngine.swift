@@ -340,9 +340,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     let ioasaAddress = submissionQueue ? command.ioasa_ea : address + UInt64(MemoryLayout<sisl_ioarcb>.size)
     if inProcess, !submissionQueue, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
       // Everything but host_use (not written by the AFU).
-      withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+      withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: Int(CCXL_IOASA_HOST_USE_OFFSET)) }
     } else if let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
-      _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, 32) }
+      _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, Int(CCXL_IOASA_HOST_USE_OFFSET)) }
     }
     postResponse(submissionQueue ? ioasaAddress : address)
     if !submissionQueue { giveBackCommandRoom() }

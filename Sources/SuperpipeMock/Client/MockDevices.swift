@@ -185,9 +185,8 @@ enum MockDevices {
     var debugBuffer: (address: UInt64, length: Int, hostRead: Bool, memory: CInt)?
     defer { if let memory = debugBuffer?.memory { _ = Glibc.close(memory) } }
     if request == CCXL_HT_CXLFLASH_AFU_DEBUG, bytes.count == MemoryLayout<ht_cxlflash_afu_debug>.size {
-      let (address, length, flags) = bytes.withUnsafeBytes {
-        ($0.loadLE(UInt64.self, at: 40), Int($0.loadLE(UInt32.self, at: 48)), $0.loadLE(UInt64.self, at: 8))
-      }
+      let debug = bytes.withUnsafeBytes { $0.loadUnaligned(as: ht_cxlflash_afu_debug.self) }
+      let (address, length, flags) = (debug.data_ea, Int(debug.data_len), debug.hdr.flags)
       // The driver validates the length before touching user memory.
       if length > 0, length <= Int(HT_CXLFLASH_AFU_DEBUG_MAX_DATA_LEN) {
         let hostWrite = flags & HT_CXLFLASH_HOST_WRITE != 0
@@ -236,7 +235,9 @@ enum MockDevices {
       }
       register(adapter, .adapter(memory: descriptors[1], control: MockControlPage(base: control)))
       let offset: Int? =
-        request == CCXL_DK_CXLFLASH_ATTACH ? 56 : request == CCXL_DK_CXLFLASH_RECOVER_AFU ? 48 : nil
+        request == CXLFlashIoctl.attach.request
+        ? MemoryLayout<dk_cxlflash_attach>.offset(of: \.adap_fd)
+        : request == CXLFlashIoctl.recoverAFU.request ? MemoryLayout<dk_cxlflash_recover_afu>.offset(of: \.adap_fd) : nil
       if let offset {
         reply.argument.withUnsafeMutableBytes { $0.storeLE(UInt64(bitPattern: Int64(adapter)), at: offset) }
       }

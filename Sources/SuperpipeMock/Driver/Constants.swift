@@ -60,5 +60,5 @@ enum Flags {
   static let manageDisable: UInt64 = 0x4000_0000_0000_0000
 }
 
-/// WWID as the record key (16 bytes as passed by the caller).
-typealias WWID = [UInt8]
+/// A WWID as the record key (16 bytes as passed by the caller).
+typealias WWIDBytes = [UInt8]

@@ -20,7 +20,7 @@ enum HandleKind: Sendable, Equatable {
 /// One open RHT slot.
 struct HandleEntry: Sendable, Equatable {
   /// WWID of the LUN record that owns the handle.
-  var lun: WWID
+  var lun: WWIDBytes
   var kind: HandleKind
   /// Permission nibble (0x1 read, 0x2 write).
   var permissions: UInt8
@@ -43,7 +43,7 @@ struct Context: Sendable {
   /// (ATTACH flags + 1) & 3.
   let permissions: UInt8
   /// LUN records this context is attached to, in attach order.
-  var attachedLUNs: [WWID] = []
+  var attachedLUNs: [WWIDBytes] = []
   /// RHT slots (index = resource handle); grows on demand up to maxRHTPerContext.
   var rht: [HandleEntry?] = []
   var openHandles = 0
@@ -69,7 +69,7 @@ enum LookupScope { case tableOnly, withErrorList }
 extension DriverState {
   /// get_context: token match (ctxid < 512, full 64 bits), optional error-list fallback, owner
   /// `pid`, optional LUN binding. Returns the context serial, nil for "not found" (→ EINVAL).
-  func findContext(token: UInt64, ownerPid pid: Int32, lun: WWID?, scope: LookupScope) -> Int? {
+  func findContext(token: UInt64, ownerPid pid: Int32, lun: WWIDBytes?, scope: LookupScope) -> Int? {
     let ctxid = Token.ctxid(token)
     guard ctxid < Limits.maxContext else { return nil }
     var found: Context?
@@ -84,7 +84,7 @@ extension DriverState {
   }
 
   /// Handle lookup for RELEASE/RESIZE/VERIFY: open, < MAX_RHT_PER_CONTEXT, on this LUN.
-  func findHandle(serial: Int, handle: UInt64, lun: WWID) -> Int? {
+  func findHandle(serial: Int, handle: UInt64, lun: WWIDBytes) -> Int? {
     guard handle < UInt64(configuration.maxRHTPerContext), let ctx = contexts[serial] else { return nil }
     let index = Int(handle)
     guard let entry = ctx.handle(index), entry.lun == lun else { return nil }

@@ -6,10 +6,10 @@ struct DriverState: Sendable {
   var rng: SplitMix64
   var adapterState: MockAdapterState = .normal
 
-  /// LUN records keyed by WWID (spec §4.2).
-  var records: [WWID: LUNRecord] = [:]
+  /// LUN records keyed by WWIDBytes (spec §4.2).
+  var records: [WWIDBytes: LUNRecord] = [:]
   /// Disk paths in superpipe mode → the record MANAGE_LUN attached to them.
-  var sdevBindings: [SdevKey: WWID] = [:]
+  var sdevBindings: [SdevKey: WWIDBytes] = [:]
   var lunTable: LUNTable
 
   /// Every live context (table and error list) by serial.
@@ -78,5 +78,5 @@ extension DriverState {
   }
 
   /// The sdev binding of a disk path in superpipe mode.
-  func boundRecord(_ sdev: SdevKey) -> WWID? { sdevBindings[sdev] }
+  func boundRecord(_ sdev: SdevKey) -> WWIDBytes? { sdevBindings[sdev] }
 }

@@ -1,7 +1,7 @@
 // LUNRegistry.swift - WWID-keyed LUN records, disk-path bindings and the AFU LUN table (spec §4).
 
 /// Global LUN mode (spec §4.3).
-enum LUNMode: Sendable, Equatable { case none, virtual, physical }
+enum LUNUseMode: Sendable, Equatable { case none, virtual, physical }
 
 /// One disk path: a LUN seen through one port.
 struct SdevKey: Hashable, Sendable {
@@ -12,11 +12,11 @@ struct SdevKey: Hashable, Sendable {
 /// The per-WWID LUN record: the union of the driver's global record (capacity, mode, users,
 /// allocator) and its per-adapter record (LUN ids per port, port mask, LUN-table index).
 struct LUNRecord: Sendable {
-  let wwid: WWID
+  let wwid: WWIDBytes
   /// READ CAPACITY(16) results; max_lba 0 = "not yet known".
   var maxLBA: UInt64 = 0
   var blockLength: UInt32 = 0
-  var mode: LUNMode = .none
+  var mode: LUNUseMode = .none
   /// Open resource handles on this LUN in every context.
   var users = 0
   /// Exists while mode == .virtual.
@@ -29,10 +29,10 @@ struct LUNRecord: Sendable {
   var tableIndex: Int?
   /// False after every port was disabled (slot forgotten, not reclaimed).
   var inTable = false
-  /// The configured LUN whose device backs this record (first path enabled with this WWID).
+  /// The configured LUN whose device backs this record (first path enabled with this WWIDBytes).
   var deviceLUN: Int?
 
-  init(wwid: WWID) { self.wwid = wwid }
+  init(wwid: WWIDBytes) { self.wwid = wwid }
 }
 
 /// The AFU LUN-table index allocator (spec §4.4): multi-port LUNs take indices counting up from 0
@@ -76,7 +76,7 @@ extension DriverState {
   }
 
   /// ATTACH step 2: read the capacity if not yet known.
-  mutating func ensureCapacity(_ wwid: WWID, via sdev: SdevKey) -> Int32 {
+  mutating func ensureCapacity(_ wwid: WWIDBytes, via sdev: SdevKey) -> Int32 {
     guard let record = records[wwid] else { return LinuxErrno.EINVAL }
     if record.maxLBA != 0 && record.blockLength != 0 { return 0 }
     guard let cap = readCapacity(lun: sdev.lun) else { return LinuxErrno.ENODEV }
@@ -86,7 +86,7 @@ extension DriverState {
   }
 
   /// Mode attach (spec §2.3 step 1, §2.4 step 2): EINVAL when the other mode holds the LUN.
-  mutating func addUser(_ wwid: WWID, mode: LUNMode) -> Int32 {
+  mutating func addUser(_ wwid: WWIDBytes, mode: LUNUseMode) -> Int32 {
     guard let record = records[wwid] else { return LinuxErrno.EINVAL }
     if record.mode != .none && record.mode != mode { return LinuxErrno.EINVAL }
     records[wwid]?.mode = mode
@@ -95,7 +95,7 @@ extension DriverState {
   }
 
   /// Mode detach: users--, and at 0 the mode returns to NONE and the allocator is discarded.
-  mutating func removeUser(_ wwid: WWID) {
+  mutating func removeUser(_ wwid: WWIDBytes) {
     guard let record = records[wwid] else { return }
     let users = max(record.users - 1, 0)
     records[wwid]?.users = users
@@ -106,7 +106,7 @@ extension DriverState {
   }
 
   /// USER_VIRTUAL step 3: reserve a LUN-table slot on first use.
-  mutating func ensureLUNTableSlot(_ wwid: WWID) -> Int32 {
+  mutating func ensureLUNTableSlot(_ wwid: WWIDBytes) -> Int32 {
     guard let record = records[wwid] else { return LinuxErrno.EINVAL }
     if record.inTable, record.tableIndex != nil { return 0 }
     guard record.portMask != 0 else { return LinuxErrno.EIO }

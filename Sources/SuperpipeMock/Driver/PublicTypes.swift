@@ -7,7 +7,7 @@
 /// One LUN of the mock adapter: what READ CAPACITY(16) and page 0x83 would report, and the FC ports
 /// (channels) it is visible on (spec §4.1, §4.2).
 public struct MockLUNConfiguration: Codable, Sendable, Equatable {
-  /// The 16-byte NAA-6 WWID (page 0x83 designator) a user passes to DK_CXLFLASH_MANAGE_LUN.
+  /// The 16-byte NAA-6 WWIDBytes (page 0x83 designator) a user passes to DK_CXLFLASH_MANAGE_LUN.
   public var wwid: [UInt8]
   /// Device logical block length in bytes (READ CAPACITY(16)), e.g. 4096 or 512. 0 makes every
   /// READ CAPACITY fail (ATTACH → ENODEV).

@@ -68,7 +68,7 @@ public struct MockContextSnapshot: Sendable, Equatable {
 public struct MockLUNSnapshot: Sendable, Equatable {
   /// Record key.
   public var wwid: [UInt8]
-  /// The configured LUN backing the record (first path enabled with this WWID).
+  /// The configured LUN backing the record (first path enabled with this WWIDBytes).
   public var lun: Int?
   /// Known capacity (0 until the first ATTACH).
   public var maxLBA: UInt64

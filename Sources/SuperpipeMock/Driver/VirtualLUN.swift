@@ -93,7 +93,7 @@ extension DriverState {
 
   /// DETACH of one LUN (spec §2.7): its handles released, the LUN unlinked, the context destroyed
   /// when it was the last one.
-  mutating func detachLUN(serial: Int, lun: WWID, effects: inout [MockSideEffect]) {
+  mutating func detachLUN(serial: Int, lun: WWIDBytes, effects: inout [MockSideEffect]) {
     guard let ctx = contexts[serial] else { return }
     for (index, entry) in ctx.rht.enumerated() where entry?.lun == lun {
       _ = releaseHandle(serial: serial, index: index, ignoreErrors: true)

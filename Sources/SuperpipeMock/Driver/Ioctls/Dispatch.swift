@@ -1,8 +1,10 @@
 // Dispatch.swift - the common DK and HT ioctl dispatch (spec §2.1, §2.12).
 
 import CCXLFlash
+import Superpipe
 
-/// The DK_CXLFLASH_* requests with their argument sizes (spec §1.3).
+/// The DK_CXLFLASH_* requests the driver model dispatches on: a view of Superpipe's one ioctl
+/// catalogue (`CXLFlashIoctl`, spec §1.3), which carries the request numbers and argument sizes.
 enum DKRequest: CaseIterable {
   case attach, userDirect, release, detach, verify, recoverAFU, manageLUN, userVirtual, vlunResize, vlunClone
 
@@ -11,46 +13,33 @@ enum DKRequest: CaseIterable {
     self = match
   }
 
-  var number: UInt {
+  /// The catalogue entry.
+  var ioctl: CXLFlashIoctl {
     switch self {
-    case .attach: CCXL_DK_CXLFLASH_ATTACH
-    case .userDirect: CCXL_DK_CXLFLASH_USER_DIRECT
-    case .release: CCXL_DK_CXLFLASH_RELEASE
-    case .detach: CCXL_DK_CXLFLASH_DETACH
-    case .verify: CCXL_DK_CXLFLASH_VERIFY
-    case .recoverAFU: CCXL_DK_CXLFLASH_RECOVER_AFU
-    case .manageLUN: CCXL_DK_CXLFLASH_MANAGE_LUN
-    case .userVirtual: CCXL_DK_CXLFLASH_USER_VIRTUAL
-    case .vlunResize: CCXL_DK_CXLFLASH_VLUN_RESIZE
-    case .vlunClone: CCXL_DK_CXLFLASH_VLUN_CLONE
+    case .attach: .attach
+    case .userDirect: .userDirect
+    case .release: .release
+    case .detach: .detach
+    case .verify: .verify
+    case .recoverAFU: .recoverAFU
+    case .manageLUN: .manageLUN
+    case .userVirtual: .userVirtual
+    case .vlunResize: .vlunResize
+    case .vlunClone: .vlunClone
     }
   }
 
-  var size: Int {
-    switch self {
-    case .attach: MemoryLayout<dk_cxlflash_attach>.size
-    case .userDirect: MemoryLayout<dk_cxlflash_udirect>.size
-    case .release: MemoryLayout<dk_cxlflash_release>.size
-    case .detach: MemoryLayout<dk_cxlflash_detach>.size
-    case .verify: MemoryLayout<dk_cxlflash_verify>.size
-    case .recoverAFU: MemoryLayout<dk_cxlflash_recover_afu>.size
-    case .manageLUN: MemoryLayout<dk_cxlflash_manage_lun>.size
-    case .userVirtual: MemoryLayout<dk_cxlflash_uvirtual>.size
-    case .vlunResize: MemoryLayout<dk_cxlflash_resize>.size
-    case .vlunClone: MemoryLayout<dk_cxlflash_clone>.size
-    }
-  }
+  var number: UInt { ioctl.request }
+  var size: Int { ioctl.argumentSize }
 
-  /// Rejected while sysfs lun_mode ≠ 0 (spec §4.5), raw request values.
-  static let internalLUNRestricted: Set<UInt> = [
-    CCXL_DK_CXLFLASH_RELEASE, CCXL_DK_CXLFLASH_USER_VIRTUAL, CCXL_DK_CXLFLASH_VLUN_RESIZE, CCXL_DK_CXLFLASH_VLUN_CLONE,
-  ]
+  /// Rejected while sysfs lun_mode ≠ 0 (spec §4.5).
+  var restrictedOnInternalLUN: Bool { [.release, .userVirtual, .vlunResize, .vlunClone].contains(self) }
 
   /// Allowed to run in FAILTERM so users can clean up.
   var allowedInFailterm: Bool { self == .vlunResize || self == .release || self == .detach }
 }
 
-/// The HT_CXLFLASH_* requests (spec §2.12).
+/// The HT_CXLFLASH_* requests (spec §2.12), a view of `CXLFlashIoctl` like `DKRequest`.
 enum HTRequest: CaseIterable {
   case lunProvision, afuDebug
 
@@ -59,26 +48,23 @@ enum HTRequest: CaseIterable {
     self = match
   }
 
-  var number: UInt {
+  /// The catalogue entry.
+  var ioctl: CXLFlashIoctl {
     switch self {
-    case .lunProvision: CCXL_HT_CXLFLASH_LUN_PROVISION
-    case .afuDebug: CCXL_HT_CXLFLASH_AFU_DEBUG
+    case .lunProvision: .lunProvision
+    case .afuDebug: .afuDebug
     }
   }
 
-  var size: Int {
-    switch self {
-    case .lunProvision: MemoryLayout<ht_cxlflash_lun_provision>.size
-    case .afuDebug: MemoryLayout<ht_cxlflash_afu_debug>.size
-    }
-  }
+  var number: UInt { ioctl.request }
+  var size: Int { ioctl.argumentSize }
 }
 
 /// Context of one DK ioctl: the path, its superpipe record and the caller.
 struct DiskCall {
   var sdev: SdevKey
   /// The record bound to the path (nil only for MANAGE_LUN on a legacy path).
-  var lun: WWID?
+  var lun: WWIDBytes?
   var caller: MockCaller
 }
 
@@ -106,7 +92,7 @@ extension DriverState {
     // 1. The SCSI disk layer: the path must exist (a device that went away → ENODEV).
     guard pathExists(sdev) else { return LinuxErrno.ENODEV }
     // 3. Internal-LUN mode restriction list.
-    if configuration.lunMode != 0, DKRequest.internalLUNRestricted.contains(request) { return LinuxErrno.EINVAL }
+    if configuration.lunMode != 0, DKRequest(request: request)?.restrictedOnInternalLUN == true { return LinuxErrno.EINVAL }
     // 4. Unknown request.
     guard let req = DKRequest(request: request) else { return LinuxErrno.EINVAL }
     // 5. Superpipe mode and adapter state (not for MANAGE_LUN).

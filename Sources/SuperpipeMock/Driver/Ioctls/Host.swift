@@ -69,7 +69,7 @@ extension DriverState {
     n < 256 ? UInt64(n) << 48 : (0x4000 | UInt64(n)) << 48
   }
 
-  /// A fresh NAA-6 WWID (IBM OUI 00:50:76 followed by random vendor-specific bits).
+  /// A fresh NAA-6 WWIDBytes (IBM OUI 00:50:76 followed by random vendor-specific bits).
   mutating func generateWWID() -> [UInt8] {
     while true {
       let a = rng.next(), b = rng.next()
