@@ -108,12 +108,14 @@ let package = Package(
       dependencies: ["CCXLFlash"],
       path: "Tests/CCXLFlashProbe"
     ),
-    // A child process for the multi-process tests (not a product).
+    // A child process for the multi-process tests (not a product). It uses `@testable import
+    // Superpipe`, which only debug builds allow; in a release build (`swift build -c release` builds
+    // every target) it compiles to a stub that exits 2.
     .executableTarget(
       name: "SuperpipeTestChild",
       dependencies: ["Superpipe", "CCXLFlash", .product(name: "SystemPackage", package: "swift-system")],
       path: "Tests/SuperpipeTestChild",
-      swiftSettings: testSwift
+      swiftSettings: testSwift + [.define("SUPERPIPE_TESTABLE_IMPORTS", .when(configuration: .debug))]
     ),
     .testTarget(
       name: "AFUExecutorTests",

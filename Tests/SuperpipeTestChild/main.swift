@@ -14,6 +14,13 @@
 //   unrecovered <disk> <go-file>              attach with automatic recovery off, write, wait for
 //        <go-file> to exist (the parent reset the adapter meanwhile), then read: must fail with
 //        .adapterReset; then release and detach must still work
+//
+// It reaches into the library (`@testable import`: the raw syscall seam for the "foreign" scenario,
+// the ConcurrentIO view of a handle), which needs Superpipe compiled for testing: debug builds and
+// `swift test` are, a plain `swift build -c release` is not. That build, which builds every target,
+// gets a stub that says so (SUPERPIPE_TESTABLE_IMPORTS is defined for debug builds in Package.swift).
+
+#if SUPERPIPE_TESTABLE_IMPORTS
 
 import CCXLFlash
 import Dispatch
@@ -206,3 +213,12 @@ do {
 } catch {
   fail("\(error)")
 }
+
+#else
+
+import Foundation
+
+print("error=SuperpipeTestChild needs a debug build (it uses @testable import Superpipe): run the tests with swift test")
+exit(2)
+
+#endif
