@@ -27,6 +27,9 @@ let package = Package(
     // The mock CXL Flash adapter (driver and AFU emulation), for applications to test against.
     .library(name: "SuperpipeMock", targets: ["SuperpipeMock"]),
     .executable(name: "superpipectl", targets: ["superpipectl"]),
+    // The data-path benchmark (`swift run -c release superpipe-bench`); the only product that links
+    // malloc-interposer.
+    .executable(name: "superpipe-bench", targets: ["superpipe-bench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,11 +64,19 @@ let package = Package(
       ],
       swiftSettings: strictSwift
     ),
-    // The data-path benchmark (`superpipectl bench`): fio-style figures against an in-process mock
-    // on a RAM-backed file, with a pread/pwrite baseline and allocation counts per I/O.
+    // The integrity soak under a seeded fault schedule (`superpipectl soak`, and the tests).
+    .target(
+      name: "SuperpipeSoak",
+      dependencies: ["Superpipe", "SuperpipeMock"],
+      swiftSettings: strictSwift
+    ),
+    // The data-path benchmark: fio-style figures against an in-process mock on a RAM-backed file,
+    // with a pread/pwrite baseline and allocation counts per I/O (malloc-interposer). Linked only
+    // into `superpipe-bench` (and the test bundle, which runs that executable).
     .target(
       name: "SuperpipeBenchmark",
       dependencies: [
+        "CCXLFlash",
         "Superpipe",
         "SuperpipeMock",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -74,11 +85,20 @@ let package = Package(
       swiftSettings: strictSwift
     ),
     .executableTarget(
+      name: "superpipe-bench",
+      dependencies: [
+        "Superpipe",
+        "SuperpipeBenchmark",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      swiftSettings: strictSwift
+    ),
+    .executableTarget(
       name: "superpipectl",
       dependencies: [
         "Superpipe",
         "SuperpipeMock",
-        "SuperpipeBenchmark",
+        "SuperpipeSoak",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -91,7 +111,8 @@ let package = Package(
       dependencies: ["CCXLFlash"],
       path: "Tests/CCXLFlashProbe"
     ),
-    // A child process for the multi-process tests (not a product).
+    // A child process for the multi-process tests (not a product); public API only, so it builds in
+    // every configuration.
     .executableTarget(
       name: "SuperpipeTestChild",
       dependencies: [
@@ -113,8 +134,8 @@ let package = Package(
     .testTarget(
       name: "SuperpipeTests",
       dependencies: [
-        "Superpipe", "SuperpipeMock", "SuperpipeBenchmark", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
-        "superpipectl",
+        "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
+        "superpipectl", "superpipe-bench",
       ],
       swiftSettings: testSwift
     ),

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Superpipe
-import SuperpipeBenchmark
+import SuperpipeSoak
 
 extension SuperpipeCtl {
   /// `superpipectl soak`: data integrity under a seeded fault schedule.

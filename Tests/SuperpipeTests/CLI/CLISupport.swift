@@ -2,9 +2,11 @@ import Foundation
 import Glibc
 import Testing
 
-/// Runs the built `superpipectl` and checks its JSON documents.
+/// Runs the built `superpipectl` (and `superpipe-bench`) and checks their JSON documents.
 enum CLI {
   static var executable: URL { TestSupport.productsDirectory.appendingPathComponent("superpipectl") }
+  /// The benchmark executable, a separate product.
+  static var benchExecutable: URL { TestSupport.productsDirectory.appendingPathComponent("superpipe-bench") }
 
   struct Result {
     var status: Int32
@@ -18,8 +20,9 @@ enum CLI {
     }
   }
 
-  /// Runs superpipectl with `arguments` (and extra environment), returning status, stdout, stderr.
-  static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+  /// Runs superpipectl (or `executable`) with `arguments` (and extra environment), returning
+  /// status, stdout, stderr.
+  static func run(_ arguments: [String], environment: [String: String] = [:], executable: URL = executable) throws -> Result {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments

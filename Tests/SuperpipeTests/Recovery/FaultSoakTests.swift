@@ -1,5 +1,5 @@
 import Foundation
-import SuperpipeBenchmark
+import SuperpipeSoak
 import SuperpipeMock
 import Testing
 

@@ -94,7 +94,7 @@ public enum FaultSoak {
       let base = UInt64(thread * configuration.blocksPerThread)
       var acknowledged = [UInt64](repeating: 0, count: configuration.blocksPerThread)
       var uncertain = [UInt64](repeating: 0, count: configuration.blocksPerThread)  // a failed write's generation
-      var random = SuperpipeBenchmark.Random(state: configuration.seed &+ UInt64(thread) &* 0x9E37_79B9)
+      var random = Random(state: configuration.seed &+ UInt64(thread) &* 0x9E37_79B9)
       let buffer = AlignedBuffer(count: 4096)
       func check(_ index: Int) {
         let stamp = BlockPattern.stamp(buffer.readOnly, block: 0, blockSize: 4096)
@@ -156,5 +156,17 @@ public enum FaultSoak {
       verifiedReads: verified.load(ordering: .relaxed), faultsInjected: kinds, recovery: statistics,
       staleOrTorn: bad.load(ordering: .relaxed), failedIOs: failed.load(ordering: .relaxed),
       problems: problems.withLock { $0 }, seconds: elapsed)
+  }
+
+  /// A random-number generator without allocation or locking (xorshift64*), seeded per thread so
+  /// that a seed gives the same sequence of I/Os on each thread.
+  struct Random {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state ^= state >> 12
+      state ^= state << 25
+      state ^= state >> 27
+      return state &* 2_685_821_657_736_338_717
+    }
   }
 }

@@ -1,0 +1,134 @@
+// `superpipe-bench`: the data-path benchmark, a separate executable so that the shipping CLI
+// (`superpipectl`) links neither the benchmark nor malloc-interposer, which counts its heap
+// allocations.
+
+import ArgumentParser
+import Foundation
+import Superpipe
+import SuperpipeBenchmark
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `superpipe-bench`: the data-path benchmark.
+@main
+struct SuperpipeBench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "superpipe-bench",
+    abstract: "Benchmark the data path against an in-process mock on a RAM-backed file.",
+    discussion: """
+      Runs 4 KiB random read, write and 70/30 read/write at each queue depth for a fixed time,
+      against an in-process mock adapter whose LUN is a file in a RAM-backed directory, and, in
+      the same run, a single-thread pread/pwrite loop on the same file as the baseline. Prints
+      IOPS, bandwidth, latency percentiles and heap allocations per I/O (queue depth 1,
+      synchronous API) in fio's vocabulary, with our/baseline ratios.
+
+      Build it in release mode: debug figures are meaningless.
+
+      Examples:
+        swift run -c release superpipe-bench
+        swift run -c release superpipe-bench --seconds 10 --depths 1,8,32 --json > bench.json
+        .build/release/superpipe-bench --seconds 1 --depths 1 --workloads randread
+      """,
+    version: Superpipe.version
+  )
+
+  @Option(help: "Seconds per row.")
+  var seconds: Double = 3
+
+  @Option(help: "Queue depths, comma separated.")
+  var depths: String = "1,8,32"
+
+  @Option(help: "Workloads, comma separated (randread, randwrite, randrw).")
+  var workloads: String = "randread,randwrite,randrw"
+
+  @Option(help: "LUN size in 4 KiB blocks.")
+  var lunBlocks: UInt64 = 262_144
+
+  @Option(help: "RAM-backed directory for the mock's LUN file.")
+  var directory: String = "/dev/shm"
+
+  @Option(help: "Completion mode: polling or interrupts.")
+  var completion: String = "polling"
+
+  @Flag(help: "Print one JSON document (schemaVersion 1).")
+  var json = false
+
+  func validate() throws {
+    guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
+    guard parsedDepths != nil else { throw ValidationError("--depths must be positive integers, e.g. 1,8,32") }
+    guard parsedWorkloads != nil else { throw ValidationError("--workloads takes randread, randwrite, randrw") }
+    guard CompletionMode(rawValue: completion) != nil else {
+      throw ValidationError("--completion must be polling or interrupts")
+    }
+    guard lunBlocks >= 65536 else { throw ValidationError("--lun-blocks must be at least 65536") }
+  }
+
+  var parsedDepths: [Int]? {
+    let values = depths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 4096 }) else { return nil }
+    return values.compactMap { $0 }
+  }
+
+  var parsedWorkloads: [BenchmarkConfiguration.Workload]? {
+    let values = workloads.split(separator: ",").map { BenchmarkConfiguration.Workload(rawValue: String($0)) }
+    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
+    return values.compactMap { $0 }
+  }
+
+  /// Heap allocations are counted by malloc-interposer, which must be preloaded to see every
+  /// malloc: without it, re-run this process with LD_PRELOAD set (once).
+  func reexecWithInterposerIfNeeded() throws {
+    let environment = ProcessInfo.processInfo.environment
+    guard environment["SUPERPIPE_BENCH_PRELOADED"] == nil else { return }
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    let library = executable.deletingLastPathComponent().appendingPathComponent("libMallocInterposerSwift.so").path
+    guard FileManager.default.fileExists(atPath: library) else { return }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+    process.arguments = Array(CommandLine.arguments.dropFirst())
+    var child = environment
+    child["LD_PRELOAD"] = library
+    child["SUPERPIPE_BENCH_PRELOADED"] = "1"
+    process.environment = child
+    try process.run()
+    process.waitUntilExit()
+    throw ExitCode(process.terminationStatus)
+  }
+
+  func run() throws {
+    try reexecWithInterposerIfNeeded()
+    var configuration = BenchmarkConfiguration()
+    configuration.seconds = seconds
+    configuration.queueDepths = parsedDepths ?? [1]
+    configuration.workloads = parsedWorkloads ?? [.randread]
+    configuration.lunBlocks = lunBlocks
+    configuration.directory = directory
+    configuration.completion = CompletionMode(rawValue: completion) ?? .polling
+    let showProgress = !json
+    // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
+    let rows = configuration.workloads.count * (configuration.queueDepths.count + 1)
+    let started = Date()
+    var finished = 0
+    let terminal = isatty(STDERR_FILENO) != 0
+    let report = try SuperpipeBenchmark.run(configuration) { line in
+      finished += 1
+      if showProgress { print(line) }
+      if terminal {
+        let remaining = Date().timeIntervalSince(started) / Double(finished) * Double(rows - finished)
+        FileHandle.standardError.write(
+          Data("[\(finished)/\(rows)] ETA \(Int(remaining.rounded())) s\r".utf8))
+      }
+    }
+    if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    } else {
+      print("")
+      print("machine: \(report.machine), \(report.cores) cores; allocation counting verified: \(report.allocationCountingVerified)")
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+
+/// `superpipe-bench`, the benchmark executable (the benchmark left `superpipectl`, which no longer
+/// links malloc-interposer), run for a fraction of a second per row on a small LUN.
+@Suite("superpipe-bench", .serialized)
+struct BenchExecutableTests {
+  static let quick = ["--seconds", "0.1", "--lun-blocks", "65536", "--directory", "/tmp"]
+
+  static func bench(_ arguments: [String]) throws -> CLI.Result {
+    try CLI.run(arguments, executable: CLI.benchExecutable)
+  }
+
+  @Test("--json: one document with schemaVersion 1, a row per (depth, workload), baselines, counted allocations")
+  func json() throws {
+    let result = try Self.bench(Self.quick + ["--depths", "1,4", "--workloads", "randread,randrw", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let report = try result.json()
+    #expect(report["schemaVersion"] as? Int == 1)
+    CLI.expectKey(report, "machine", String.self)
+    CLI.expectKey(report, "cores", Int.self)
+    // The executable re-runs itself with malloc-interposer preloaded; the control allocation was seen.
+    #expect(report["allocationCountingVerified"] as? Bool == true)
+    let configuration = try #require(report["configuration"] as? [String: Any])
+    #expect(configuration["queueDepths"] as? [Int] == [1, 4])
+    #expect(configuration["workloads"] as? [String] == ["randread", "randrw"])
+    #expect(configuration["lunBlocks"] as? Int == 65536)
+    let rows = try #require(report["rows"] as? [[String: Any]])
+    #expect(rows.map { $0["iodepth"] as? Int } == [1, 1, 4, 4])
+    #expect(rows.map { $0["workload"] as? String } == ["randread", "randrw", "randread", "randrw"])
+    for row in rows {
+      #expect((row["ios"] as? Int ?? 0) > 0, "\(row)")
+      #expect((row["iops"] as? Double ?? 0) > 0, "\(row)")
+      #expect((row["baselineIOPS"] as? Double ?? 0) > 0, "\(row)")
+      let latency = try #require(row["latencyMicroseconds"] as? [String: Any])
+      for key in ["p50", "p99", "p99_9", "mean", "max"] { CLI.expectKey(latency, key, Double.self) }
+      // Allocations are counted at queue depth 1 (the synchronous API) only.
+      #expect((row["allocationsPerIO"] is Double) == (row["iodepth"] as? Int == 1), "\(row)")
+    }
+    let baseline = try #require(report["baseline"] as? [[String: Any]])
+    #expect(baseline.map { $0["workload"] as? String } == ["randread", "randrw"])
+  }
+
+  @Test("text: fio-style lines for the baseline and each row, then the machine line")
+  func text() throws {
+    let result = try Self.bench(Self.quick + ["--depths", "1", "--workloads", "randwrite"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let lines = result.stdout.split(separator: "\n").map(String.init)
+    #expect(lines.first?.hasPrefix("baseline pread/pwrite randwrite iodepth=1 bs=4k: IOPS=") == true, "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("superpipe randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") }, "\(lines)")
+    #expect(lines.last?.hasPrefix("machine: ") == true, "\(lines)")
+    #expect(lines.last?.hasSuffix("allocation counting verified: true") == true, "\(lines)")
+  }
+
+  @Test("invalid options are usage errors (exit 64)", arguments: [
+    ["--seconds", "0"],
+    ["--depths", "0"],
+    ["--depths", "1,x"],
+    ["--workloads", "seqread"],
+    ["--completion", "sideways"],
+    ["--lun-blocks", "1024"],
+  ])
+  func usageErrors(_ arguments: [String]) throws {
+    let result = try Self.bench(arguments)
+    #expect(result.status == 64, "\(arguments): \(result.status) \(result.stderr)")
+    #expect(!result.stderr.isEmpty)
+  }
+
+  @Test("--help has examples; superpipectl has no bench command any more")
+  func help() throws {
+    let help = try Self.bench(["--help"])
+    #expect(help.status == 0)
+    #expect(help.stdout.contains("Examples:"))
+    #expect(help.stdout.contains("--json"))
+    let root = try CLI.run(["--help"])
+    #expect(!root.stdout.contains("  bench "), "superpipectl --help still lists bench")
+    #expect(try CLI.run(["bench"]).status == 64)
+  }
+
+  @Test("superpipectl soak still runs (it does not need the benchmark)")
+  func soak() throws {
+    let result = try CLI.run(["soak", "--ios", "3000", "--faults", "3", "--seed", "5", "--directory", "/tmp", "--json"])
+    #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+    let report = try result.json()
+    #expect(report["schemaVersion"] as? Int == 1)
+    #expect(report["ios"] as? Int == 3000)
+    #expect(report["failedIOs"] as? Int == 0)
+    #expect(report["staleOrTorn"] as? Int == 0)
+  }
+}
