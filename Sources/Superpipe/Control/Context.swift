@@ -195,7 +195,8 @@ public struct Context: ~Copyable, Sendable {
           throw SuperpipeError(
             code: .invalidArgument, operation: operation, errno: error.errno, device: alternate,
             message: "\(alternate) leads to a different LUN than \(primary.link.path); "
-              + "alternate paths must be paths of the same LUN")
+              + "alternate paths must be paths of the same LUN",
+            cause: error)
         }
       } catch {
         releaseOpened()

@@ -36,9 +36,9 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   private var io: IOTarget { dataPath.io }
 
   /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
-  /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
-  /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`
-  /// without issuing a command.
+  /// tasks (an escaping child-task closure cannot capture a borrowed noncopyable handle; a handle
+  /// kept in a `final class` can be shared directly instead). The view is valid only until `body`
+  /// returns; using it afterwards fails with `.viewExpired` without issuing a command.
   public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
     let view = ConcurrentIO(io: io)
     defer { view.validity.invalidate() }
@@ -166,7 +166,7 @@ public struct ConcurrentIO: Sendable {
   private func check() throws(SuperpipeError) {
     guard validity.flag.load(ordering: .acquiring) else {
       throw SuperpipeError(
-        code: .wrongProcess, operation: "I/O", device: io.device,
+        code: .viewExpired, operation: "I/O", device: io.device,
         message: "a ConcurrentIO view was used after its withConcurrentIO scope ended")
     }
   }
