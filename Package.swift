@@ -9,12 +9,9 @@ let strictSwift: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
   .enableUpcomingFeature("InternalImportsByDefault"),
-  // ~Escapable resource handles whose lifetime depends on their context (@_lifetime).
-  .enableExperimentalFeature("Lifetimes"),
 ]
 
-// Test targets: the same, without the Lifetimes feature (clients of ~Escapable APIs do not need it,
-// and it breaks Swift Testing's macro expansion in 6.3).
+// Test targets: Swift 6 mode and ExistentialAny (their imports stay public by default).
 let testSwift: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),

@@ -8,6 +8,12 @@ import SystemPackage
 
 /// The shared state of one context: what `Context` owns and its resource handles refer to.
 ///
+/// Ownership: the `Context` value and every handle it opened hold the core strongly, so the core
+/// lives as long as the longest of them. Detaching (`Context.detach()` or the context's deinit)
+/// marks it `detached`: the driver released every handle still open (DK_CXLFLASH_DETACH), and
+/// from then on every operation of the context or of a handle that outlived it fails with
+/// `.contextDetached` before any ioctl or command.
+///
 /// Locking: `state` is held only to read or update fields, never across an ioctl, so a context
 /// can run ioctls from several threads at once as the driver allows.
 final class ContextCore: Sendable {

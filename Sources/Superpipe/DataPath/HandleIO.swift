@@ -11,7 +11,11 @@ extension IOTarget {
 }
 
 /// A resource handle's data path: what `PhysicalLUN` and `VirtualLUN` share. The I/O methods
-/// below are defined once for both.
+/// below are defined once for both. (The protocol admits noncopyable and nonescapable conformers;
+/// the library's handles are noncopyable and escapable.)
+///
+/// Every I/O method borrows the handle, so any number of threads may use one handle at once. Once
+/// the handle's context was detached, each fails with `.contextDetached` without a command.
 public protocol ResourceHandleIO: ~Copyable, ~Escapable {
   /// The handle's data path (opaque: it has no public members).
   var dataPath: DataPath { get }
