@@ -181,3 +181,122 @@ struct CompileTimeOwnershipTests {
     }
   }
 }
+
+/// The run-time half of the ownership rules: a handle that outlives its context.
+@Suite("handles that outlive their context")
+struct DetachedHandleTests {
+  /// The code an operation failed with (nil: it succeeded).
+  static func failure(_ body: () throws -> Void) -> SuperpipeError.Code? {
+    do {
+      try body()
+      return nil
+    } catch let error as SuperpipeError {
+      return error.code
+    } catch {
+      return .other
+    }
+  }
+
+  /// The async form of `failure`.
+  static func failure(_ body: () async throws -> Void) async -> SuperpipeError.Code? {
+    do {
+      try await body()
+      return nil
+    } catch let error as SuperpipeError {
+      return error.code
+    } catch {
+      return .other
+    }
+  }
+
+  @Test("after detach, every operation of a remaining handle is .contextDetached: no ioctl, no command, no RELEASE")
+  func handlesOutliveTheirContext() async throws {
+    let mock = try MockFixture()
+    let interposer = SyscallInterposer()
+    try await SyscallInterposer.$current.withValue(interposer) {
+      let buffer = AlignedBuffer(count: 8 * 4096)
+      let context = try Context(lun: mock.disk(0))
+      try context.attach(lun: mock.disk(1))
+      let token = context.token.rawValue
+      let virtual = try context.openVirtualLUN(blocks: 65536)
+      let dropped = try context.openVirtualLUN(blocks: 2 * 65536)
+      let physical = try context.openPhysicalLUN(mock.disk(1))
+      BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 1)
+      try await virtual.write(at: 0, from: buffer.readOnly)
+      try await physical.write(at: 0, from: buffer.readOnly)
+      #expect(mock.adapter.snapshot().context(token: token)?.handles.count == 3)
+      // Allowed now that handles do not borrow the context: DETACH releases all three.
+      try context.detach()
+      let snapshot = mock.adapter.snapshot()
+      #expect(snapshot.context(token: token) == nil)
+      #expect(snapshot.luns.allSatisfy { $0.users == 0 && $0.mode == .none }, "\(snapshot.luns)")
+      let recorder = virtual.dataPath.io.core.flightRecorder
+      let commands = recorder.snapshot().count
+      interposer.clearRecords()
+
+      // Every operation fails with .contextDetached, before any ioctl or command.
+      let one = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<4096])
+      #expect(Self.failure { try virtual.read(at: 0, into: buffer.bytes) } == .contextDetached)
+      #expect(Self.failure { try virtual.write(at: 0, from: buffer.readOnly) } == .contextDetached)
+      #expect(Self.failure { try virtual.writeZeroes(at: 0, blocks: 8) } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.resize(toBlocks: 2 * 65536) } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.resize(toBlocks: 0) } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.verify() } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.verify(sense: .powerOnReset) } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.submitRead(at: 0, into: one) } == .contextDetached)
+      #expect(Self.failure { _ = try virtual.submitBatch([IORequest(.read, lba: 0, buffer: one)]) } == .contextDetached)
+      #expect(await Self.failure { try await virtual.read(at: 0, into: buffer.bytes) } == .contextDetached)
+      #expect(
+        await Self.failure {
+          try await virtual.withConcurrentIO { io in try await io.write(at: 0, from: buffer.readOnly) }
+        } == .contextDetached)
+      #expect(Self.failure { try physical.read(at: 0, into: buffer.bytes) } == .contextDetached)
+      // Beyond the known end a physical LUN would refresh its capacity with VERIFY: not now.
+      #expect(Self.failure { try physical.read(at: physical.lastLBA, into: buffer.bytes) } == .contextDetached)
+      #expect(Self.failure { _ = try physical.verify() } == .contextDetached)
+      // What the handle knows without the driver stays readable.
+      #expect(virtual.blocks == 65536)
+      do throws(SuperpipeError) {
+        try virtual.release()
+        Issue.record("a detached virtual LUN was released")
+      } catch {
+        #expect(error.code == .contextDetached)
+      }
+      do throws(SuperpipeError) {
+        try physical.release()
+        Issue.record("a detached physical LUN was released")
+      } catch {
+        #expect(error.code == .contextDetached)
+      }
+      _ = consume dropped  // deinit: no RELEASE either
+
+      #expect(interposer.records.isEmpty, "issued after detach: \(interposer.records)")
+      #expect(recorder.snapshot().count == commands, "commands recorded after detach")
+    }
+    #expect(mock.adapter.snapshot().contexts.isEmpty)
+    mock.expectNoLeaks()
+  }
+
+  /// Opens a virtual LUN and lets its context go (deinit detaches it).
+  static func openAndDropContext(_ mock: MockFixture) throws -> VirtualLUN {
+    let context = try Context(lun: mock.disk(0))
+    return try context.openVirtualLUN(blocks: 65536)
+  }
+
+  @Test("a handle returned out of its context's scope: the context's deinit detached it")
+  func handleOutlivesContextDeinit() throws {
+    let mock = try MockFixture()
+    let interposer = SyscallInterposer()
+    try SyscallInterposer.$current.withValue(interposer) {
+      let lun = try Self.openAndDropContext(mock)
+      #expect(mock.adapter.snapshot().contexts.isEmpty)
+      interposer.clearRecords()
+      let buffer = AlignedBuffer(count: 4096)
+      #expect(Self.failure { try lun.write(at: 0, from: buffer.readOnly) } == .contextDetached)
+      #expect(Self.failure { _ = try lun.resize(toBlocks: 3 * 65536) } == .contextDetached)
+      _ = consume lun
+      #expect(interposer.records.isEmpty, "issued after detach: \(interposer.records)")
+    }
+    mock.expectNoLeaks()
+  }
+}
