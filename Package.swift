@@ -31,6 +31,8 @@ let package = Package(
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -107,6 +109,7 @@ let package = Package(
       dependencies: [
         "Superpipe", "SuperpipeMock", "SuperpipeBenchmark", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
         "superpipectl",
+        .product(name: "BasicContainers", package: "swift-collections"),
       ],
       swiftSettings: testSwift
     ),
