@@ -58,6 +58,9 @@ final class ContextCore: Sendable {
 
   var token: ContextToken { state.withLock { $0.token } }
 
+  /// Whether the context was detached (its handles were released by DK_CXLFLASH_DETACH).
+  var isDetached: Bool { state.withLock { $0.detached } }
+
   /// Refuses, without an ioctl, when the context is used from another process (a child after
   /// fork(): the driver would answer EINVAL; `.wrongProcess`) or after it was detached
   /// (`.contextDetached`: its handles were released by DK_CXLFLASH_DETACH).
@@ -68,7 +71,7 @@ final class ContextCore: Sendable {
         message: "this context belongs to process \(ownerPID); after fork() a child must attach its own context "
           + "and clone the parent's virtual LUNs (DK_CXLFLASH_VLUN_CLONE)")
     }
-    if state.withLock({ $0.detached }) {
+    if isDetached {
       throw SuperpipeError(
         code: .contextDetached, operation: operation,
         message: "the context was detached (Context.detach() or its deinit), which released its resource handles "

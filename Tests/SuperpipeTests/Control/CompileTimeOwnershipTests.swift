@@ -1,5 +1,6 @@
 import Foundation
 import SuperpipeMock
+import Synchronization
 import Testing
 
 @testable import Superpipe
@@ -297,6 +298,54 @@ struct DetachedHandleTests {
       _ = consume lun
       #expect(interposer.records.isEmpty, "issued after detach: \(interposer.records)")
     }
+    mock.expectNoLeaks()
+  }
+
+  /// A handle kept by reference, for other threads.
+  final class Kept: Sendable {
+    let lun: VirtualLUN
+    init(_ lun: consuming VirtualLUN) { self.lun = lun }
+  }
+
+  @Test(
+    "detach() while other threads do I/O on its handle: their I/O ends with .contextDetached",
+    arguments: CompletionMode.allCases, [true, false])
+  func detachUnderIO(mode: CompletionMode, automaticRecovery: Bool) throws {
+    let mock = try MockFixture()
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 8, completion: mode))
+    // Without automatic recovery a command cut off by the detach is not retried, so what ends it
+    // (the retired channel, the closed adapter fd) must itself be reported as .contextDetached.
+    context.recoveryPolicy.automatic = automaticRecovery
+    let kept = Kept(try context.openVirtualLUN(blocks: 65536))
+    let threads = 2
+    let running = Atomic<Int>(0)
+    let outcomes = Mutex<[String]>([])
+    let finished = DispatchGroup()
+    for thread in 0..<threads {
+      finished.enter()
+      Thread {
+        defer { finished.leave() }
+        let buffer = AlignedBuffer(count: 8 * 4096)
+        let deadline = ContinuousClock.now + .seconds(20)
+        var writes = 0
+        while ContinuousClock.now < deadline {
+          do {
+            try kept.lun.write(at: UInt64(thread * 64), from: buffer.readOnly)
+            writes += 1
+            if writes == 20 { running.add(1, ordering: .releasing) }
+          } catch {
+            outcomes.withLock { $0.append((error as? SuperpipeError)?.code.description ?? "\(error)") }
+            return
+          }
+        }
+        outcomes.withLock { $0.append("no failure within 20 s") }
+      }.start()
+    }
+    while running.load(ordering: .acquiring) < threads, outcomes.withLock({ $0.isEmpty }) { usleep(100) }
+    try context.detach()
+    finished.wait()
+    #expect(outcomes.withLock { $0 } == Array(repeating: "contextDetached", count: threads))
     mock.expectNoLeaks()
   }
 }
