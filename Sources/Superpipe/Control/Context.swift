@@ -19,7 +19,9 @@ import SystemPackage
 /// detached (by `detach()` or its deinit, even with handles still open), the driver has released
 /// every handle, and a handle that outlived its context is detached: each of its operations fails
 /// with `.contextDetached` without issuing an ioctl or a command, and its `release()` or deinit
-/// sends no DK_CXLFLASH_RELEASE.
+/// sends no DK_CXLFLASH_RELEASE. So keep the `Context` value alive while its handles are in use: it
+/// detaches at the end of its scope, or, in code that never reaches that end (an endless loop),
+/// after its last use.
 ///
 /// Thread rules: a context is `Sendable`; its control operations may run from several threads at
 /// once, as the driver allows. It belongs to the process that created it: in a child after fork()
