@@ -9,12 +9,9 @@ let strictSwift: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
   .enableUpcomingFeature("InternalImportsByDefault"),
-  // ~Escapable resource handles whose lifetime depends on their context (@_lifetime).
-  .enableExperimentalFeature("Lifetimes"),
 ]
 
-// Test targets: the same, without the Lifetimes feature (clients of ~Escapable APIs do not need it,
-// and it breaks Swift Testing's macro expansion in 6.3).
+// Test targets: Swift 6 mode and ExistentialAny (their imports stay public by default).
 let testSwift: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
@@ -37,6 +34,8 @@ let package = Package(
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
+    .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -136,6 +135,7 @@ let package = Package(
       dependencies: [
         "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
         "superpipectl", "superpipe-bench",
+        .product(name: "BasicContainers", package: "swift-collections"),
       ],
       swiftSettings: testSwift
     ),

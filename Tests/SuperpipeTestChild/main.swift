@@ -113,7 +113,10 @@ func run() throws {
       lba = (lba + 16) % 65536
     }
     emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle)")
-    while true {
+    // An endless loop never reaches the end of the scope, so Swift ends each noncopyable value's
+    // lifetime at its last use: the context is used in the loop, or its deinit would detach it
+    // (and the handle would fail with .contextDetached).
+    while context.interrupts >= 0 {
       try lun.write(at: lba, from: buffer.readOnly)
       lba = (lba + 16) % 65536
     }
@@ -151,7 +154,8 @@ func run() throws {
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)
     emit("token=\(context.token) pid=\(getpid()) handle=\(lun.handle)")
-    while true { pause() }
+    // Used in the endless loop, so that neither is destroyed at its last use (see "hammer").
+    while context.interrupts >= 0, lun.blocks > 0 { pause() }
   default:
     fail("unknown scenario \(arguments[1])")
   }

@@ -10,9 +10,18 @@ import SystemPackage
 ///
 /// `Context` is a noncopyable owner. When it goes away it detaches from every LUN
 /// (DK_CXLFLASH_DETACH, which also releases any handle still open), unmaps its window and closes
-/// its adapter fd and disk fds; `detach()` does the same and reports errors. Resource handles
-/// (`PhysicalLUN`, `VirtualLUN`) borrow the context and cannot outlive it, so the compiler rejects
-/// detaching a context while one of its handles is alive.
+/// its adapter fd and disk fds; `detach()` does the same and reports errors.
+///
+/// Resource handles (`PhysicalLUN`, `VirtualLUN`) are noncopyable owners too, but not bound to
+/// the context's scope: an application can keep them in its own data structures and move them
+/// between threads. Each holds the context's shared state, so the state outlives the `Context`
+/// value while handles remain; what does not outlive it is the driver's side. Once the context is
+/// detached (by `detach()` or its deinit, even with handles still open), the driver has released
+/// every handle, and a handle that outlived its context is detached: each of its operations fails
+/// with `.contextDetached` without issuing an ioctl or a command, and its `release()` or deinit
+/// sends no DK_CXLFLASH_RELEASE. So keep the `Context` value alive while its handles are in use: it
+/// detaches at the end of its scope, or, in code that never reaches that end (an endless loop),
+/// after its last use.
 ///
 /// Thread rules: a context is `Sendable`; its control operations may run from several threads at
 /// once, as the driver allows. It belongs to the process that created it: in a child after fork()
@@ -82,6 +91,10 @@ public struct Context: ~Copyable, Sendable {
   /// Detaches from every LUN (DK_CXLFLASH_DETACH, releasing open handles), unmaps the window and
   /// closes the adapter fd and disk fds. Everything is torn down even when a step fails; the first
   /// failure is thrown.
+  ///
+  /// Allowed while handles of the context are still open (they need not be released first): the
+  /// driver releases them, and from then on each of their operations fails with `.contextDetached`
+  /// without an ioctl, and their `release()` and deinit send no DK_CXLFLASH_RELEASE.
   public consuming func detach() throws(SuperpipeError) {
     if let error = core.detachAll() { throw error }
   }
@@ -163,7 +176,6 @@ public struct Context: ~Copyable, Sendable {
   ///   port's link is down (LINKDOWN, NOLOGI, NO_CHANNELS) the I/O moves to the next path and
   ///   is re-issued there (multipath failover). Each path is checked with DK_CXLFLASH_VERIFY to
   ///   lead to the same LUN; a path to another LUN is refused with `.invalidArgument`.
-  @_lifetime(borrow self)
   public borrowing func openPhysicalLUN(_ path: String? = nil, alternatePaths: [String] = []) throws(SuperpipeError)
     -> PhysicalLUN
   {
@@ -195,7 +207,8 @@ public struct Context: ~Copyable, Sendable {
           throw SuperpipeError(
             code: .invalidArgument, operation: operation, errno: error.errno, device: alternate,
             message: "\(alternate) leads to a different LUN than \(primary.link.path); "
-              + "alternate paths must be paths of the same LUN")
+              + "alternate paths must be paths of the same LUN",
+            cause: error)
         }
       } catch {
         releaseOpened()
@@ -228,7 +241,6 @@ public struct Context: ~Copyable, Sendable {
   ///   - blocks: Requested size in 4 KiB blocks (CXLFLASH_BLOCK_SIZE units); 0 creates an empty one.
   ///   - scrubOnRelease: Zero freed chunks with WRITE SAME when the virtual LUN shrinks or is
   ///     released (DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME), so the next owner cannot read its data.
-  @_lifetime(borrow self)
   public borrowing func openVirtualLUN(
     _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false
   ) throws(SuperpipeError) -> VirtualLUN {
@@ -269,7 +281,6 @@ public struct Context: ~Copyable, Sendable {
 
   /// Takes ownership of a virtual LUN handle that exists in this context (after
   /// `cloneVirtualLUNs(from:)`), checking it with DK_CXLFLASH_VERIFY.
-  @_lifetime(borrow self)
   public borrowing func adoptVirtualLUN(_ handle: ResourceHandleID, lun path: String? = nil) throws(SuperpipeError)
     -> VirtualLUN
   {
@@ -347,27 +358,26 @@ public struct Context: ~Copyable, Sendable {
 }
 
 extension Context {
-  /// Opens a virtual LUN (DK_CXLFLASH_USER_VIRTUAL), runs `body` with it, and releases it
-  /// (DK_CXLFLASH_RELEASE) when `body` returns, throwing a release failure.
-  ///
-  /// The scoped form also lets the caller `detach()` the context explicitly afterwards: Swift 6.3
-  /// does not let a function consume a context that it borrowed into a handle itself.
+  /// Opens a virtual LUN (DK_CXLFLASH_USER_VIRTUAL), runs `body` with it (borrowed: every
+  /// operation but `release()` is available), and releases it (DK_CXLFLASH_RELEASE) when `body`
+  /// returns, throwing a release failure. When `body` throws, the handle is released by its deinit.
   public borrowing func withVirtualLUN<R>(
-    _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false, _ body: (inout VirtualLUN) throws -> R
+    _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false, _ body: (borrowing VirtualLUN) throws -> R
   ) throws -> R {
-    var lun = try openVirtualLUN(path, blocks: blocks, scrubOnRelease: scrubOnRelease)
-    let result = try body(&lun)
+    let lun = try openVirtualLUN(path, blocks: blocks, scrubOnRelease: scrubOnRelease)
+    let result = try body(lun)
     try lun.release()
     return result
   }
 
   /// Opens the physical LUN (DK_CXLFLASH_USER_DIRECT; through `alternatePaths` too, for
-  /// failover), runs `body` with it, and releases it when `body` returns, throwing a release failure.
+  /// failover), runs `body` with it (borrowed), and releases it (DK_CXLFLASH_RELEASE) when `body`
+  /// returns, throwing a release failure. When `body` throws, the handle is released by its deinit.
   public borrowing func withPhysicalLUN<R>(
-    _ path: String? = nil, alternatePaths: [String] = [], _ body: (inout PhysicalLUN) throws -> R
+    _ path: String? = nil, alternatePaths: [String] = [], _ body: (borrowing PhysicalLUN) throws -> R
   ) throws -> R {
-    var lun = try openPhysicalLUN(path, alternatePaths: alternatePaths)
-    let result = try body(&lun)
+    let lun = try openPhysicalLUN(path, alternatePaths: alternatePaths)
+    let result = try body(lun)
     try lun.release()
     return result
   }

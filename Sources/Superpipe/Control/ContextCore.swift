@@ -8,6 +8,12 @@ import SystemPackage
 
 /// The shared state of one context: what `Context` owns and its resource handles refer to.
 ///
+/// Ownership: the `Context` value and every handle it opened hold the core strongly, so the core
+/// lives as long as the longest of them. Detaching (`Context.detach()` or the context's deinit)
+/// marks it `detached`: the driver released every handle still open (DK_CXLFLASH_DETACH), and
+/// from then on every operation of the context or of a handle that outlived it fails with
+/// `.contextDetached` before any ioctl or command.
+///
 /// Locking: `state` is held only to read or update fields, never across an ioctl, so a context
 /// can run ioctls from several threads at once as the driver allows.
 final class ContextCore: Sendable {
@@ -52,8 +58,12 @@ final class ContextCore: Sendable {
 
   var token: ContextToken { state.withLock { $0.token } }
 
+  /// Whether the context was detached (its handles were released by DK_CXLFLASH_DETACH).
+  var isDetached: Bool { state.withLock { $0.detached } }
+
   /// Refuses, without an ioctl, when the context is used from another process (a child after
-  /// fork(): the driver would answer EINVAL) or after it was detached.
+  /// fork(): the driver would answer EINVAL; `.wrongProcess`) or after it was detached
+  /// (`.contextDetached`: its handles were released by DK_CXLFLASH_DETACH).
   func checkUsable(_ operation: String) throws(SuperpipeError) {
     if Syscall.processID() != ownerPID {
       throw SuperpipeError(
@@ -61,8 +71,11 @@ final class ContextCore: Sendable {
         message: "this context belongs to process \(ownerPID); after fork() a child must attach its own context "
           + "and clone the parent's virtual LUNs (DK_CXLFLASH_VLUN_CLONE)")
     }
-    if state.withLock({ $0.detached }) {
-      throw SuperpipeError(code: .wrongProcess, operation: operation, message: "the context was already detached")
+    if isDetached {
+      throw SuperpipeError(
+        code: .contextDetached, operation: operation,
+        message: "the context was detached (Context.detach() or its deinit), which released its resource handles "
+          + "in the driver (DK_CXLFLASH_DETACH); nothing was issued. Attach a new context and open the handles again")
     }
   }
 
@@ -156,11 +169,14 @@ final class ContextCore: Sendable {
     let result: R
     do {
       (handle, result) = try create(token, provisional)
-    } catch var error {
+    } catch {
       _ = Syscall.close(fd)
       if error.code == .invalidRequest {
-        error.message =
+        var rewritten = error
+        rewritten.message =
           "\(path) is not a path to a LUN this context is attached to (\(error.message)); attach it first (Context.attach(lun:))"
+        rewritten.cause = error
+        throw rewritten
       }
       throw error
     }
@@ -228,7 +244,11 @@ final class ContextCore: Sendable {
     try checkUsable("I/O")
     let (window, adapterFD, token, flags) = state.withLock { ($0.window, $0.adapterFD, $0.token, $0.attachFlags) }
     guard let window else {
-      throw SuperpipeError(code: .adapterReset, operation: "I/O", message: "the context has no MMIO window; recover it")
+      throw SuperpipeError(
+        code: .noRegisterWindow, operation: "I/O",
+        message: "the context has no MMIO register window: mapping the recovered context's window (mmap of the "
+          + "adapter fd DK_CXLFLASH_RECOVER_AFU returned) failed; nothing was issued. Release the handles, detach "
+          + "the context and attach a new one")
     }
     let configuration = ioConfiguration.withLock { $0 }
     return io.withLock { current in
@@ -284,9 +304,12 @@ extension ContextCore {
     let newToken = ContextToken(rawValue: recover.context_id)
     let newFD = CInt(truncatingIfNeeded: Int64(bitPattern: recover.adap_fd))
     let newWindow: MappedWindow?
+    var mmapErrno: Errno?
     switch Syscall.mapWindow(newFD, length: Int(recover.mmio_size)) {
     case .success(let registers): newWindow = MappedWindow(registers, length: Int(recover.mmio_size))
-    case .failure: newWindow = nil
+    case .failure(let errno):
+      newWindow = nil
+      mmapErrno = errno
     }
     dropChannel()
     state.withLock {
@@ -299,10 +322,11 @@ extension ContextCore {
     // The old window is unmapped when the retired channel that may still use it goes away.
     _ = oldWindow
     if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
-    if newWindow == nil {
+    if let mmapErrno {
       throw SuperpipeError(
         code: .deviceUnavailable, operation: "mmap", device: link.path,
-        message: "the recovered context's MMIO window could not be mapped")
+        message: "the recovered context's MMIO window could not be mapped",
+        cause: DriverCall.systemError("mmap", errno: mmapErrno, device: link.path))
     }
     return .contextReset(previous: token, current: newToken)
   }
@@ -332,12 +356,15 @@ extension ContextCore {
           }
           return
         } catch {
+          // Not the adapter's state: the context is gone or not this process's. Nothing to record.
+          if error.code == .contextDetached || error.code == .wrongProcess { throw error }
           let permanent = error.code == .deviceUnavailable || error.code == .invalidRequest
           if permanent || attempt >= policy.recoveryAttempts {
             var failure = error
             failure.message =
               "the context cannot be recovered (\(error.message)); release and detach still work; "
               + "attach a new context when the adapter is back"
+            failure.cause = error
             if let cause, cause.code == .adapterGone {
               failure.code = .adapterGone
               failure.message = "\(cause.message); DK_CXLFLASH_RECOVER_AFU could not recover the context"

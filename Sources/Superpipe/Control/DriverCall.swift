@@ -117,7 +117,7 @@ enum DriverCall {
         + "both attached to this LUN, which must be in virtual mode; the destination must have no open handles"
     case (.vlunClone, EIO):
       return "a chunk is already shared by the maximum number of clones (255)"
-    case (.lunProvision, 524), (.afuDebug, 524):
+    case (.lunProvision, SuperpipeError.kernelENOTSUPP), (.afuDebug, SuperpipeError.kernelENOTSUPP):
       return "the adapter does not support this host request"
     case (.lunProvision, EINVAL):
       return "the port does not exist on this adapter, or the subcommand is unknown"

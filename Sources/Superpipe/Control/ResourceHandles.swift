@@ -2,10 +2,17 @@ import CCXLFlash
 
 /// A whole physical LUN opened through a context (DK_CXLFLASH_USER_DIRECT).
 ///
-/// Noncopyable and bound to the context it came from: it cannot outlive the context, and it is
-/// released (DK_CXLFLASH_RELEASE) when it goes away. `release()` does so explicitly and reports
-/// errors; using it afterwards does not compile.
-public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
+/// A noncopyable owner of the resource handle: it cannot be copied, and it is released
+/// (DK_CXLFLASH_RELEASE) when it goes away; `release()` does so explicitly and reports errors, and
+/// using the handle afterwards, or releasing it twice, does not compile. It is `Sendable` and not
+/// bound to a scope: keep it in a class property, an Optional or a noncopyable container, and
+/// move it between threads. I/O, `verify(sense:)` and the properties borrow it, so they may run
+/// from several threads at once.
+///
+/// It holds its context's shared state. When the context is detached while the handle is still
+/// open, the driver releases the handle (DK_CXLFLASH_DETACH): every later operation fails with
+/// `.contextDetached` without an ioctl or command, and `release()` or the deinit sends nothing.
+public struct PhysicalLUN: ~Copyable, Sendable {
   let core: ContextCore
   let lunPath: String
   /// The resource handle number (`rsrc_handle`) opened through `path`.
@@ -21,7 +28,6 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   /// The I/O side of the handle.
   let io: IOTarget
 
-  @_lifetime(immortal)
   init(
     core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, geometry: LUNGeometry,
     alternates: [(path: String, handle: ResourceHandleID)] = []
@@ -68,6 +74,9 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
   public var activePath: String { io.paths.map { $0.paths[$0.activeIndex] } ?? lunPath }
 
   /// Releases the handle (DK_CXLFLASH_RELEASE), and those of the alternate paths.
+  ///
+  /// - Throws: `.contextDetached`, without an ioctl, when the context was detached (the driver
+  ///   released the handles then); the driver's errors otherwise.
   public consuming func release() throws(SuperpipeError) {
     released = true
     try releaseAll()
@@ -75,10 +84,12 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
 
   /// Re-validates the handle (DK_CXLFLASH_VERIFY), optionally processing sense data from a failed
   /// command (a UNIT ATTENTION after an adapter reset or a capacity change makes the driver re-read
-  /// the capacity). Updates and returns `lastLBA`.
-  @_lifetime(self: copy self)
+  /// the capacity). Updates and returns `lastLBA`. Borrows the handle: it may run while other
+  /// threads do I/O on it, as the driver allows.
+  ///
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
   @discardableResult
-  public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
+  public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
     let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
     io.size.exchange(lastLBA)
@@ -88,9 +99,18 @@ public struct PhysicalLUN: ~Copyable, ~Escapable, Sendable {
 
 /// A thin virtual LUN carved from a physical LUN in 256 MiB chunks (DK_CXLFLASH_USER_VIRTUAL).
 ///
-/// Noncopyable and bound to its context; released (DK_CXLFLASH_RELEASE, which frees its chunks)
-/// when it goes away or by `release()`.
-public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
+/// A noncopyable owner of the resource handle, released (DK_CXLFLASH_RELEASE, which frees its
+/// chunks) when it goes away or by `release()`; copying it, using it after `release()` and
+/// releasing it twice do not compile. It is `Sendable` and not bound to a scope: an application
+/// can keep hundreds of them in its own data structures (a class property, an Optional, a
+/// noncopyable container) and use them from several threads. I/O, `resize(toBlocks:)`,
+/// `verify(sense:)` and the properties borrow it, so they may run concurrently.
+///
+/// It holds its context's shared state. When the context is detached while the virtual LUN is
+/// still open, the driver releases it (DK_CXLFLASH_DETACH frees its chunks): every later
+/// operation fails with `.contextDetached` without an ioctl or command, and `release()` or the
+/// deinit sends nothing.
+public struct VirtualLUN: ~Copyable, Sendable {
   let core: ContextCore
   let lunPath: String
   /// The resource handle number (`rsrc_handle`).
@@ -105,7 +125,6 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
   /// The I/O side of the handle.
   let io: IOTarget
 
-  @_lifetime(immortal)
   init(
     core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, flags: ReturnFlags,
     geometry: LUNGeometry
@@ -130,6 +149,9 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
 
   /// Releases the handle (DK_CXLFLASH_RELEASE): its chunks return to the LUN (scrubbed first if it
   /// was created with `scrubOnRelease`).
+  ///
+  /// - Throws: `.contextDetached`, without an ioctl, when the context was detached (the driver
+  ///   released the handle then); the driver's errors otherwise.
   public consuming func release() throws(SuperpipeError) {
     released = true
     try core.release(handle, lunPath: lunPath)
@@ -137,12 +159,14 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
 
   /// Grows or shrinks the virtual LUN (DK_CXLFLASH_VLUN_RESIZE). Growth is best effort: the new
   /// size may be smaller than asked when the LUN is nearly full (ENOSPC only when nothing is free).
+  /// Borrows the handle: it may run while other threads do I/O on it, as the driver allows (I/O
+  /// beyond a shrinking end may then fail or be refused as out of range).
   ///
   /// - Parameter blocks: The new size in 4 KiB blocks, rounded up to whole 256 MiB chunks.
   /// - Returns: The new size in 4 KiB blocks.
-  @_lifetime(self: copy self)
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
   @discardableResult
-  public mutating func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
+  public borrowing func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
     let (handle, core, lunPath) = (handle, core, lunPath)
     let operation = CXLFlashIoctl.vlunResize.name
     let lastLBA = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
@@ -156,14 +180,16 @@ public struct VirtualLUN: ~Copyable, ~Escapable, Sendable {
       return resize.last_lba
     }
     io.size.exchange(lastLBA)
-    return self.blocks
+    return lastLBA == .max ? 0 : lastLBA + 1
   }
 
   /// Re-validates the handle (DK_CXLFLASH_VERIFY), optionally processing sense data. Updates and
-  /// returns `lastLBA` (4 KiB units).
-  @_lifetime(self: copy self)
+  /// returns `lastLBA` (4 KiB units). Borrows the handle: it may run while other threads do I/O
+  /// on it.
+  ///
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
   @discardableResult
-  public mutating func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
+  public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
     let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
     io.size.exchange(lastLBA)

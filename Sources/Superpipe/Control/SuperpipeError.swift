@@ -39,8 +39,20 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     /// The path is not a cxlflash disk or host node (ENOTTY).
     public static let notCXLFlashDevice = Code("notCXLFlashDevice")
     /// Caught by the library without issuing the ioctl: the context belongs to another process
-    /// (used in a child after fork()), or was already detached.
+    /// (used in a child after fork(), where the driver would answer EINVAL).
     public static let wrongProcess = Code("wrongProcess")
+    /// Caught by the library without issuing the ioctl or any command: the context was detached
+    /// (`Context.detach()` or its deinit: DK_CXLFLASH_DETACH released every handle still open),
+    /// and this context or a handle that outlived it was used afterwards.
+    public static let contextDetached = Code("contextDetached")
+    /// Caught by the library without issuing a command: the context has no mapped MMIO register
+    /// window, because mapping the recovered context's window (mmap of the new adapter fd after
+    /// DK_CXLFLASH_RECOVER_AFU) failed. Not an adapter reset: release the handles, detach the
+    /// context and attach a new one.
+    public static let noRegisterWindow = Code("noRegisterWindow")
+    /// Caught by the library without issuing a command: a `ConcurrentIO` view was used after the
+    /// `withConcurrentIO` scope that made it had ended.
+    public static let viewExpired = Code("viewExpired")
     /// Caught by the library without issuing the ioctl: an argument is out of range.
     public static let invalidArgument = Code("invalidArgument")
     /// A SISLite command completed with an error status (see `status` and its `retryClass`).
@@ -95,11 +107,32 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   public var completedRanges: [Range<UInt64>]?
   /// A sentence a person can act on.
   public var message: String
+  /// The error this one replaced, when the library turned one failure into another (a failed
+  /// DK_CXLFLASH_RECOVER_AFU reported as "the context cannot be recovered", DK_CXLFLASH_VERIFY's
+  /// EINVAL reported as "an alternate path leads to a different LUN", a driver error given a
+  /// message that says what to do); nil otherwise.
+  public var cause: SuperpipeError? {
+    get { causeBox?.error }
+    set { causeBox = newValue.map(CauseBox.init) }
+  }
+  /// The storage of `cause` (a struct cannot hold a value of its own type inline).
+  private var causeBox: CauseBox?
 
-  /// Creates the value from its parts.
+  /// Boxes the underlying error of `cause`.
+  private indirect enum CauseBox: Sendable, Equatable {
+    case error(SuperpipeError)
+    init(_ error: SuperpipeError) { self = .error(error) }
+    var error: SuperpipeError {
+      switch self {
+      case .error(let error): error
+      }
+    }
+  }
+
+  /// Creates the value from its parts; `cause` is the error this one replaces, if any.
   public init(
     code: Code, operation: String, errno: Errno? = nil, device: String? = nil, returnFlags: UInt64? = nil,
-    sense: SenseData? = nil, status: CommandStatus? = nil, message: String
+    sense: SenseData? = nil, status: CommandStatus? = nil, message: String, cause: SuperpipeError? = nil
   ) {
     self.code = code
     self.operation = operation
@@ -109,6 +142,14 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     self.sense = sense
     self.status = status
     self.message = message
+    self.cause = cause
+  }
+
+  /// This error, with `cause` set to `underlying` (the error it replaces).
+  func replacing(_ underlying: SuperpipeError) -> SuperpipeError {
+    var error = self
+    error.cause = underlying
+    return error
   }
 
   /// A readable rendering.
@@ -128,32 +169,52 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     return text
   }
 
+  /// The kernel-internal ENOTSUPP (524), which cxlflash returns for unsupported host requests and
+  /// which no C library names.
+  static let kernelENOTSUPP: CInt = 524
+
   /// The C name of an errno, for messages ("EINVAL").
   static func errnoName(_ value: CInt) -> String {
-    let names: [CInt: String] = [
-      1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 6: "ENXIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
-      13: "EACCES", 14: "EFAULT", 16: "EBUSY", 19: "ENODEV", 22: "EINVAL", 24: "EMFILE", 25: "ENOTTY",
-      28: "ENOSPC", 95: "EOPNOTSUPP", 110: "ETIMEDOUT", 524: "ENOTSUPP",
-    ]
-    return names[value] ?? "errno \(value)"
+    switch value {
+    case Errno.notPermitted.rawValue: "EPERM"
+    case Errno.noSuchFileOrDirectory.rawValue: "ENOENT"
+    case Errno.interrupted.rawValue: "EINTR"
+    case Errno.ioError.rawValue: "EIO"
+    case Errno.noSuchAddressOrDevice.rawValue: "ENXIO"
+    case Errno.badFileDescriptor.rawValue: "EBADF"
+    case Errno.resourceTemporarilyUnavailable.rawValue: "EAGAIN"
+    case Errno.noMemory.rawValue: "ENOMEM"
+    case Errno.permissionDenied.rawValue: "EACCES"
+    case Errno.badAddress.rawValue: "EFAULT"
+    case Errno.resourceBusy.rawValue: "EBUSY"
+    case Errno.operationNotSupportedByDevice.rawValue: "ENODEV"
+    case Errno.invalidArgument.rawValue: "EINVAL"
+    case Errno.tooManyOpenFiles.rawValue: "EMFILE"
+    case Errno.inappropriateIOCTLForDevice.rawValue: "ENOTTY"
+    case Errno.noSpace.rawValue: "ENOSPC"
+    case Errno.notSupportedOnSocket.rawValue: "EOPNOTSUPP"
+    case Errno.timedOut.rawValue: "ETIMEDOUT"
+    case kernelENOTSUPP: "ENOTSUPP"
+    default: "errno \(value)"
+    }
   }
 
   /// The code for an errno returned by the driver or the OS.
   static func code(for errno: CInt) -> Code {
     switch errno {
-    case 22: .invalidRequest
-    case 19: .deviceUnavailable
-    case 28: .noSpace
-    case 24: .tooManyHandles
-    case 16: .busy
-    case 11, 110: .tryAgain
-    case 12: .outOfMemory
-    case 5: .ioError
-    case 1, 13: .permissionDenied
-    case 524, 95: .notSupported
-    case 4: .interrupted
-    case 2, 6: .noSuchDevice
-    case 25: .notCXLFlashDevice
+    case Errno.invalidArgument.rawValue: .invalidRequest
+    case Errno.operationNotSupportedByDevice.rawValue: .deviceUnavailable
+    case Errno.noSpace.rawValue: .noSpace
+    case Errno.tooManyOpenFiles.rawValue: .tooManyHandles
+    case Errno.resourceBusy.rawValue: .busy
+    case Errno.resourceTemporarilyUnavailable.rawValue, Errno.timedOut.rawValue: .tryAgain
+    case Errno.noMemory.rawValue: .outOfMemory
+    case Errno.ioError.rawValue: .ioError
+    case Errno.notPermitted.rawValue, Errno.permissionDenied.rawValue: .permissionDenied
+    case kernelENOTSUPP, Errno.notSupportedOnSocket.rawValue: .notSupported
+    case Errno.interrupted.rawValue: .interrupted
+    case Errno.noSuchFileOrDirectory.rawValue, Errno.noSuchAddressOrDevice.rawValue: .noSuchDevice
+    case Errno.inappropriateIOCTLForDevice.rawValue: .notCXLFlashDevice
     default: .other
     }
   }

@@ -11,7 +11,11 @@ extension IOTarget {
 }
 
 /// A resource handle's data path: what `PhysicalLUN` and `VirtualLUN` share. The I/O methods
-/// below are defined once for both.
+/// below are defined once for both. (The protocol admits noncopyable and nonescapable conformers;
+/// the library's handles are noncopyable and escapable.)
+///
+/// Every I/O method borrows the handle, so any number of threads may use one handle at once. Once
+/// the handle's context was detached, each fails with `.contextDetached` without a command.
 public protocol ResourceHandleIO: ~Copyable, ~Escapable {
   /// The handle's data path (opaque: it has no public members).
   var dataPath: DataPath { get }
@@ -36,9 +40,9 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   private var io: IOTarget { dataPath.io }
 
   /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
-  /// tasks (child tasks cannot capture the handle itself, which is bound to its context's scope).
-  /// The view is valid only until `body` returns; using it afterwards fails with `.wrongProcess`
-  /// without issuing a command.
+  /// tasks (an escaping child-task closure cannot capture a borrowed noncopyable handle; a handle
+  /// kept in a `final class` can be shared directly instead). The view is valid only until `body`
+  /// returns; using it afterwards fails with `.viewExpired` without issuing a command.
   public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
     let view = ConcurrentIO(io: io)
     defer { view.validity.invalidate() }
@@ -166,7 +170,7 @@ public struct ConcurrentIO: Sendable {
   private func check() throws(SuperpipeError) {
     guard validity.flag.load(ordering: .acquiring) else {
       throw SuperpipeError(
-        code: .wrongProcess, operation: "I/O", device: io.device,
+        code: .viewExpired, operation: "I/O", device: io.device,
         message: "a ConcurrentIO view was used after its withConcurrentIO scope ended")
     }
   }

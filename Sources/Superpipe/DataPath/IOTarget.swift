@@ -577,6 +577,15 @@ extension IOTarget {
       error.flightRecord = core.flightRecorder.snapshot()
       return error
     }
+    // Detached under this I/O (another thread's detach() retired the channel and closed the
+    // adapter fd): report that, whatever the channel saw, and recover nothing.
+    if error.code != .contextDetached, core.isDetached {
+      do throws(SuperpipeError) {
+        try core.checkUsable(error.operation)
+      } catch let detached {
+        throw giveUp(detached.replacing(error))
+      }
+    }
     if let failure { throw giveUp(failure) }
     if error.code == .timedOut {
       // Whatever happens next, the command given up on must not complete later into the

@@ -106,6 +106,10 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
     control.ringDoorbell()
     finished.wait()
+    // An application thread may still be running commands inline (it took the consumer lock
+    // before `stopped` was set); the caller unmaps or overwrites the window next, so wait for it.
+    // The lock stays taken: nothing drains this context again.
+    while !control.tryLockConsumer() { sched_yield() }
   }
 
   // MARK: Registers

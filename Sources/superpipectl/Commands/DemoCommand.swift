@@ -354,9 +354,9 @@ extension SuperpipeCtl {
 
 extension Context {
   /// Adopts a cloned virtual LUN (DK_CXLFLASH_VERIFY), runs `body`, and releases it.
-  borrowing func withAdoptedVirtualLUN<R>(_ handle: ResourceHandleID, _ body: (inout VirtualLUN) throws -> R) throws -> R {
-    var lun = try adoptVirtualLUN(handle)
-    let result = try body(&lun)
+  borrowing func withAdoptedVirtualLUN<R>(_ handle: ResourceHandleID, _ body: (borrowing VirtualLUN) throws -> R) throws -> R {
+    let lun = try adoptVirtualLUN(handle)
+    let result = try body(lun)
     try lun.release()
     return result
   }

@@ -43,7 +43,7 @@ struct HandlesCatalogueTests {
     do {
       let context = try Context(lun: mock.disk(0))
       let h0 = try context.openVirtualLUN(blocks: 0)
-      var h1 = try context.openVirtualLUN(blocks: 0)
+      let h1 = try context.openVirtualLUN(blocks: 0)
       let h2 = try context.openVirtualLUN(blocks: 0)
       #expect([h0.handle, h1.handle, h2.handle].map(\.rawValue) == [0, 1, 2])
       let released = h1.handle

@@ -25,7 +25,7 @@ struct VirtualSizingCatalogueTests {
     let mock = try MockFixture()
     do {
       let context = try Context(lun: mock.disk(0))
-      var lun = try context.openVirtualLUN(blocks: 0)
+      let lun = try context.openVirtualLUN(blocks: 0)
       #expect(lun.lastLBA == 0xFFFF_FFFF_FFFF_FFFF)
       #expect(lun.blocks == 0)
       #expect(mock.chunks(context.token.rawValue, lun.handle.rawValue) == [])
@@ -110,8 +110,8 @@ struct VirtualSizingCatalogueTests {
         #expect(lun.blocks == 4 * Cat.chunk)
         #expect(mock.record(0)?.freeChunks == 0)
       }
-      var first = try context.openVirtualLUN(blocks: Cat.chunk)
-      var second = try context.openVirtualLUN(blocks: 100 * Cat.chunk)
+      let first = try context.openVirtualLUN(blocks: Cat.chunk)
+      let second = try context.openVirtualLUN(blocks: 100 * Cat.chunk)
       #expect(second.blocks == 3 * Cat.chunk, "capacity - 1 chunk")
       // Growth by RESIZE is best effort too: 1 chunk + the 2 chunks freed by the shrink.
       _ = try second.resize(toBlocks: Cat.chunk)
@@ -132,14 +132,14 @@ struct VirtualSizingCatalogueTests {
     do {
       let context = try Context(lun: mock.disk(0))
       let other = try Context(lun: mock.disk(0))
-      var full = try context.openVirtualLUN(blocks: 4 * Cat.chunk)
+      let full = try context.openVirtualLUN(blocks: 4 * Cat.chunk)
       #expect(mock.record(0)?.freeChunks == 0)
       let open = #expect(throws: SuperpipeError.self) { _ = try other.openVirtualLUN(blocks: 1) }
       expectFailure(open, .noSpace, errno: Cat.ENOSPC)
       #expect(mock.context(other.token.rawValue)?.handles.isEmpty == true)
       #expect(mock.record(0)?.users == 1)
       // Size 0 needs no chunk: allowed.
-      var empty = try other.openVirtualLUN(blocks: 0)
+      let empty = try other.openVirtualLUN(blocks: 0)
       #expect(empty.blocks == 0)
       let grow = #expect(throws: SuperpipeError.self) { _ = try empty.resize(toBlocks: Cat.chunk) }
       expectFailure(grow, .noSpace, errno: Cat.ENOSPC)
@@ -181,7 +181,7 @@ struct VirtualSizingCatalogueTests {
       let context = try Context(lun: mock.disk(0))
       // Raw driver behaviour: the library's automatic retry of EAGAIN is off (see RecoveryTests).
       context.recoveryPolicy.automatic = false
-      var lun = try context.openVirtualLUN(blocks: Cat.chunk)
+      let lun = try context.openVirtualLUN(blocks: Cat.chunk)
       let token = context.token.rawValue
       // Grow.
       mock.adapter.model.failNextAFUSyncs(count: 1)
@@ -341,7 +341,7 @@ struct VirtualSizingCatalogueTests {
       let context = try Context(lun: mock.disk(0))
       let token = context.token.rawValue
       // Scrubbed handle.
-      var scrubbed = try context.openVirtualLUN(blocks: 2 * Cat.chunk, scrubOnRelease: true)
+      let scrubbed = try context.openVirtualLUN(blocks: 2 * Cat.chunk, scrubOnRelease: true)
       #expect(mock.handle(token, scrubbed.handle.rawValue)?.needsWriteSame == true)
       let chunks = try #require(mock.chunks(token, scrubbed.handle.rawValue))
       for chunk in chunks { write(chunk: chunk) }

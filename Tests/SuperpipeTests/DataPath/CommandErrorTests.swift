@@ -116,7 +116,7 @@ struct CommandErrorTests {
     mock.adapter.raiseUnitAttention(lun: 0, asc: 0x29)
     let context = try Context(lun: mock.disk(0))
     context.recoveryPolicy.automatic = false  // answer it by hand
-    var physical = try context.openPhysicalLUN()
+    let physical = try context.openPhysicalLUN()
     let buffer = AlignedBuffer(count: 4096)
     let error = #expect(throws: SuperpipeError.self) { try physical.read(at: 0, into: buffer.bytes) }
     let sense = try #require(error?.status?.sense)
