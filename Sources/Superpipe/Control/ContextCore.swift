@@ -214,23 +214,39 @@ final class ContextCore: Sendable {
   /// context is recovered first (its token changes: `body` must read it each time).
   /// Bounded by `RecoveryPolicy.recoveryAttempts`, with the policy's backoff.
   func retryingTransient<R>(for operation: String, _ body: () throws(SuperpipeError) -> R) throws(SuperpipeError) -> R {
-    var backoff = recovery.policy.initialBackoff
-    var attempt = 0
+    var generation = recovery.generation
+    return try retryingWithBackoff { (attempt) throws(SuperpipeError) -> R in
+      // After a failed sync that scheduled an adapter reset: recover the context first.
+      if attempt > 0, windowReadsAllOnes { try recoverOnce(observed: generation) }
+      generation = recovery.generation
+      return try body()
+    } giveUpUnless: { (error, attempt) throws(SuperpipeError) in
+      let policy = recovery.policy
+      // EAGAIN: a failed AFU sync; EINVAL from a context the adapter reset meanwhile.
+      let transient = error.code == .tryAgain || (error.code == .invalidRequest && windowReadsAllOnes)
+      guard transient, policy.automatic, attempt <= policy.recoveryAttempts else { throw error }
+      recovery.count { $0.requestRetries += 1 }
+      recovery.emit(.requestRetried(operation: operation, errno: error.errno))
+    }
+  }
+
+  /// The control path's one retry loop: runs `attempt` (with the number of failures so far) until
+  /// it returns, sleeping the policy's backoff between tries (`RecoveryPolicy.Backoff`: doubling
+  /// from `initialBackoff` to `maximumBackoff`). After each failure `giveUpUnless` decides: it
+  /// throws to give up (with the error to report), returns to try again.
+  func retryingWithBackoff<R>(
+    _ attempt: (_ failures: Int) throws(SuperpipeError) -> R,
+    giveUpUnless decide: (SuperpipeError, _ failures: Int) throws(SuperpipeError) -> Void
+  ) throws(SuperpipeError) -> R {
+    var backoff = RecoveryPolicy.Backoff(recovery.policy)
+    var failures = 0
     while true {
-      let generation = recovery.generation
       do throws(SuperpipeError) {
-        return try body()
+        return try attempt(failures)
       } catch {
-        attempt += 1
-        let policy = recovery.policy
-        // EAGAIN: a failed AFU sync; EINVAL from a context the adapter reset meanwhile.
-        let transient = error.code == .tryAgain || (error.code == .invalidRequest && windowReadsAllOnes)
-        guard transient, policy.automatic, attempt <= policy.recoveryAttempts else { throw error }
-        recovery.count { $0.requestRetries += 1 }
-        recovery.emit(.requestRetried(operation: operation, errno: error.errno))
-        Syscall.sleep(backoff)
-        backoff = min(backoff * 2, policy.maximumBackoff)
-        if windowReadsAllOnes { try recoverOnce(observed: generation) }
+        failures += 1
+        try decide(error, failures)
+        Syscall.sleep(backoff.next())
       }
     }
   }
@@ -343,39 +359,30 @@ extension ContextCore {
       if let failure { throw failure }
       guard current == generation else { return }  // someone else recovered
       recovery.emit(.adapterResetDetected)
-      var backoff = policy.initialBackoff
-      var attempt = 0
-      while true {
-        attempt += 1
-        do throws(SuperpipeError) {
-          let outcome = try recover()
-          recovery.advanceGeneration()
-          if case .contextReset = outcome { recovery.count { $0.recoveries += 1 } }
-          if case .contextReset(let previous, let current) = outcome {
-            recovery.emit(.recovered(previous: previous, current: current))
-          }
-          return
-        } catch {
-          // Not the adapter's state: the context is gone or not this process's. Nothing to record.
-          if error.code == .contextDetached || error.code == .wrongProcess { throw error }
-          let permanent = error.code == .deviceUnavailable || error.code == .invalidRequest
-          if permanent || attempt >= policy.recoveryAttempts {
-            var failure = error
-            failure.message =
-              "the context cannot be recovered (\(error.message)); release and detach still work; "
-              + "attach a new context when the adapter is back"
-            failure.cause = error
-            if let cause, cause.code == .adapterGone {
-              failure.code = .adapterGone
-              failure.message = "\(cause.message); DK_CXLFLASH_RECOVER_AFU could not recover the context"
-            }
-            recovery.shared.withLock { $0.failure = failure }
-            recovery.emit(.failed(failure))
-            throw failure
-          }
-          Syscall.sleep(backoff)
-          backoff = min(backoff * 2, policy.maximumBackoff)
+      let outcome = try retryingWithBackoff { (_) throws(SuperpipeError) in
+        try recover()
+      } giveUpUnless: { (error, attempt) throws(SuperpipeError) in
+        // Not the adapter's state: the context is gone or not this process's. Nothing to record.
+        if error.code == .contextDetached || error.code == .wrongProcess { throw error }
+        let permanent = error.code == .deviceUnavailable || error.code == .invalidRequest
+        guard permanent || attempt >= policy.recoveryAttempts else { return }
+        var failure = error
+        failure.message =
+          "the context cannot be recovered (\(error.message)); release and detach still work; "
+          + "attach a new context when the adapter is back"
+        failure.cause = error
+        if let cause, cause.code == .adapterGone {
+          failure.code = .adapterGone
+          failure.message = "\(cause.message); DK_CXLFLASH_RECOVER_AFU could not recover the context"
         }
+        recovery.shared.withLock { $0.failure = failure }
+        recovery.emit(.failed(failure))
+        throw failure
+      }
+      recovery.advanceGeneration()
+      if case .contextReset(let previous, let current) = outcome {
+        recovery.count { $0.recoveries += 1 }
+        recovery.emit(.recovered(previous: previous, current: current))
       }
     }
   }

@@ -556,9 +556,9 @@ struct RetryState {
   var path = 0
   /// Paths moved to since the last wait for a link.
   var failovers = 0
-  /// When this I/O started waiting for a link (monotonic ns), and how many waits so far.
+  /// When this I/O started waiting for a link (monotonic ns), and the waits' backoff.
   var linkWaitStart: Int64?
-  var linkWaits = 0
+  var linkBackoff: RecoveryPolicy.Backoff?
 }
 
 extension IOTarget {
@@ -674,9 +674,8 @@ extension IOTarget {
       throw giveUp(error)
     }
     recovery.emit(.retried(operation: error.operation, status: status))
-    var backoff = policy.initialBackoff
-    for _ in 0..<min(retry.linkWaits, 16) { backoff = min(backoff * 2, policy.maximumBackoff) }
-    retry.linkWaits += 1
+    if retry.linkBackoff == nil { retry.linkBackoff = RecoveryPolicy.Backoff(policy) }
+    let backoff = retry.linkBackoff!.next()
     retry.failovers = 0  // after the wait, every path may be tried again
     return min(backoff, .nanoseconds(max(0, limit - (now - start))))
   }

@@ -44,6 +44,26 @@ public struct RecoveryPolicy: Sendable, Hashable {
   }
 }
 
+extension RecoveryPolicy {
+  /// The waits between retries: `initialBackoff`, doubling up to `maximumBackoff`. One value per
+  /// retry loop (recovery attempts, control-ioctl retries, waits for a link).
+  struct Backoff: Sendable {
+    private var current: Duration
+    private let maximum: Duration
+
+    init(_ policy: RecoveryPolicy) {
+      current = policy.initialBackoff
+      maximum = policy.maximumBackoff
+    }
+
+    /// The next wait.
+    mutating func next() -> Duration {
+      defer { current = min(current * 2, maximum) }
+      return current
+    }
+  }
+}
+
 /// Something the recovery machinery did, in order.
 public enum RecoveryEvent: Sendable, Equatable, CustomStringConvertible {
   /// The context's window read all ones (or its adapter fd reported EIO): the adapter was reset.
