@@ -96,9 +96,39 @@ public struct MockControlReply: Codable, Sendable, Equatable {
   public var message: String
 }
 
+extension MockControlRequest {
+  /// The limits of a request's numbers: a request beyond them is refused (a control socket must
+  /// not be made to sleep for days, allocate a schedule of 2^62 faults or queue 2^63 failures).
+  var limits: [(name: String, value: Int?, range: ClosedRange<Int>)] {
+    [
+      ("count", count, 1...1_000_000),
+      ("durationMilliseconds", durationMilliseconds, 0...10_000),
+      ("faults", faults, 1...100_000),
+      ("queueDepth", queueDepth, 1...4096),
+      ("inFlight", inFlight, 1...4096),
+      ("lun", lun, 0...4095),
+      ("port", port, 0...63),
+      ("asc", asc, 0...255),
+      ("ascq", ascq, 0...255),
+    ]
+  }
+
+  /// Why the request is refused, or nil when its numbers are within `limits`.
+  var outOfRange: String? {
+    for limit in limits {
+      if let value = limit.value, !limit.range.contains(value) {
+        return "\(limit.name) \(value) is outside \(limit.range.lowerBound)...\(limit.range.upperBound)"
+      }
+    }
+    if let blocks, blocks > 1 << 48 { return "blocks \(blocks) is above 2^48" }
+    return nil
+  }
+}
+
 extension MockAdapter {
   /// Applies a control request (what the control socket does for another process).
   public func apply(_ request: MockControlRequest) -> MockControlReply {
+    if let problem = request.outOfRange { return MockControlReply(ok: false, message: problem) }
     let count = max(1, request.count ?? 1)
     let commandClass: MockAFUCommandClass =
       switch request.commandClass {

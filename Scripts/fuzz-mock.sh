@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Fuzz the mock adapter's message decoding and dispatch with libFuzzer (Docs/reliability.md).
+#   Scripts/fuzz-mock.sh [runs] [extra libFuzzer flags...]   default 10000000 inputs
+# libFuzzer's per-input leak check is off (-detect_leaks=0): the mock's server threads allocate
+# and free concurrently with an input, which that check misreads; contexts leaked by the mock are
+# what matters, and the harness's liveness checks and the test suite's leak check cover them.
+# Builds Fuzz/ (which depends on this package by path) with the fuzzer and address sanitizers,
+# and runs it; an empty corpus directory is first filled with MockFuzzing.seedCorpus() (the
+# binary does that at start-up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10000000}
+shift || true
+flags=(--package-path Fuzz --scratch-path .build-fuzz --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address)
+swift build "${flags[@]}"
+corpus=.build-fuzz/corpus
+mkdir -p "$corpus"
+binary=$(swift build "${flags[@]}" --show-bin-path)/MockFuzzer
+export SWIFT_BACKTRACE=enable=no
+"$binary" -runs="$runs" -max_len=4200 -timeout=30 -detect_leaks=0 -print_final_stats=1 "$@" "$corpus"
