@@ -328,22 +328,42 @@ extension SuperpipeCtl {
       }
     }
 
+    /// The `--json` document.
+    struct Document: Codable {
+      var schemaVersion = 1
+      var command = "_demo-child"
+      var pid: Int32
+      var parentToken: String
+      var token: String
+      var handle: UInt64
+      var blocks: UInt64
+      var bytesVerified: UInt64
+    }
+
     func run() throws {
       let parent = ContextToken(rawValue: UInt64(token.lowercased().replacingOccurrences(of: "0x", with: ""), radix: 16) ?? 0)
       let context = try Context(lun: disk)
       try context.cloneVirtualLUNs(from: parent)
-      print("pid \(getpid()): attached context \(context.token), cloned the virtual LUNs of \(parent)")
+      let say = { (line: String) in if !common.json { print("pid \(getpid()): \(line)") } }
+      say("attached context \(context.token), cloned the virtual LUNs of \(parent)")
       let report = try context.withAdoptedVirtualLUN(ResourceHandleID(rawValue: handle)) { lun in
-        print("pid \(getpid()): adopted handle \(lun.handle) (\(lun.blocks) blocks)")
+        say("adopted handle \(lun.handle) (\(lun.blocks) blocks)")
         return try Demo.verifyOnly(
           blocks: blocks, seed: seed, blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, logger: common.logger,
           read: { try lun.read(at: $0, into: $1) })
       }
+      let token = context.token
       try context.detach()
       guard report.mismatchedBlocks == 0 else {
         throw CLIError(.dataMismatch, "\(report.mismatchedBlocks) block(s) differ: \(report.firstMismatchDetail ?? "")")
       }
-      print("pid \(getpid()): verified \(Format.bytes(report.bytesVerified)) of the parent's data, released, detached")
+      say("verified \(Format.bytes(report.bytesVerified)) of the parent's data, released, detached")
+      if common.json {
+        try JSONOutput.print(
+          Document(
+            pid: getpid(), parentToken: parent.description, token: token.description, handle: handle, blocks: blocks,
+            bytesVerified: report.bytesVerified))
+      }
     }
   }
 }
