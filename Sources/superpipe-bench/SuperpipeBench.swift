@@ -128,6 +128,13 @@ struct SuperpipeBench: ParsableCommand {
 enum CompletionArgument: String, CaseIterable, ExpressibleByArgument {
   case polling, interrupts
 
+  static var allValueDescriptions: [String: String] {
+    [
+      "polling": "poll the response queue (lowest latency; the waiting thread spins, then yields)",
+      "interrupts": "sleep until the adapter's interrupt for each command (no spinning)",
+    ]
+  }
+
   var mode: CompletionMode {
     switch self {
     case .polling: .polling
@@ -139,6 +146,10 @@ enum CompletionArgument: String, CaseIterable, ExpressibleByArgument {
 /// A workload of `--workloads`.
 enum WorkloadArgument: String, CaseIterable, ExpressibleByArgument {
   case randread, randwrite, randrw
+
+  static var allValueDescriptions: [String: String] {
+    ["randread": "4 KiB random reads", "randwrite": "4 KiB random writes", "randrw": "70% random reads, 30% random writes"]
+  }
 
   var workload: BenchmarkConfiguration.Workload {
     switch self {
@@ -166,5 +177,6 @@ struct WorkloadList: ExpressibleByArgument {
 
   var defaultValueDescription: String { values.map(\.rawValue).joined(separator: ",") }
   static var allValueStrings: [String] { WorkloadArgument.allValueStrings }
+  static var allValueDescriptions: [String: String] { WorkloadArgument.allValueDescriptions }
   static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }

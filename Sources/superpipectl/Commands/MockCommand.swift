@@ -43,6 +43,9 @@ extension SuperpipeCtl {
       case b512 = 512
       case b4096 = 4096
       var defaultValueDescription: String { String(rawValue) }
+      static var allValueDescriptions: [String: String] {
+        ["512": "512-byte logical blocks", "4096": "4 KiB logical blocks"]
+      }
     }
 
     struct Layout: ParsableArguments {

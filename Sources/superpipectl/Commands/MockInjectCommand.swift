@@ -35,6 +35,10 @@ extension SuperpipeCtl.Mock {
     /// `--class`'s values.
     enum CommandClass: String, CaseIterable, ExpressibleByArgument {
       case read, write, any
+
+      static var allValueDescriptions: [String: String] {
+        ["read": "READ(16) commands only", "write": "WRITE(16) commands only", "any": "every command"]
+      }
     }
 
     @Option(name: .customLong("class"), help: "Which commands fail (default: any).")

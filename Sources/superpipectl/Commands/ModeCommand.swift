@@ -202,4 +202,11 @@ extension SuperpipeCtl {
 enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
   case superpipe, legacy
   var mode: LUNMode { self == .superpipe ? .superpipe : .legacy }
+
+  static var allValueDescriptions: [String: String] {
+    [
+      "superpipe": "direct access from user space through contexts (DK_CXLFLASH_ATTACH and on)",
+      "legacy": "an ordinary SCSI disk of the kernel's block layer",
+    ]
+  }
 }
