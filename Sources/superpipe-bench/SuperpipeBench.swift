@@ -40,8 +40,8 @@ struct SuperpipeBench: ParsableCommand {
   @Option(help: "Queue depths, comma separated.")
   var depths: String = "1,8,32"
 
-  @Option(help: "Workloads, comma separated (randread, randwrite, randrw).")
-  var workloads: String = "randread,randwrite,randrw"
+  @Option(help: "Workloads, comma separated.")
+  var workloads = WorkloadList(WorkloadArgument.allCases)
 
   @Option(help: "LUN size in 4 KiB blocks.")
   var lunBlocks: UInt64 = 262_144
@@ -49,8 +49,8 @@ struct SuperpipeBench: ParsableCommand {
   @Option(help: "RAM-backed directory for the mock's LUN file.")
   var directory: String = "/dev/shm"
 
-  @Option(help: "Completion mode: polling or interrupts.")
-  var completion: String = "polling"
+  @Option(help: "Completion mode.")
+  var completion: CompletionArgument = .polling
 
   @Flag(help: "Print one JSON document (schemaVersion 1).")
   var json = false
@@ -58,22 +58,12 @@ struct SuperpipeBench: ParsableCommand {
   func validate() throws {
     guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
     guard parsedDepths != nil else { throw ValidationError("--depths must be positive integers, e.g. 1,8,32") }
-    guard parsedWorkloads != nil else { throw ValidationError("--workloads takes randread, randwrite, randrw") }
-    guard CompletionMode(rawValue: completion) != nil else {
-      throw ValidationError("--completion must be polling or interrupts")
-    }
     guard lunBlocks >= 65536 else { throw ValidationError("--lun-blocks must be at least 65536") }
   }
 
   var parsedDepths: [Int]? {
     let values = depths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
     guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0) <= 4096 }) else { return nil }
-    return values.compactMap { $0 }
-  }
-
-  var parsedWorkloads: [BenchmarkConfiguration.Workload]? {
-    let values = workloads.split(separator: ",").map { BenchmarkConfiguration.Workload(rawValue: String($0)) }
-    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
     return values.compactMap { $0 }
   }
 
@@ -102,10 +92,10 @@ struct SuperpipeBench: ParsableCommand {
     var configuration = BenchmarkConfiguration()
     configuration.seconds = seconds
     configuration.queueDepths = parsedDepths ?? [1]
-    configuration.workloads = parsedWorkloads ?? [.randread]
+    configuration.workloads = workloads.values.map(\.workload)
     configuration.lunBlocks = lunBlocks
     configuration.directory = directory
-    configuration.completion = CompletionMode(rawValue: completion) ?? .polling
+    configuration.completion = completion.mode
     let showProgress = !json
     // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
     let rows = configuration.workloads.count * (configuration.queueDepths.count + 1)
@@ -131,4 +121,62 @@ struct SuperpipeBench: ParsableCommand {
       print("machine: \(report.machine), \(report.cores) cores; allocation counting verified: \(report.allocationCountingVerified)")
     }
   }
+}
+
+/// `--completion`'s values (the library's `CompletionMode` cannot conform itself: ArgumentParser is
+/// imported internally).
+enum CompletionArgument: String, CaseIterable, ExpressibleByArgument {
+  case polling, interrupts
+
+  static var allValueDescriptions: [String: String] {
+    [
+      "polling": "poll the response queue (lowest latency; the waiting thread spins, then yields)",
+      "interrupts": "sleep until the adapter's interrupt for each command (no spinning)",
+    ]
+  }
+
+  var mode: CompletionMode {
+    switch self {
+    case .polling: .polling
+    case .interrupts: .interrupts
+    }
+  }
+}
+
+/// A workload of `--workloads`.
+enum WorkloadArgument: String, CaseIterable, ExpressibleByArgument {
+  case randread, randwrite, randrw
+
+  static var allValueDescriptions: [String: String] {
+    ["randread": "4 KiB random reads", "randwrite": "4 KiB random writes", "randrw": "70% random reads, 30% random writes"]
+  }
+
+  var workload: BenchmarkConfiguration.Workload {
+    switch self {
+    case .randread: .randread
+    case .randwrite: .randwrite
+    case .randrw: .randrw
+    }
+  }
+}
+
+/// `--workloads`: a comma-separated list of `WorkloadArgument`s, whose values help and shell
+/// completion list.
+struct WorkloadList: ExpressibleByArgument {
+  var values: [WorkloadArgument]
+
+  init(_ values: [WorkloadArgument]) { self.values = values }
+
+  init?(argument: String) {
+    let values = argument.split(separator: ",", omittingEmptySubsequences: false).map {
+      WorkloadArgument(rawValue: $0.trimmingCharacters(in: .whitespaces))
+    }
+    guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else { return nil }
+    self.values = values.compactMap { $0 }
+  }
+
+  var defaultValueDescription: String { values.map(\.rawValue).joined(separator: ",") }
+  static var allValueStrings: [String] { WorkloadArgument.allValueStrings }
+  static var allValueDescriptions: [String: String] { WorkloadArgument.allValueDescriptions }
+  static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }

@@ -19,7 +19,8 @@ struct SuperpipeCtl: ParsableCommand {
         superpipectl demo                 a complete session on a throw-away mock, in seconds
         superpipectl doctor               what this machine has, and what to do next
 
-      Every command takes --json (one document with "schemaVersion": 1) and -v.
+      Every command takes --json (exactly one document on stdout, with "schemaVersion": 1 and
+      "command", also when it fails: then with an "error" object) and -v (-vv: trace).
       Exit status: 0 ok, 1 unexpected, 64 usage, 65 data mismatch, 69 device missing,
       74 device error, 75 busy, 77 permission denied (see Docs/cli.md).
       """,
@@ -34,8 +35,10 @@ struct SuperpipeCtl: ParsableCommand {
   /// client as its device backend first: mock nodes (Unix sockets) are recognised wherever they
   /// are named, and every other path reaches the kernel (a stat per open, nothing per I/O that
   /// matters for a management tool). SUPERPIPE_MOCK=DIR also maps /dev/sdX to DIR's nodes.
+  /// Parsing, running and error reporting (exit status, `--json` error documents) are
+  /// `CommandRunner`'s (Support/Runner.swift).
   static func main() {
     MockDeviceBackend.install()
-    main(nil)
+    CommandRunner.main(Array(CommandLine.arguments.dropFirst()))
   }
 }

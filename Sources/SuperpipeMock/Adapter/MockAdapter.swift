@@ -142,13 +142,10 @@ public final class MockAdapter: Sendable {
         devDirectory: directory.appendingPathComponent("dev"),
         persist: { [weak self] model in self?.save(model) })
       instance.controlHandler = { [weak self] bytes in
-        let reply: MockControlReply
-        if let self, let request = try? JSONDecoder().decode(MockControlRequest.self, from: Data(bytes)) {
-          reply = self.apply(request)
-        } else {
-          reply = MockControlReply(ok: false, message: "not a control request (schemaVersion 1 JSON)")
+        guard let self else {
+          return Array((try? JSONEncoder().encode(MockControlReply(ok: false, message: "the adapter is gone"))) ?? Data())
         }
-        return Array((try? JSONEncoder().encode(reply)) ?? Data())
+        return self.answerControl(bytes)
       }
       instance.start()
       server = instance
@@ -224,6 +221,11 @@ public final class MockAdapter: Sendable {
 
   /// Sends a control request to the mock served from `directory` (by this or another process).
   public static func sendControl(_ request: MockControlRequest, directory: URL) throws -> MockControlReply {
+    try JSONDecoder().decode(MockControlReply.self, from: exchangeControl(JSONEncoder().encode(request), directory: directory))
+  }
+
+  /// Sends one message to the control socket in `directory` and returns the answer.
+  static func exchangeControl(_ message: Data, directory: URL) throws -> Data {
     let path = directory.appendingPathComponent("control").path
     let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw MockAdapterError.io("socket", errno) }
@@ -244,14 +246,13 @@ public final class MockAdapter: Sendable {
     guard connected == 0 else {
       throw MockAdapterError.invalidDirectory("no mock is served from \(directory.path) (control socket: \(String(cString: strerror(errno))))")
     }
-    let message = try JSONEncoder().encode(request)
     guard message.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == message.count else {
       throw MockAdapterError.io("send", errno)
     }
-    var reply = [UInt8](repeating: 0, count: 65536)
+    var reply = [UInt8](repeating: 0, count: 1 << 20)
     let n = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
     guard n > 0 else { throw MockAdapterError.io("recv", n == 0 ? EPIPE : errno) }
-    return try JSONDecoder().decode(MockControlReply.self, from: Data(reply[..<n]))
+    return Data(reply[..<n])
   }
 
   /// The host node path (`dev/cxlflash/cxlflash0`).

@@ -1,7 +1,8 @@
 // The mock's control socket (<directory>/control): fault injection for a mock served by another
-// process (`superpipectl mock inject`). One SOCK_SEQPACKET message each way, JSON.
+// process (`superpipectl mock inject`), and a read-only status request (`superpipectl mock
+// status`). One SOCK_SEQPACKET message each way, JSON.
 
-import Foundation
+public import Foundation
 
 /// A fault-injection request for a served mock adapter.
 public struct MockControlRequest: Codable, Sendable, Equatable {
@@ -213,5 +214,127 @@ extension MockAdapter {
     if let depth = request.queueDepth, depth > 1 { scope += " accepted at queue depth \(depth) or more" }
     return MockControlReply(
       ok: true, message: "the next \(count) \(commandClass) command(s)\(scope) fail (\(request.fault.rawValue))")
+  }
+}
+
+/// A read-only request for what a served mock adapter holds now (`superpipectl mock status`):
+/// `{"schemaVersion": 1, "request": "status"}`, answered with a `MockStatus`.
+public struct MockStatusRequest: Codable, Sendable, Equatable {
+  /// The JSON schema version (1).
+  public var schemaVersion = 1
+  /// Always "status".
+  public var request = "status"
+
+  /// The status request.
+  public init() {}
+}
+
+/// The live state of a served mock adapter: the reply to a `MockStatusRequest`.
+public struct MockStatus: Codable, Sendable, Equatable {
+  /// An open resource handle of a context.
+  public struct Handle: Codable, Sendable, Equatable {
+    /// The resource handle (RHT index).
+    public var handle: Int
+    /// The WWID of its LUN (32 hex digits).
+    public var wwid: String
+    /// "physical" (USER_DIRECT) or "virtual" (USER_VIRTUAL, VLUN_CLONE).
+    public var kind: String
+    /// Physical: the LUN's index in the configuration.
+    public var lun: Int?
+    /// Physical: the LUN id.
+    public var lunID: UInt64?
+    /// Virtual: the chunks (65536 blocks each) behind it.
+    public var chunks: Int?
+    /// Permission bits (0x1 read, 0x2 write).
+    public var permissions: UInt8
+  }
+
+  /// A live context.
+  public struct Context: Codable, Sendable, Equatable {
+    /// The 64-bit context token.
+    public var token: UInt64
+    /// The process element (ctxid).
+    public var processElement: UInt32
+    /// The process that attached it.
+    public var ownerPid: Int32
+    /// "normal", or "error" (after an adapter reset, until RECOVER_AFU).
+    public var state: String
+    /// Permission bits from ATTACH (0x1 read, 0x2 write).
+    public var permissions: UInt8
+    /// The WWIDs of the LUNs attached to it, in attach order.
+    public var attachedLUNs: [String]
+    /// AFU interrupts requested at ATTACH.
+    public var interrupts: UInt64
+    /// Its open resource handles.
+    public var handles: [Handle]
+  }
+
+  /// The JSON schema version (1).
+  public var schemaVersion = 1
+  /// The process serving the adapter.
+  public var pid: Int32
+  /// "normal", "reset" or "failterm".
+  public var adapterState: String
+  /// The FC ports whose link is up.
+  public var portsOnline: [Int]
+  /// The live contexts, oldest first.
+  public var contexts: [Context]
+}
+
+extension MockAdapter {
+  /// The adapter's live state (what a status request answers).
+  public func status() -> MockStatus {
+    func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    let snapshot = snapshot()
+    let contexts = snapshot.contexts.map { context in
+      MockStatus.Context(
+        token: context.token, processElement: context.ctxid, ownerPid: context.ownerPid,
+        state: context.state == .normal ? "normal" : context.state == .error ? "error" : "unavailable",
+        permissions: context.permissions, attachedLUNs: context.attachedLUNs.map(hex), interrupts: context.interrupts,
+        handles: context.handles.map { handle in
+          switch handle.kind {
+          case .physical(let lunID, _, let lun):
+            MockStatus.Handle(
+              handle: handle.handle, wwid: hex(handle.lunWWID), kind: "physical", lun: lun, lunID: lunID,
+              permissions: handle.permissions)
+          case .virtual(let chunks):
+            MockStatus.Handle(
+              handle: handle.handle, wwid: hex(handle.lunWWID), kind: "virtual", chunks: chunks.count,
+              permissions: handle.permissions)
+          }
+        })
+    }
+    let state =
+      switch snapshot.adapterState {
+      case .normal: "normal"
+      case .reset: "reset"
+      case .failterm: "failterm"
+      }
+    return MockStatus(pid: getpid(), adapterState: state, portsOnline: portsOnline, contexts: contexts)
+  }
+
+  /// Asks the mock served from `directory` (by this or another process) for its live state.
+  public static func requestStatus(directory: URL) throws -> MockStatus {
+    let answer = try exchangeControl(JSONEncoder().encode(MockStatusRequest()), directory: directory)
+    guard let status = try? JSONDecoder().decode(MockStatus.self, from: answer) else {
+      let reply = try? JSONDecoder().decode(MockControlReply.self, from: answer)
+      throw MockAdapterError.io("status request: \(reply?.message ?? "unexpected answer")", EPROTO)
+    }
+    return status
+  }
+
+  /// Answers one control-socket message: a status request or a fault-injection request.
+  func answerControl(_ bytes: [UInt8]) -> [UInt8] {
+    let decoder = JSONDecoder()
+    if let query = try? decoder.decode(MockStatusRequest.self, from: Data(bytes)), query.request == "status" {
+      return Array((try? JSONEncoder().encode(status())) ?? Data())
+    }
+    let reply =
+      if let request = try? decoder.decode(MockControlRequest.self, from: Data(bytes)) {
+        apply(request)
+      } else {
+        MockControlReply(ok: false, message: "not a control request (schemaVersion 1 JSON)")
+      }
+    return Array((try? JSONEncoder().encode(reply)) ?? Data())
   }
 }

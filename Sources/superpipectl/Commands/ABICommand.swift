@@ -4,7 +4,7 @@ import Superpipe
 
 extension SuperpipeCtl {
   /// `superpipectl abi`: the ioctl and register ABI this build speaks.
-  struct ABI: ParsableCommand {
+  struct ABI: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Print the cxlflash ioctl and SISLite register ABI this build speaks.",
       discussion: """
@@ -17,11 +17,10 @@ extension SuperpipeCtl {
         """
     )
 
-    @Flag(help: "Print one JSON document (schemaVersion 1) instead of tables.")
-    var json = false
+    @OptionGroup var common: CommonOptions
 
     func run() throws {
-      if json {
+      if common.json {
         print(try Self.jsonDocument())
       } else {
         print(Self.table())
@@ -66,6 +65,7 @@ extension SuperpipeCtl {
         var offset: Int
       }
       var schemaVersion = 1
+      var command = "abi"
       var superpipeVersion: String
       var ioctls: [Ioctl]
       var registers: [Register]
@@ -82,9 +82,7 @@ extension SuperpipeCtl {
         },
         registers: SISLiteRegister.allCases.map { .init(name: $0.name, offset: $0.offset) },
         mmioWindowSize: SISLiteRegister.windowSize)
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      return String(decoding: try encoder.encode(document), as: UTF8.self)
+      return try JSONOutput.encode(document)
     }
   }
 }

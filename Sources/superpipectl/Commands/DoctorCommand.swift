@@ -7,7 +7,7 @@ import Foundation
 
 extension SuperpipeCtl {
   /// `superpipectl doctor`: what this host has for CXL Flash, and what to do next.
-  struct Doctor: ParsableCommand {
+  struct Doctor: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Explain this host: cxlflash driver, adapters, LUN modes, permissions, CXL devices, next steps.",
       discussion: """
@@ -91,153 +91,151 @@ extension SuperpipeCtl {
     }
 
     func run() throws {
-      try common.run("doctor") {
-        let sysfs = Sysfs()
-        let kernel = Self.kernel()
-        var findings: [Finding] = []
-        var next: [String] = []
+      let sysfs = Sysfs()
+      let kernel = Self.kernel()
+      var findings: [Finding] = []
+      var next: [String] = []
 
-        // The driver.
-        let procModules = (try? String(contentsOfFile: sysfs.path("proc/modules"), encoding: .utf8)) ?? ""
-        let loaded = procModules.split(separator: "\n").contains { $0.hasPrefix("cxlflash ") }
-        let sysModule = sysfs.exists("sys/module/cxlflash")
-        let moduleDirectory = "lib/modules/\(kernel.release)/kernel/drivers/scsi/cxlflash"
-        let moduleFile = sysfs.list(moduleDirectory).first { $0.hasPrefix("cxlflash.ko") }.map { "/\(moduleDirectory)/\($0)" }
-        findings.append(.init(status: "info", topic: "kernel", message: "running Linux \(kernel.release) (\(kernel.machine))"))
-        if sysModule || loaded {
-          findings.append(.init(status: "ok", topic: "driver", message: "the cxlflash driver is loaded"))
-        } else if let moduleFile {
-          findings.append(.init(status: "warn", topic: "driver", message: "cxlflash is built as \(moduleFile) but not loaded"))
-          next.append("load it: modprobe cxlflash")
+      // The driver.
+      let procModules = (try? String(contentsOfFile: sysfs.path("proc/modules"), encoding: .utf8)) ?? ""
+      let loaded = procModules.split(separator: "\n").contains { $0.hasPrefix("cxlflash ") }
+      let sysModule = sysfs.exists("sys/module/cxlflash")
+      let moduleDirectory = "lib/modules/\(kernel.release)/kernel/drivers/scsi/cxlflash"
+      let moduleFile = sysfs.list(moduleDirectory).first { $0.hasPrefix("cxlflash.ko") }.map { "/\(moduleDirectory)/\($0)" }
+      findings.append(.init(status: "info", topic: "kernel", message: "running Linux \(kernel.release) (\(kernel.machine))"))
+      if sysModule || loaded {
+        findings.append(.init(status: "ok", topic: "driver", message: "the cxlflash driver is loaded"))
+      } else if let moduleFile {
+        findings.append(.init(status: "warn", topic: "driver", message: "cxlflash is built as \(moduleFile) but not loaded"))
+        next.append("load it: modprobe cxlflash")
+      } else {
+        let why =
+          kernel.driverRemovedUpstream
+          ? "it was removed from Linux 6.15 and this kernel is \(kernel.release)"
+          : "this kernel (\(kernel.release)) does not provide it"
+        findings.append(.init(status: "missing", topic: "driver", message: "no cxlflash driver: \(why)"))
+      }
+
+      // Adapters and LUN modes.
+      let inventory = sysfs.inventory()
+      if inventory.adapters.isEmpty {
+        findings.append(.init(status: "missing", topic: "adapters", message: Sysfs.removedNote))
+      }
+      for adapter in inventory.adapters {
+        let paths = adapter.luns.flatMap(\.paths)
+        let superpipe = paths.filter { $0.mode == "superpipe" }.count
+        findings.append(
+          .init(
+            status: "ok", topic: "adapters",
+            message: "\(adapter.name): \(adapter.ports.count) port(s), \(adapter.luns.count) LUN(s), \(paths.count) path(s), \(superpipe) in superpipe mode"))
+        if superpipe == 0, !paths.isEmpty {
+          next.append("enable superpipe on a LUN: superpipectl mode --device \(paths[0].device) --set superpipe")
+        }
+      }
+
+      // Permissions.
+      let capSysAdmin = Self.hasCapSysAdmin()
+      let hostNodes = sysfs.list("dev/cxlflash").map { "/dev/cxlflash/\($0)" }
+      if !hostNodes.isEmpty || !inventory.adapters.isEmpty {
+        findings.append(
+          .init(
+            status: capSysAdmin ? "ok" : "warn", topic: "permissions",
+            message: capSysAdmin
+              ? "this process has CAP_SYS_ADMIN (host nodes /dev/cxlflash/* can be opened)"
+              : "no CAP_SYS_ADMIN: /dev/cxlflash/* (provision) will fail with EACCES; disk nodes need read/write access"))
+        if !capSysAdmin { next.append("run provisioning as root (sudo superpipectl provision ...)") }
+      } else {
+        findings.append(
+          .init(
+            status: "info", topic: "permissions",
+            message: "CAP_SYS_ADMIN: \(capSysAdmin ? "yes" : "no") (needed for /dev/cxlflash/* on hardware; the mock needs none)"))
+      }
+
+      // IBM CAPI versus Compute Express Link.
+      let capi = sysfs.list("sys/class/cxl")
+      let busCXL = sysfs.list("sys/bus/cxl/devices")
+      let libcxl = LibCXL.probe()
+      if !capi.isEmpty {
+        findings.append(
+          .init(status: "ok", topic: "capi", message: "IBM CAPI devices (/sys/class/cxl): \(capi.joined(separator: ", "))"))
+      }
+      if sysfs.exists("sys/bus/cxl") {
+        findings.append(
+          .init(
+            status: "info", topic: "compute-express-link",
+            message: busCXL.isEmpty
+              ? "/sys/bus/cxl exists but lists no devices"
+              : "Compute Express Link devices (/sys/bus/cxl/devices): \(busCXL.joined(separator: ", "))"))
+      } else {
+        findings.append(.init(status: "info", topic: "compute-express-link", message: "no /sys/bus/cxl (no Compute Express Link devices)"))
+      }
+      switch (libcxl.loaded, libcxl.flavor) {
+      case (false, _):
+        findings.append(
+          .init(
+            status: "info", topic: "libcxl",
+            message: "ndctl's libcxl is not installed (Debian: libcxl1 / libcxl-dev), so CXL memory devices are not listed"))
+      case (true, "ndctl"):
+        let location = libcxl.path ?? "libcxl.so.1"
+        if let error = libcxl.error {
+          findings.append(.init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)); \(error)"))
+        } else if libcxl.memoryDevices.isEmpty {
+          findings.append(
+            .init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)): no CXL memory devices"))
         } else {
-          let why =
-            kernel.driverRemovedUpstream
-            ? "it was removed from Linux 6.15 and this kernel is \(kernel.release)"
-            : "this kernel (\(kernel.release)) does not provide it"
-          findings.append(.init(status: "missing", topic: "driver", message: "no cxlflash driver: \(why)"))
-        }
-
-        // Adapters and LUN modes.
-        let inventory = sysfs.inventory()
-        if inventory.adapters.isEmpty {
-          findings.append(.init(status: "missing", topic: "adapters", message: Sysfs.removedNote))
-        }
-        for adapter in inventory.adapters {
-          let paths = adapter.luns.flatMap(\.paths)
-          let superpipe = paths.filter { $0.mode == "superpipe" }.count
-          findings.append(
-            .init(
-              status: "ok", topic: "adapters",
-              message: "\(adapter.name): \(adapter.ports.count) port(s), \(adapter.luns.count) LUN(s), \(paths.count) path(s), \(superpipe) in superpipe mode"))
-          if superpipe == 0, !paths.isEmpty {
-            next.append("enable superpipe on a LUN: superpipectl mode --device \(paths[0].device) --set superpipe")
-          }
-        }
-
-        // Permissions.
-        let capSysAdmin = Self.hasCapSysAdmin()
-        let hostNodes = sysfs.list("dev/cxlflash").map { "/dev/cxlflash/\($0)" }
-        if !hostNodes.isEmpty || !inventory.adapters.isEmpty {
-          findings.append(
-            .init(
-              status: capSysAdmin ? "ok" : "warn", topic: "permissions",
-              message: capSysAdmin
-                ? "this process has CAP_SYS_ADMIN (host nodes /dev/cxlflash/* can be opened)"
-                : "no CAP_SYS_ADMIN: /dev/cxlflash/* (provision) will fail with EACCES; disk nodes need read/write access"))
-          if !capSysAdmin { next.append("run provisioning as root (sudo superpipectl provision ...)") }
-        } else {
-          findings.append(
-            .init(
-              status: "info", topic: "permissions",
-              message: "CAP_SYS_ADMIN: \(capSysAdmin ? "yes" : "no") (needed for /dev/cxlflash/* on hardware; the mock needs none)"))
-        }
-
-        // IBM CAPI versus Compute Express Link.
-        let capi = sysfs.list("sys/class/cxl")
-        let busCXL = sysfs.list("sys/bus/cxl/devices")
-        let libcxl = LibCXL.probe()
-        if !capi.isEmpty {
-          findings.append(
-            .init(status: "ok", topic: "capi", message: "IBM CAPI devices (/sys/class/cxl): \(capi.joined(separator: ", "))"))
-        }
-        if sysfs.exists("sys/bus/cxl") {
-          findings.append(
-            .init(
-              status: "info", topic: "compute-express-link",
-              message: busCXL.isEmpty
-                ? "/sys/bus/cxl exists but lists no devices"
-                : "Compute Express Link devices (/sys/bus/cxl/devices): \(busCXL.joined(separator: ", "))"))
-        } else {
-          findings.append(.init(status: "info", topic: "compute-express-link", message: "no /sys/bus/cxl (no Compute Express Link devices)"))
-        }
-        switch (libcxl.loaded, libcxl.flavor) {
-        case (false, _):
-          findings.append(
-            .init(
-              status: "info", topic: "libcxl",
-              message: "ndctl's libcxl is not installed (Debian: libcxl1 / libcxl-dev), so CXL memory devices are not listed"))
-        case (true, "ndctl"):
-          let location = libcxl.path ?? "libcxl.so.1"
-          if let error = libcxl.error {
-            findings.append(.init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)); \(error)"))
-          } else if libcxl.memoryDevices.isEmpty {
+          for device in libcxl.memoryDevices {
             findings.append(
-              .init(status: "info", topic: "libcxl", message: "loaded ndctl's libcxl (\(location)): no CXL memory devices"))
-          } else {
-            for device in libcxl.memoryDevices {
-              findings.append(
-                .init(
-                  status: "info", topic: "libcxl",
-                  message: "\(device.name) (\(device.host ?? "?")): a Compute Express Link memory device, "
-                    + "\(Format.bytes(device.ramBytes)) RAM, \(Format.bytes(device.pmemBytes)) PMEM: not a superpipe device"))
-            }
+              .init(
+                status: "info", topic: "libcxl",
+                message: "\(device.name) (\(device.host ?? "?")): a Compute Express Link memory device, "
+                  + "\(Format.bytes(device.ramBytes)) RAM, \(Format.bytes(device.pmemBytes)) PMEM: not a superpipe device"))
           }
-        case (true, "ibm-capi"):
-          findings.append(
-            .init(
-              status: "ok", topic: "libcxl",
-              message: "\(libcxl.path ?? "libcxl.so.1") is IBM's CAPI libcxl (cxl_afu_open_dev): the user library of CAPI AFUs"))
-        default:
-          findings.append(.init(status: "info", topic: "libcxl", message: "\(libcxl.path ?? "libcxl.so.1"): \(libcxl.error ?? "unrecognised")"))
         }
-        if !busCXL.isEmpty || !libcxl.memoryDevices.isEmpty {
-          findings.append(
-            .init(
-              status: "info", topic: "compute-express-link",
-              message: "Compute Express Link (CXL 1.1+, PCIe-based memory and accelerators) is not IBM's CXL Flash: "
-                + "superpipe needs an IBM CAPI (Coherent Accelerator Processor Interface) flash adapter on POWER, driven by "
-                + "cxlflash, which exposes SCSI LUNs (/dev/sdX) and /dev/cxlflash/cxlflashN; CXL memory devices expose memory "
-                + "(memN, regions, DAX) and no superpipe ioctls"))
-        }
-        if inventory.adapters.isEmpty {
-          next.append("see a complete session on a mock adapter: superpipectl demo")
-          next.append("serve a mock for your application: superpipectl mock serve --dir /tmp/cxl --luns 2")
-          next.append("then: superpipectl list --mock /tmp/cxl; superpipectl mode --mock /tmp/cxl --lun 0 --set superpipe")
-        }
-        let document = Document(
-          kernel: kernel, driver: .init(sysModule: sysModule, procModules: loaded, moduleFile: moduleFile),
-          adapters: inventory.adapters,
-          permissions: .init(uid: getuid(), euid: geteuid(), capSysAdmin: capSysAdmin, hostNodes: hostNodes),
-          cxl: .init(sysBusCXLDevices: busCXL, libcxl: libcxl, capiDevices: capi), findings: findings, nextSteps: next)
-        if common.json {
-          try JSONOutput.print(document)
-          return
-        }
-        for finding in findings {
-          let mark =
-            switch finding.status {
-            case "ok": "[ok]     "
-            case "warn": "[warn]   "
-            case "missing": "[missing]"
-            default: "[info]   "
-            }
-          print("\(mark) \(finding.topic): \(finding.message)")
-        }
-        if !next.isEmpty {
-          print("")
-          print("next steps:")
-          for step in next { print("  - \(step)") }
-        }
+      case (true, "ibm-capi"):
+        findings.append(
+          .init(
+            status: "ok", topic: "libcxl",
+            message: "\(libcxl.path ?? "libcxl.so.1") is IBM's CAPI libcxl (cxl_afu_open_dev): the user library of CAPI AFUs"))
+      default:
+        findings.append(.init(status: "info", topic: "libcxl", message: "\(libcxl.path ?? "libcxl.so.1"): \(libcxl.error ?? "unrecognised")"))
+      }
+      if !busCXL.isEmpty || !libcxl.memoryDevices.isEmpty {
+        findings.append(
+          .init(
+            status: "info", topic: "compute-express-link",
+            message: "Compute Express Link (CXL 1.1+, PCIe-based memory and accelerators) is not IBM's CXL Flash: "
+              + "superpipe needs an IBM CAPI (Coherent Accelerator Processor Interface) flash adapter on POWER, driven by "
+              + "cxlflash, which exposes SCSI LUNs (/dev/sdX) and /dev/cxlflash/cxlflashN; CXL memory devices expose memory "
+              + "(memN, regions, DAX) and no superpipe ioctls"))
+      }
+      if inventory.adapters.isEmpty {
+        next.append("see a complete session on a mock adapter: superpipectl demo")
+        next.append("serve a mock for your application: superpipectl mock serve --dir /tmp/cxl --luns 2")
+        next.append("then: superpipectl list --mock /tmp/cxl; superpipectl mode --mock /tmp/cxl --lun 0 --set superpipe")
+      }
+      let document = Document(
+        kernel: kernel, driver: .init(sysModule: sysModule, procModules: loaded, moduleFile: moduleFile),
+        adapters: inventory.adapters,
+        permissions: .init(uid: getuid(), euid: geteuid(), capSysAdmin: capSysAdmin, hostNodes: hostNodes),
+        cxl: .init(sysBusCXLDevices: busCXL, libcxl: libcxl, capiDevices: capi), findings: findings, nextSteps: next)
+      if common.json {
+        try JSONOutput.print(document)
+        return
+      }
+      for finding in findings {
+        let mark =
+          switch finding.status {
+          case "ok": "[ok]     "
+          case "warn": "[warn]   "
+          case "missing": "[missing]"
+          default: "[info]   "
+          }
+        print("\(mark) \(finding.topic): \(finding.message)")
+      }
+      if !next.isEmpty {
+        print("")
+        print("next steps:")
+        for step in next { print("  - \(step)") }
       }
     }
   }

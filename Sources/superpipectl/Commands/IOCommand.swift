@@ -4,7 +4,7 @@ import Superpipe
 
 extension SuperpipeCtl {
   /// `superpipectl io`: dd-like reads, writes and verifies through a resource handle.
-  struct IO: ParsableCommand {
+  struct IO: CLICommand {
     static let configuration = CommandConfiguration(
       commandName: "io",
       abstract: "Read, write and verify a range of a LUN through the superpipe data path (dd-like).",
@@ -97,114 +97,116 @@ extension SuperpipeCtl {
       var firstMismatchLBA: UInt64?
       var elapsedSeconds: Double
       var mebibytesPerSecond: Double
+      /// A verify that found differences (exit 65): the failure, as in the error document.
+      var error: ErrorDocument.Failure?
     }
 
     func run() throws {
-      try common.run("io") {
-        let logger = common.logger
-        let backend = try target.backend()
-        let resolved = try target.resolve(in: try backend.inventory)
-        if case .mock(let mock) = backend { try mock.startServing(logger: logger) }
-        let inputHandle = try input.map { path in
-          guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError(.deviceMissing, "cannot open --input \(path)") }
-          return handle
+      let logger = common.logger
+      let backend = try target.backend()
+      let resolved = try target.resolve(in: try backend.inventory)
+      if case .mock(let mock) = backend { try mock.startServing(logger: logger) }
+      let inputHandle = try input.map { path in
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError(.deviceMissing, "cannot open --input \(path)") }
+        return handle
+      }
+      let writes = input != nil || pattern
+      logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
+      let context = try Context(lun: resolved.device, access: writes ? .readWrite : .readOnly)
+      let started = Date()
+      var report = TransferReport()
+      var blockSize = 0
+      var count: UInt64 = 0
+      func session(
+        blockSize size: Int, maxTransfer: Int, capacity: UInt64,
+        read: (UInt64, UnsafeMutableRawBufferPointer) throws -> Void,
+        write: (UInt64, UnsafeRawBufferPointer) throws -> Void
+      ) throws {
+        blockSize = size
+        if let blocks {
+          count = blocks
+        } else if let input {
+          let bytes = ((try? FileManager.default.attributesOfItem(atPath: input)[.size]) as? NSNumber)?.uint64Value ?? 0
+          guard bytes > 0 else { throw CLIError(.usage, "--input \(input) is empty") }
+          count = (bytes + UInt64(size) - 1) / UInt64(size)
         }
-        let writes = input != nil || pattern
-        logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
-        let context = try Context(lun: resolved.device, access: writes ? .readWrite : .readOnly)
-        let started = Date()
-        var report = TransferReport()
-        var blockSize = 0
-        var count: UInt64 = 0
-        func session(
-          blockSize size: Int, maxTransfer: Int, capacity: UInt64,
-          read: (UInt64, UnsafeMutableRawBufferPointer) throws -> Void,
-          write: (UInt64, UnsafeRawBufferPointer) throws -> Void
-        ) throws {
-          blockSize = size
-          if let blocks {
-            count = blocks
-          } else if let input {
-            let bytes = ((try? FileManager.default.attributesOfItem(atPath: input)[.size]) as? NSNumber)?.uint64Value ?? 0
-            guard bytes > 0 else { throw CLIError(.usage, "--input \(input) is empty") }
-            count = (bytes + UInt64(size) - 1) / UInt64(size)
+        guard lba < capacity, count <= capacity - lba else {
+          throw CLIError(
+            .usage, "blocks \(lba)..<\(lba + count) are outside the \(virtualBlocks == nil ? "LUN" : "virtual LUN") (\(capacity) blocks)")
+        }
+        let transfer = BlockTransfer(
+          lba: lba, blocks: count, blockSize: size, maxTransferBlocks: maxTransfer,
+          progress: !noProgress && !common.json, logger: logger)
+        if let inputHandle {
+          try transfer.write(from: .file(inputHandle), report: &report, write)
+        } else if pattern {
+          try transfer.write(from: .stamps(seed: seed), report: &report, write)
+        }
+        if let output {
+          guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output) else {
+            throw CLIError(.permission, "cannot create --output \(output)")
           }
-          guard lba < capacity, count <= capacity - lba else {
-            throw CLIError(
-              .usage, "blocks \(lba)..<\(lba + count) are outside the \(virtualBlocks == nil ? "LUN" : "virtual LUN") (\(capacity) blocks)")
-          }
-          let transfer = BlockTransfer(
-            lba: lba, blocks: count, blockSize: size, maxTransferBlocks: maxTransfer,
-            progress: !noProgress && !common.json, logger: logger)
+          defer { try? handle.close() }
+          try transfer.read(into: .file(handle), report: &report, read)
+        }
+        if verify {
           if let inputHandle {
-            try transfer.write(from: .file(inputHandle), report: &report, write)
-          } else if pattern {
-            try transfer.write(from: .stamps(seed: seed), report: &report, write)
+            try inputHandle.seek(toOffset: 0)
+            try transfer.read(into: .verifyFile(inputHandle), report: &report, read)
+          } else {
+            try transfer.read(into: .verifyStamps(seed: seed), report: &report, read)
           }
-          if let output {
-            guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output) else {
-              throw CLIError(.permission, "cannot create --output \(output)")
-            }
-            defer { try? handle.close() }
-            try transfer.read(into: .file(handle), report: &report, read)
-          }
-          if verify {
-            if let inputHandle {
-              try inputHandle.seek(toOffset: 0)
-              try transfer.read(into: .verifyFile(inputHandle), report: &report, read)
-            } else {
-              try transfer.read(into: .verifyStamps(seed: seed), report: &report, read)
-            }
-          }
-        }
-        if let virtualBlocks {
-          logger.info("DK_CXLFLASH_USER_VIRTUAL \(virtualBlocks) blocks")
-          try context.withVirtualLUN(blocks: virtualBlocks) { lun in
-            logger.debug("virtual LUN handle \(lun.handle): \(lun.blocks) blocks")
-            try session(
-              blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, capacity: lun.blocks,
-              read: { try lun.read(at: $0, into: $1) }, write: { try lun.write(at: $0, from: $1) })
-          }
-        } else {
-          logger.info("DK_CXLFLASH_USER_DIRECT")
-          try context.withPhysicalLUN { lun in
-            try session(
-              blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, capacity: lun.lastLBA &+ 1,
-              read: { try lun.read(at: $0, into: $1) }, write: { try lun.write(at: $0, from: $1) })
-          }
-        }
-        try context.detach()
-        report.elapsedSeconds = Date().timeIntervalSince(started)
-        let moved = Double(report.bytesWritten + report.bytesRead)
-        let document = Document(
-          device: resolved.device, target: virtualBlocks == nil ? "direct" : "virtual", virtualBlocks: virtualBlocks,
-          lba: lba, blocks: count, blockSize: blockSize, input: input, output: output, pattern: pattern, seed: seed,
-          verified: verify && report.mismatchedBlocks == 0, bytesWritten: report.bytesWritten, bytesRead: report.bytesRead,
-          bytesVerified: report.bytesVerified, mismatchedBlocks: report.mismatchedBlocks,
-          firstMismatchLBA: report.firstMismatchLBA, elapsedSeconds: report.elapsedSeconds,
-          mebibytesPerSecond: report.elapsedSeconds > 0 ? moved / 1_048_576 / report.elapsedSeconds : 0)
-        if common.json {
-          try JSONOutput.print(document)
-        } else {
-          var parts = ["\(document.device) (\(document.target)) blocks \(lba)..<\(lba + count) x \(blockSize) B:"]
-          if report.bytesWritten > 0 { parts.append("wrote \(Format.bytes(report.bytesWritten))") }
-          if let output { parts.append("read \(Format.bytes(count * UInt64(blockSize))) into \(output)") }
-          if verify { parts.append("verified \(Format.bytes(report.bytesVerified))") }
-          parts.append(
-            "in \(Format.seconds(report.elapsedSeconds)) (\(String(format: "%.1f", document.mebibytesPerSecond)) MiB/s)")
-          print(parts.joined(separator: " "))
-        }
-        if report.mismatchedBlocks > 0 {
-          let failure = CLIError(
-            .dataMismatch,
-            "verify failed: \(report.mismatchedBlocks) of \(count) block(s) differ; first: \(report.firstMismatchDetail ?? "?")",
-            hint: pattern || input != nil ? nil : "--verify without --pattern expects blocks written by `io --pattern --seed \(seed)`")
-          // The document above already says what failed: no second (error) document with --json.
-          Terminal.standardError("superpipectl: error: \(failure.message)")
-          if let hint = failure.hint { Terminal.standardError("superpipectl: hint: \(hint)") }
-          throw ExitCode(CLIExitCode.dataMismatch.rawValue)
         }
       }
+      if let virtualBlocks {
+        logger.info("DK_CXLFLASH_USER_VIRTUAL \(virtualBlocks) blocks")
+        try context.withVirtualLUN(blocks: virtualBlocks) { lun in
+          logger.debug("virtual LUN handle \(lun.handle): \(lun.blocks) blocks")
+          try session(
+            blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, capacity: lun.blocks,
+            read: { try lun.read(at: $0, into: $1) }, write: { try lun.write(at: $0, from: $1) })
+        }
+      } else {
+        logger.info("DK_CXLFLASH_USER_DIRECT")
+        try context.withPhysicalLUN { lun in
+          try session(
+            blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, capacity: lun.lastLBA &+ 1,
+            read: { try lun.read(at: $0, into: $1) }, write: { try lun.write(at: $0, from: $1) })
+        }
+      }
+      try context.detach()
+      report.elapsedSeconds = Date().timeIntervalSince(started)
+      let moved = Double(report.bytesWritten + report.bytesRead)
+      var document = Document(
+        device: resolved.device, target: virtualBlocks == nil ? "direct" : "virtual", virtualBlocks: virtualBlocks,
+        lba: lba, blocks: count, blockSize: blockSize, input: input, output: output, pattern: pattern, seed: seed,
+        verified: verify && report.mismatchedBlocks == 0, bytesWritten: report.bytesWritten, bytesRead: report.bytesRead,
+        bytesVerified: report.bytesVerified, mismatchedBlocks: report.mismatchedBlocks,
+        firstMismatchLBA: report.firstMismatchLBA, elapsedSeconds: report.elapsedSeconds,
+        mebibytesPerSecond: report.elapsedSeconds > 0 ? moved / 1_048_576 / report.elapsedSeconds : 0)
+      var failure: CLIError?
+      if report.mismatchedBlocks > 0 {
+        // The document records the failure: no second (error) document follows it with --json.
+        failure = CLIError(
+          .dataMismatch,
+          "verify failed: \(report.mismatchedBlocks) of \(count) block(s) differ; first: \(report.firstMismatchDetail ?? "?")",
+          detail: report.firstMismatchLBA.map { "first mismatched LBA \($0)" },
+          hint: pattern || input != nil ? nil : "--verify without --pattern expects blocks written by `io --pattern --seed \(seed)`",
+          reportedInDocument: common.json)
+        document.error = failure.map(ErrorDocument.Failure.init)
+      }
+      if common.json {
+        try JSONOutput.print(document)
+      } else {
+        var parts = ["\(document.device) (\(document.target)) blocks \(lba)..<\(lba + count) x \(blockSize) B:"]
+        if report.bytesWritten > 0 { parts.append("wrote \(Format.bytes(report.bytesWritten))") }
+        if let output { parts.append("read \(Format.bytes(count * UInt64(blockSize))) into \(output)") }
+        if verify { parts.append("verified \(Format.bytes(report.bytesVerified))") }
+        parts.append(
+          "in \(Format.seconds(report.elapsedSeconds)) (\(String(format: "%.1f", document.mebibytesPerSecond)) MiB/s)")
+        print(parts.joined(separator: " "))
+      }
+      if let failure { throw failure }
     }
   }
 }

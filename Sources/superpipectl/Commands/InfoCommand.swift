@@ -4,7 +4,7 @@ import Superpipe
 
 extension SuperpipeCtl {
   /// `superpipectl info`: attach, print what the driver returns, detach.
-  struct Info: ParsableCommand {
+  struct Info: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Attach a context to a LUN, print what DK_CXLFLASH_ATTACH returns, and detach.",
       discussion: """
@@ -65,41 +65,39 @@ extension SuperpipeCtl {
     }
 
     func run() throws {
-      try common.run("info") {
-        let backend = try target.backend()
-        let resolved = try target.resolve(in: try backend.inventory)
-        if case .mock(let mock) = backend { try mock.startServing(logger: common.logger) }
-        common.logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
-        let context = try Context(lun: resolved.device, access: .readOnly, interrupts: interrupts)
-        let geometry = try context.geometry()
-        let document = Document(
-          device: resolved.device, wwid: resolved.wwid?.hex, token: context.token.description,
-          processElement: context.token.processElement, mmioSize: context.mmioSize, blockSize: geometry.blockSize,
-          lastLBA: geometry.lastLBA, blocks: geometry.lastLBA &+ 1, capacityBytes: geometry.capacity,
-          maxTransferBlocks: geometry.maxTransferBlocks, interrupts: context.interrupts, access: "readOnly",
-          returnFlags: .init(raw: Format.hex(context.attachFlags.rawValue), names: Self.flagNames(context.attachFlags)))
-        common.logger.info("DK_CXLFLASH_DETACH token \(context.token)")
-        try context.detach()
-        if common.json {
-          try JSONOutput.print(document)
-          return
-        }
-        var table = TextTable("FIELD", "VALUE")
-        table.add("device", document.device)
-        table.add("wwid", document.wwid ?? "?")
-        table.add("context token", document.token)
-        table.add("process element", String(document.processElement))
-        table.add("MMIO size", "\(document.mmioSize) bytes")
-        table.add("block size", "\(document.blockSize) bytes")
-        table.add("last LBA", String(document.lastLBA))
-        table.add("capacity", "\(document.blocks) blocks (\(Format.bytes(document.capacityBytes)))")
-        table.add("max transfer", "\(document.maxTransferBlocks) blocks (\(Format.bytes(document.maxTransferBlocks * document.blockSize)))")
-        table.add("interrupts", String(document.interrupts))
-        table.add(
-          "return flags", document.returnFlags.raw + (document.returnFlags.names.isEmpty ? "" : " (" + document.returnFlags.names.joined(separator: ", ") + ")"))
-        print(table.render())
-        print("detached")
+      let backend = try target.backend()
+      let resolved = try target.resolve(in: try backend.inventory)
+      if case .mock(let mock) = backend { try mock.startServing(logger: common.logger) }
+      common.logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
+      let context = try Context(lun: resolved.device, access: .readOnly, interrupts: interrupts)
+      let geometry = try context.geometry()
+      let document = Document(
+        device: resolved.device, wwid: resolved.wwid?.hex, token: context.token.description,
+        processElement: context.token.processElement, mmioSize: context.mmioSize, blockSize: geometry.blockSize,
+        lastLBA: geometry.lastLBA, blocks: geometry.lastLBA &+ 1, capacityBytes: geometry.capacity,
+        maxTransferBlocks: geometry.maxTransferBlocks, interrupts: context.interrupts, access: "readOnly",
+        returnFlags: .init(raw: Format.hex(context.attachFlags.rawValue), names: Self.flagNames(context.attachFlags)))
+      common.logger.info("DK_CXLFLASH_DETACH token \(context.token)")
+      try context.detach()
+      if common.json {
+        try JSONOutput.print(document)
+        return
       }
+      var table = TextTable("FIELD", "VALUE")
+      table.add("device", document.device)
+      table.add("wwid", document.wwid ?? "?")
+      table.add("context token", document.token)
+      table.add("process element", String(document.processElement))
+      table.add("MMIO size", "\(document.mmioSize) bytes")
+      table.add("block size", "\(document.blockSize) bytes")
+      table.add("last LBA", String(document.lastLBA))
+      table.add("capacity", "\(document.blocks) blocks (\(Format.bytes(document.capacityBytes)))")
+      table.add("max transfer", "\(document.maxTransferBlocks) blocks (\(Format.bytes(document.maxTransferBlocks * document.blockSize)))")
+      table.add("interrupts", String(document.interrupts))
+      table.add(
+        "return flags", document.returnFlags.raw + (document.returnFlags.names.isEmpty ? "" : " (" + document.returnFlags.names.joined(separator: ", ") + ")"))
+      print(table.render())
+      print("detached")
     }
   }
 }

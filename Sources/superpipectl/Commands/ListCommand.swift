@@ -3,7 +3,7 @@ import Foundation
 
 extension SuperpipeCtl {
   /// `superpipectl list`: adapters, ports and LUNs.
-  struct List: ParsableCommand {
+  struct List: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "List adapters, FC ports and LUNs with their paths, WWIDs, modes and sizes.",
       discussion: """
@@ -25,18 +25,16 @@ extension SuperpipeCtl {
     var mock: String?
 
     func run() throws {
-      try common.run("list") {
-        let backend: Backend = try mock.map { .mock(try MockAccess(directory: $0)) } ?? .hardware(Sysfs())
-        let inventory = try backend.inventory
-        common.logger.debug("inventory from \(inventory.source): \(inventory.adapters.count) adapter(s)")
-        if common.json {
-          try JSONOutput.print(inventory)
-        } else {
-          if let directory = inventory.mockDirectory {
-            print("mock adapter \(directory) (\(inventory.mockState ?? "?"))")
-          }
-          print(inventory.renderTable())
+      let backend: Backend = try mock.map { .mock(try MockAccess(directory: $0)) } ?? .hardware(Sysfs())
+      let inventory = try backend.inventory
+      common.logger.debug("inventory from \(inventory.source): \(inventory.adapters.count) adapter(s)")
+      if common.json {
+        try JSONOutput.print(inventory)
+      } else {
+        if let directory = inventory.mockDirectory {
+          print("mock adapter \(directory) (\(inventory.mockState ?? "?"))")
         }
+        print(inventory.renderTable())
       }
     }
   }

@@ -23,19 +23,38 @@ extension SuperpipeCtl {
     )
 
     struct Options: ParsableArguments {
-      @Option(help: "The mock adapter's directory.")
+      @Option(help: ArgumentHelp("The mock adapter's directory.", valueName: "dir"))
       var dir: String
 
       var url: URL { URL(fileURLWithPath: dir) }
+
+      /// Fails with "device missing" unless DIR holds a mock adapter.
+      func requireAdapter() throws {
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent("adapter.json").path) else {
+          throw CLIError(
+            .deviceMissing, "\(dir) holds no mock adapter (no adapter.json)",
+            hint: "create one with `superpipectl mock create --dir \(dir)`, or run `superpipectl demo`")
+        }
+      }
+    }
+
+    /// `--block-size`'s values.
+    enum BlockSize: UInt32, CaseIterable, ExpressibleByArgument {
+      case b512 = 512
+      case b4096 = 4096
+      var defaultValueDescription: String { String(rawValue) }
+      static var allValueDescriptions: [String: String] {
+        ["512": "512-byte logical blocks", "4096": "4 KiB logical blocks"]
+      }
     }
 
     struct Layout: ParsableArguments {
-      @Option(help: "Number of LUNs.")
+      @Option(help: "Number of LUNs (1...64).")
       var luns = 2
       @Option(help: "Blocks per LUN (one virtual-LUN chunk is 65536 blocks).")
       var blocks: UInt64 = 4 * 65536
       @Option(help: "Logical block size in bytes.")
-      var blockSize: UInt32 = 4096
+      var blockSize: BlockSize = .b4096
       @Option(help: "FC ports each LUN is visible on (1...4).")
       var ports = 2
       @Option(help: "Seed for context tokens, for reproducible runs.")
@@ -44,17 +63,15 @@ extension SuperpipeCtl {
       func validate() throws {
         guard (1...4).contains(ports) else { throw ValidationError("--ports must be 1...4") }
         guard (1...64).contains(luns) else { throw ValidationError("--luns must be 1...64") }
-        guard blocks > 0, blockSize == 512 || blockSize == 4096 else {
-          throw ValidationError("--blocks must be positive and --block-size 512 or 4096")
-        }
+        guard blocks > 0 else { throw ValidationError("--blocks must be positive") }
       }
 
       var configuration: MockAdapterConfiguration {
-        MockAdapter.configuration(lunCount: luns, blocks: blocks, blockSize: blockSize, ports: ports)
+        MockAdapter.configuration(lunCount: luns, blocks: blocks, blockSize: blockSize.rawValue, ports: ports)
       }
     }
 
-    /// The JSON document of `mock create`, `mock status` and `mock destroy` (schemaVersion 1).
+    /// The JSON document of the `mock` commands (schemaVersion 1).
     struct Document: Codable {
       struct Node: Codable {
         var path: String
@@ -65,121 +82,268 @@ extension SuperpipeCtl {
         var blockSize: UInt32
         var mode: String
       }
+      /// A live context (from the adapter's status: in-process, or over the control socket).
+      struct Context: Codable {
+        var token: String
+        var processElement: UInt32
+        var ownerPid: Int32
+        /// "normal", or "error" (reset, not yet recovered).
+        var state: String
+        /// "read-only", "write-only" or "read-write".
+        var access: String
+        /// WWIDs of the attached LUNs.
+        var luns: [String]
+        var interrupts: UInt64
+        var handles: [Handle]
+      }
+      struct Handle: Codable {
+        var handle: Int
+        /// "physical" or "virtual".
+        var kind: String
+        var wwid: String
+        /// Physical: the LUN's index and id.
+        var lun: Int?
+        var lunID: String?
+        /// Virtual: its size in chunks of 65536 blocks.
+        var chunks: Int?
+        var access: String
+      }
       var schemaVersion = 1
       var command: String
       var directory: String
+      /// Whether the adapter is being served (by another process, or by `mock serve` itself).
       var served: Bool
+      /// The serving process.
+      var servedBy: Int32?
+      /// "normal", "reset" or "failterm" (absent when unknown).
+      var adapterState: String?
+      var portsOnline: [Int]?
       var hostNode: String?
       var nodes: [Node]
+      /// Live contexts (mock status and serve; absent when unknown).
+      var contexts: [Context]?
+      var note: String?
     }
 
-    static func document(_ adapter: MockAdapter?, directory: String, command: String, served: Bool) -> Document {
-      guard let adapter else { return Document(command: command, directory: directory, served: served, nodes: []) }
-      let modes = Set(adapter.snapshot().superpipePaths.map { "\($0)" })
-      let nodes = adapter.diskNodes.map { node in
-        let lun = adapter.configuration.luns[node.lun]
+    /// The nodes of an adapter: from the adapter itself, or from its adapter.json.
+    static func nodes(
+      directory: URL, configuration: MockAdapterConfiguration, diskNodes: [MockDiskNode], superpipe: Set<String>
+    ) -> [Document.Node] {
+      diskNodes.compactMap { node in
+        guard configuration.luns.indices.contains(node.lun) else { return nil }
+        let lun = configuration.luns[node.lun]
         return Document.Node(
-          path: adapter.path(of: node), lun: node.lun, port: node.port, wwid: WWID(bytes: lun.wwid)?.hex ?? "",
-          blocks: lun.lastLBA + 1, blockSize: lun.blockSize,
-          mode: modes.contains("\(MockDeviceNode.disk(lun: node.lun, port: node.port))") ? "superpipe" : "legacy")
+          path: directory.appendingPathComponent("dev").appendingPathComponent(node.name).path, lun: node.lun,
+          port: node.port, wwid: WWID(bytes: lun.wwid)?.hex ?? "", blocks: lun.lastLBA &+ 1, blockSize: lun.blockSize,
+          mode: superpipe.contains(node.name) ? "superpipe" : "legacy")
       }
-      return Document(command: command, directory: directory, served: served, hostNode: adapter.hostPath, nodes: nodes)
     }
 
-    static func printJSON(_ document: Document) throws {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-      print(String(decoding: try encoder.encode(document), as: UTF8.self))
-    }
-
-    static func describe(_ adapter: MockAdapter) -> String {
-      var lines = ["mock adapter \(adapter.directory.path)", "  host node  \(adapter.hostPath)"]
-      let modes = Set(adapter.snapshot().superpipePaths.map { "\($0)" })
-      for node in adapter.diskNodes {
-        let lun = adapter.configuration.luns[node.lun]
-        let mode = modes.contains("\(MockDeviceNode.disk(lun: node.lun, port: node.port))") ? "superpipe" : "legacy"
-        lines.append(
-          "  \(adapter.path(of: node))  LUN \(node.lun) port \(node.port)  WWID \(WWID(bytes: lun.wwid)?.hex ?? "?")  "
-            + "\(UInt64(lun.lastLBA) + 1) x \(lun.blockSize) B  \(mode)")
+    static func contexts(_ status: MockStatus) -> [Document.Context] {
+      func access(_ bits: UInt8) -> String {
+        switch bits & 3 {
+        case 1: "read-only"
+        case 2: "write-only"
+        case 3: "read-write"
+        default: "none"
+        }
       }
-      return lines.joined(separator: "\n")
+      return status.contexts.map { context in
+        Document.Context(
+          token: Format.hex(context.token), processElement: context.processElement, ownerPid: context.ownerPid,
+          state: context.state, access: access(context.permissions), luns: context.attachedLUNs, interrupts: context.interrupts,
+          handles: context.handles.map { handle in
+            Document.Handle(
+              handle: handle.handle, kind: handle.kind, wwid: handle.wwid, lun: handle.lun, lunID: handle.lunID.map(Format.hex),
+              chunks: handle.chunks, access: access(handle.permissions))
+          })
+      }
     }
 
-    struct Create: ParsableCommand {
+    /// The document of an adapter open in this process.
+    static func document(_ adapter: MockAdapter, command: String, directory: String, served: Bool, live: Bool) -> Document {
+      let nodes = adapter.diskNodes
+      let superpipe = Set(
+        adapter.snapshot().superpipePaths.compactMap { path -> String? in
+          guard case .disk(let lun, let port) = path else { return nil }
+          return nodes.first { $0.lun == lun && $0.port == port }?.name
+        })
+      var document = Document(
+        command: command, directory: directory, served: served, hostNode: adapter.hostPath,
+        nodes: Self.nodes(directory: adapter.directory, configuration: adapter.configuration, diskNodes: nodes, superpipe: superpipe))
+      if live {
+        let status = adapter.status()
+        document.adapterState = status.adapterState
+        document.portsOnline = status.portsOnline
+        document.contexts = contexts(status)
+        if served { document.servedBy = status.pid }
+      }
+      return document
+    }
+
+    /// Prints the document as text: the adapter, its nodes and, when known, its contexts.
+    static func printText(_ document: Document) {
+      var header = "mock adapter \(document.directory)"
+      if document.command != "mock create" {
+        var facts = [
+          document.servedBy.map { "served by pid \($0)" } ?? (document.served ? "served by another process" : "not served")
+        ]
+        if let state = document.adapterState { facts.append("adapter \(state)") }
+        if let online = document.portsOnline {
+          facts.append(online.isEmpty ? "no port online" : "ports online: " + online.map(String.init).joined(separator: ", "))
+        }
+        header += " (" + facts.joined(separator: "; ") + ")"
+      }
+      print(header)
+      if let host = document.hostNode { print("  host node  \(host)") }
+      for node in document.nodes {
+        print(
+          "  \(node.path)  LUN \(node.lun) port \(node.port)  WWID \(node.wwid)  \(node.blocks) x \(node.blockSize) B  \(node.mode)")
+      }
+      if let note = document.note { print("  note: \(note)") }
+      guard let contexts = document.contexts, document.command != "mock create" else { return }
+      guard !contexts.isEmpty else {
+        print("  contexts: none")
+        return
+      }
+      print("  contexts: \(contexts.count)")
+      var table = TextTable("TOKEN", "PE", "PID", "STATE", "ACCESS", "LUNS", "HANDLES")
+      for context in contexts {
+        let handles = context.handles.map { handle in
+          "\(handle.handle): " + (handle.kind == "virtual" ? "virtual, \(handle.chunks ?? 0) chunk(s)" : "physical, LUN \(handle.lun.map(String.init) ?? "?")")
+        }
+        table.add(
+          context.token, String(context.processElement), String(context.ownerPid), context.state, context.access,
+          context.luns.isEmpty ? "-" : context.luns.joined(separator: ","), handles.isEmpty ? "-" : handles.joined(separator: "; "))
+      }
+      print(table.render(indent: "    "))
+    }
+
+    static func output(_ document: Document, json: Bool) throws {
+      if json {
+        try JSONOutput.print(document)
+      } else {
+        printText(document)
+      }
+    }
+
+    struct Create: CLICommand {
       static let configuration = CommandConfiguration(abstract: "Create a mock adapter in a new directory.")
       @OptionGroup var options: Options
       @OptionGroup var layout: Layout
-      @Flag(help: "Print one JSON document (schemaVersion 1).")
-      var json = false
+      @OptionGroup var common: CommonOptions
 
       func run() throws {
-        let adapter = try MockAdapter.create(at: options.url, configuration: layout.configuration, randomSeed: layout.seed)
-        if json {
-          try Mock.printJSON(Mock.document(adapter, directory: options.dir, command: "mock create", served: false))
-        } else {
-          print(Mock.describe(adapter))
+        guard !FileManager.default.fileExists(atPath: options.url.appendingPathComponent("adapter.json").path) else {
+          throw CLIError(
+            .usage, "\(options.dir) already holds a mock adapter",
+            hint: "use it (`superpipectl mock status --dir \(options.dir)`), or remove it first (`superpipectl mock destroy --dir \(options.dir)`)")
         }
+        common.logger.debug("creating a mock adapter in \(options.dir)")
+        let adapter = try MockAdapter.create(at: options.url, configuration: layout.configuration, randomSeed: layout.seed)
+        try Mock.output(
+          Mock.document(adapter, command: "mock create", directory: options.dir, served: false, live: false), json: common.json)
       }
     }
 
-    struct Serve: ParsableCommand {
+    struct Serve: CLICommand {
       static let configuration = CommandConfiguration(
         abstract: "Serve a mock adapter's device nodes until SIGINT or SIGTERM.",
-        discussion: "Creates the adapter first when the directory holds none (with --luns, --blocks, ...).")
+        discussion: """
+          Creates the adapter first when the directory holds none (with --luns, --blocks, ...).
+          When the nodes are up it prints the adapter and `ready pid=N` (with --json: one document,
+          "command": "mock serve", whose "servedBy" is this process).
+          """)
       @OptionGroup var options: Options
       @OptionGroup var layout: Layout
+      @OptionGroup var common: CommonOptions
 
       func run() throws {
         let exists = FileManager.default.fileExists(atPath: options.url.appendingPathComponent("adapter.json").path)
+        common.logger.debug("\(exists ? "opening" : "creating") the mock adapter in \(options.dir)")
         let adapter =
           exists
           ? try MockAdapter.open(at: options.url)
           : try MockAdapter.create(at: options.url, configuration: layout.configuration, randomSeed: layout.seed)
         try adapter.serve {
-          print(Mock.describe(adapter))
-          print("ready pid=\(ProcessInfo.processInfo.processIdentifier)")
+          let document = Mock.document(adapter, command: "mock serve", directory: options.dir, served: true, live: true)
+          if common.json {
+            try? JSONOutput.print(document)
+          } else {
+            Mock.printText(document)
+            print("ready pid=\(ProcessInfo.processInfo.processIdentifier)")
+          }
           fflush(nil)
         }
       }
     }
 
-    struct Status: ParsableCommand {
-      static let configuration = CommandConfiguration(abstract: "Show a mock adapter's LUNs, nodes and modes.")
+    struct Status: CLICommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Show a mock adapter's LUNs, nodes, modes and live contexts.",
+        discussion: """
+          While `superpipectl mock serve` serves the adapter, the nodes and modes come from
+          DIR/adapter.json (which the server rewrites on every change) and the adapter's state and
+          live contexts (token, process, state, attached LUNs, open resource handles) from the
+          server, through the control socket. Otherwise the adapter is opened here: no context can
+          be attached.
+
+          Examples:
+            superpipectl mock status --dir /tmp/cxl
+            superpipectl mock status --dir /tmp/cxl --json
+          """)
       @OptionGroup var options: Options
-      @Flag(help: "Print one JSON document (schemaVersion 1).")
-      var json = false
+      @OptionGroup var common: CommonOptions
 
       func run() throws {
+        try options.requireAdapter()
+        let document: Document
         do {
           let adapter = try MockAdapter.open(at: options.url)
-          if json {
-            try Mock.printJSON(Mock.document(adapter, directory: options.dir, command: "mock status", served: false))
-          } else {
-            print(Mock.describe(adapter))
-            print("  not being served")
-          }
+          document = Mock.document(adapter, command: "mock status", directory: options.dir, served: false, live: true)
         } catch MockAdapterError.alreadyServed {
-          if json {
-            try Mock.printJSON(Mock.document(nil, directory: options.dir, command: "mock status", served: true))
-          } else {
-            print("mock adapter \(options.dir) is being served by another process")
-          }
+          document = try served()
         }
+        try Mock.output(document, json: common.json)
+      }
+
+      /// A mock served by another process: adapter.json, and the server's status.
+      private func served() throws -> Document {
+        let state = try MockAccess.persisted(directory: options.url)
+        var document = Document(
+          command: "mock status", directory: options.dir, served: true,
+          hostNode: options.url.appendingPathComponent("dev/cxlflash/cxlflash0").path,
+          nodes: Mock.nodes(
+            directory: options.url, configuration: state.configuration, diskNodes: state.diskNodes,
+            superpipe: Set(state.superpipeNodes)))
+        common.logger.debug("served by another process: asking it for its status through \(options.dir)/control")
+        do {
+          let status = try MockAdapter.requestStatus(directory: options.url)
+          document.servedBy = status.pid
+          document.adapterState = status.adapterState
+          document.portsOnline = status.portsOnline
+          document.contexts = Mock.contexts(status)
+        } catch {
+          common.logger.warning("no status from the serving process: \(error)")
+          document.note = "the serving process did not answer the status request (\(error)): contexts unknown"
+        }
+        return document
       }
     }
 
-    struct Destroy: ParsableCommand {
+    struct Destroy: CLICommand {
       static let configuration = CommandConfiguration(abstract: "Delete a mock adapter's directory (not while served).")
       @OptionGroup var options: Options
-      @Flag(help: "Print one JSON document (schemaVersion 1).")
-      var json = false
+      @OptionGroup var common: CommonOptions
 
       func run() throws {
+        try options.requireAdapter()
         // Opening takes the adapter's lock: this fails while another process serves it.
         do { _ = try MockAdapter.open(at: options.url) }
+        common.logger.debug("removing \(options.dir)")
         try FileManager.default.removeItem(at: options.url)
-        if json {
-          try Mock.printJSON(Mock.document(nil, directory: options.dir, command: "mock destroy", served: false))
+        if common.json {
+          try JSONOutput.print(Document(command: "mock destroy", directory: options.dir, served: false, nodes: []))
         } else {
           print("destroyed \(options.dir)")
         }

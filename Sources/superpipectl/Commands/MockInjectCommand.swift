@@ -4,7 +4,7 @@ import SuperpipeMock
 
 extension SuperpipeCtl.Mock {
   /// `superpipectl mock inject`: fault injection into a served mock.
-  struct Inject: ParsableCommand {
+  struct Inject: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Inject a fault into a mock served by `superpipectl mock serve` (through its control socket).",
       discussion: """
@@ -27,13 +27,22 @@ extension SuperpipeCtl.Mock {
     @OptionGroup var options: SuperpipeCtl.Mock.Options
 
     @Argument(help: "The fault to inject.")
-    var fault: String
+    var fault: FaultArgument
 
     @Option(help: "Commands (or AFU syncs) that fail.")
     var count: Int?
 
-    @Option(name: .customLong("class"), help: "Which commands fail: read, write or any.")
-    var commandClass: String?
+    /// `--class`'s values.
+    enum CommandClass: String, CaseIterable, ExpressibleByArgument {
+      case read, write, any
+
+      static var allValueDescriptions: [String: String] {
+        ["read": "READ(16) commands only", "write": "WRITE(16) commands only", "any": "every command"]
+      }
+    }
+
+    @Option(name: .customLong("class"), help: "Which commands fail (default: any).")
+    var commandClass: CommandClass?
 
     @Option(help: "LUN for unit-attention and resize-lun.")
     var lun: Int?
@@ -74,21 +83,14 @@ extension SuperpipeCtl.Mock {
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
-      guard MockControlRequest.Fault(rawValue: fault) != nil else {
-        throw ValidationError(
-          "unknown fault '\(fault)'; one of: \(MockControlRequest.Fault.allCases.map(\.rawValue).joined(separator: ", "))")
-      }
-      if let commandClass, !["read", "write", "any"].contains(commandClass) {
-        throw ValidationError("--class takes read, write or any")
-      }
       if let asc, Self.number(asc) == nil { throw ValidationError("--asc takes a number (0x29 or 41)") }
       if let ascq, Self.number(ascq) == nil { throw ValidationError("--ascq takes a number") }
       if let count, count < 1 { throw ValidationError("--count must be positive") }
       if let context, Self.token(context) == nil { throw ValidationError("--context takes a context token (0x...)") }
       if let queueDepth, queueDepth < 1 { throw ValidationError("--queue-depth must be positive") }
       if let inFlight, inFlight < 0 { throw ValidationError("--in-flight cannot be negative") }
-      if ["port-down", "port-up"].contains(fault), port == nil { throw ValidationError("\(fault) needs --port") }
-      if fault == "resize-lun", (blocks ?? 0) == 0 { throw ValidationError("resize-lun needs --blocks above 0") }
+      if [.portDown, .portUp].contains(fault.fault), port == nil { throw ValidationError("\(fault.rawValue) needs --port") }
+      if fault.fault == .resizeLUN, (blocks ?? 0) == 0 { throw ValidationError("resize-lun needs --blocks above 0") }
     }
 
     static func token(_ text: String) -> UInt64? {
@@ -99,14 +101,19 @@ extension SuperpipeCtl.Mock {
       text.lowercased().hasPrefix("0x") ? Int(text.dropFirst(2), radix: 16) : Int(text)
     }
 
-    func run() throws {
-      try common.run("mock inject") { try inject() }
+    /// The `--json` document (schemaVersion 1): the mock's reply.
+    struct Document: Codable {
+      var schemaVersion = 1
+      var command = "mock inject"
+      var fault: String
+      var ok: Bool
+      var message: String
     }
 
-    private func inject() throws {
-      var request = MockControlRequest(fault: MockControlRequest.Fault(rawValue: fault) ?? .reset)
+    func run() throws {
+      var request = MockControlRequest(fault: fault.fault)
       request.count = count
-      request.commandClass = commandClass
+      request.commandClass = commandClass?.rawValue
       request.lun = lun
       request.asc = asc.flatMap(Self.number)
       request.ascq = ascq.flatMap(Self.number)
@@ -119,20 +126,36 @@ extension SuperpipeCtl.Mock {
       request.inFlight = inFlight
       request.scheduleReset = scheduleReset ? true : nil
       request.blocks = blocks
+      common.logger.debug("sending \(fault.rawValue) to \(options.dir)/control")
       let reply: MockControlReply
       do {
         reply = try MockAdapter.sendControl(request, directory: options.url)
-      } catch {
-        throw CLIError(.deviceMissing, "\(error)", hint: "start the mock with: superpipectl mock serve --dir \(options.dir)")
+      } catch MockAdapterError.invalidDirectory(let why) {
+        throw CLIError(.deviceMissing, why, hint: "start the mock with: superpipectl mock serve --dir \(options.dir)")
       }
+      // A request the mock refused (no such LUN or port): a bad argument.
+      guard reply.ok else { throw CLIError(.usage, "the mock refused \(fault.rawValue): \(reply.message)") }
       if common.json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(reply), as: UTF8.self))
+        try JSONOutput.print(Document(fault: fault.rawValue, ok: reply.ok, message: reply.message))
       } else {
         print(reply.message)
       }
-      if !reply.ok { throw CLIError(.usage, reply.message) }
     }
   }
+}
+
+/// A fault `mock inject` takes: the mock's own list (`MockControlRequest.Fault`), as an argument
+/// type whose cases help and shell completion list. (The mock's enum cannot conform itself:
+/// ArgumentParser is imported internally.)
+struct FaultArgument: RawRepresentable, CaseIterable, ExpressibleByArgument, Equatable {
+  var fault: MockControlRequest.Fault
+
+  init(_ fault: MockControlRequest.Fault) { self.fault = fault }
+  init?(rawValue: String) {
+    guard let fault = MockControlRequest.Fault(rawValue: rawValue) else { return nil }
+    self.fault = fault
+  }
+
+  var rawValue: String { fault.rawValue }
+  static var allCases: [FaultArgument] { MockControlRequest.Fault.allCases.map(FaultArgument.init) }
 }

@@ -4,7 +4,7 @@ import Superpipe
 
 extension SuperpipeCtl {
   /// `superpipectl mode`: show or switch a LUN between legacy and superpipe mode.
-  struct Mode: ParsableCommand {
+  struct Mode: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Show or set a LUN's mode (legacy or superpipe) with DK_CXLFLASH_MANAGE_LUN.",
       discussion: """
@@ -70,89 +70,88 @@ extension SuperpipeCtl {
     }
 
     func run() throws {
-      try common.run("mode") {
-        let backend = try target.backend()
-        let inventory = try backend.inventory
-        guard let requested = set?.mode else {
-          try show(inventory)
-          return
-        }
-        let resolved = try target.resolve(in: inventory, preferSuperpipe: false)
-        guard let wwid = resolved.wwid else {
-          throw CLIError(.usage, "the WWID of \(resolved.device) is unknown", hint: "pass it with --wwid HEX")
-        }
-        // The paths to switch: the named device, or every path of the LUN.
-        var paths: [Inventory.LUNPath] = resolved.allPaths.filter { path in
-          if target.device != nil { return path.device == resolved.device }
-          return target.port == nil || path.port == target.port
-        }
-        if paths.isEmpty {
-          paths = [.init(device: resolved.device, port: resolved.port ?? 0, mode: resolved.mode?.rawValue)]
-        }
-        var checks: [Check] = []
-        var mock: MockAccess?
-        if case .mock(let access) = backend { mock = access }
-        if requested == .legacy {
-          if let mock, !mock.servedElsewhere {
-            let handles = resolved.lun?.openHandles ?? 0
-            checks.append(
-              .init(
-                check: "open resource handles", ok: handles == 0,
-                detail: "\(handles) open handle(s) on LUN \(wwid.hex)"))
-          } else {
-            checks.append(
-              .init(
-                check: "open resource handles", ok: true,
-                detail: "not visible from here; the driver refuses with EBUSY if there are any"))
-          }
-        }
-        if requested == .superpipe, mock == nil {
-          for path in paths {
-            let users = Sysfs().mountUsers(of: path.device)
-            checks.append(
-              .init(
-                check: "\(path.device) not mounted or held", ok: users.isEmpty || force,
-                detail: users.isEmpty ? "no mounts or holders" : users.joined(separator: "; ") + (force ? " (--force)" : "")))
-          }
-        }
-        let states = paths.map { path in
-          PathState(
-            device: path.device, port: path.port, mode: path.mode,
-            action: path.mode == requested.rawValue ? "unchanged" : dryRun ? "would-set" : "set")
-        }
-        var document = Document(
-          wwid: wwid.hex, requested: requested.rawValue, dryRun: dryRun, paths: states, preflight: checks)
-        if let failed = checks.first(where: { !$0.ok }) {
-          if !common.json { printPlan(document) }
-          let hint =
-            requested == .legacy
-            ? "release the LUN's resource handles (stop the applications using it) first"
-            : "unmount it first, or pass --force if you know what you are doing"
-          throw CLIError(.busy, "preflight check failed: \(failed.check): \(failed.detail)", hint: hint)
-        }
-        if !dryRun {
-          if let mock { try mock.startServing(logger: common.logger) }
-          for index in document.paths.indices where document.paths[index].action == "set" {
-            let device = document.paths[index].device
-            common.logger.info("DK_CXLFLASH_MANAGE_LUN \(requested) wwid \(wwid.hex) on \(device)")
-            do {
-              try Superpipe.setMode(requested, wwid: wwid, path: device)
-            } catch let error as SuperpipeError where error.code == .busy {
-              throw CLIError(
-                .busy, "\(device): LUN \(wwid.hex) still has open resource handles; the driver refused (EBUSY)",
-                detail: error.description, hint: "release the handles (stop the applications using the LUN) first")
-            }
-          }
-          let after = try backend.inventory
-          for index in document.paths.indices {
-            document.paths[index].modeAfter = after.path(device: document.paths[index].device)?.path.mode ?? requested.rawValue
-          }
-        }
-        if common.json {
-          try JSONOutput.print(document)
+      let backend = try target.backend()
+      let inventory = try backend.inventory
+      guard let requested = set?.mode else {
+        try show(inventory)
+        return
+      }
+      let resolved = try target.resolve(in: inventory, preferSuperpipe: false)
+      guard let wwid = resolved.wwid else {
+        throw CLIError(.usage, "the WWID of \(resolved.device) is unknown", hint: "pass it with --wwid HEX")
+      }
+      // The paths to switch: the named device, or every path of the LUN.
+      var paths: [Inventory.LUNPath] = resolved.allPaths.filter { path in
+        if target.device != nil { return path.device == resolved.device }
+        return target.port == nil || path.port == target.port
+      }
+      if paths.isEmpty {
+        paths = [.init(device: resolved.device, port: resolved.port ?? 0, mode: resolved.mode?.rawValue)]
+      }
+      var checks: [Check] = []
+      var mock: MockAccess?
+      if case .mock(let access) = backend { mock = access }
+      if requested == .legacy {
+        if let mock, !mock.servedElsewhere {
+          let handles = resolved.lun?.openHandles ?? 0
+          checks.append(
+            .init(
+              check: "open resource handles", ok: handles == 0,
+              detail: "\(handles) open handle(s) on LUN \(wwid.hex)"))
         } else {
-          printPlan(document)
+          checks.append(
+            .init(
+              check: "open resource handles", ok: true,
+              detail: "not visible from here; the driver refuses with EBUSY if there are any"))
         }
+      }
+      if requested == .superpipe, mock == nil {
+        for path in paths {
+          let users = Sysfs().mountUsers(of: path.device)
+          checks.append(
+            .init(
+              check: "\(path.device) not mounted or held", ok: users.isEmpty || force,
+              detail: users.isEmpty ? "no mounts or holders" : users.joined(separator: "; ") + (force ? " (--force)" : "")))
+        }
+      }
+      let states = paths.map { path in
+        PathState(
+          device: path.device, port: path.port, mode: path.mode,
+          action: path.mode == requested.rawValue ? "unchanged" : dryRun ? "would-set" : "set")
+      }
+      var document = Document(
+        wwid: wwid.hex, requested: requested.rawValue, dryRun: dryRun, paths: states, preflight: checks)
+      if let failed = checks.first(where: { !$0.ok }) {
+        if !common.json { printPlan(document) }
+        let hint =
+          requested == .legacy
+          ? "release the LUN's resource handles (stop the applications using it) first"
+          : "unmount it first, or pass --force if you know what you are doing"
+        throw CLIError(.busy, "preflight check failed: \(failed.check): \(failed.detail)", hint: hint)
+      }
+      if !dryRun {
+        if let mock { try mock.startServing(logger: common.logger) }
+        for index in document.paths.indices where document.paths[index].action == "set" {
+          let device = document.paths[index].device
+          common.logger.info("DK_CXLFLASH_MANAGE_LUN \(requested) wwid \(wwid.hex) on \(device)")
+          do {
+            try Superpipe.setMode(requested, wwid: wwid, path: device)
+          } catch {
+            guard error.code == .busy else { throw error }
+            throw CLIError(
+              .busy, "\(device): LUN \(wwid.hex) still has open resource handles; the driver refused (EBUSY)",
+              detail: error.description, hint: "release the handles (stop the applications using the LUN) first")
+          }
+        }
+        let after = try backend.inventory
+        for index in document.paths.indices {
+          document.paths[index].modeAfter = after.path(device: document.paths[index].device)?.path.mode ?? requested.rawValue
+        }
+      }
+      if common.json {
+        try JSONOutput.print(document)
+      } else {
+        printPlan(document)
       }
     }
 
@@ -203,4 +202,11 @@ extension SuperpipeCtl {
 enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
   case superpipe, legacy
   var mode: LUNMode { self == .superpipe ? .superpipe : .legacy }
+
+  static var allValueDescriptions: [String: String] {
+    [
+      "superpipe": "direct access from user space through contexts (DK_CXLFLASH_ATTACH and on)",
+      "legacy": "an ordinary SCSI disk of the kernel's block layer",
+    ]
+  }
 }

@@ -66,7 +66,7 @@ extension SuperpipeCtl {
       var currentCapacityBlocks: UInt64
     }
 
-    struct Query: ParsableCommand {
+    struct Query: CLICommand {
       static let configuration = CommandConfiguration(
         abstract: "Show each port's LUN count and capacity (QUERY_PORT).",
         discussion: """
@@ -86,39 +86,37 @@ extension SuperpipeCtl {
       }
 
       func run() throws {
-        try common.run("provision query") {
-          let document = try host.withHost(logger: common.logger) { adapter, _ in
-            var ports: [PortDocument] = []
-            for index in port.map({ [$0] }) ?? Array(0..<4) {
-              do {
-                let capacity = try adapter.queryPort(index)
-                ports.append(
-                  .init(
-                    port: Int(index), maximumLUNs: capacity.maximumLUNs, currentLUNs: capacity.currentLUNs,
-                    maximumCapacityBlocks: capacity.maximumCapacityBlocks, currentCapacityBlocks: capacity.currentCapacityBlocks))
-              } catch let error as SuperpipeError where port == nil && error.code == .invalidRequest && !ports.isEmpty {
-                break  // past the adapter's last port
-              }
+        let document = try host.withHost(logger: common.logger) { adapter, _ in
+          var ports: [PortDocument] = []
+          for index in port.map({ [$0] }) ?? Array(0..<4) {
+            do {
+              let capacity = try adapter.queryPort(index)
+              ports.append(
+                .init(
+                  port: Int(index), maximumLUNs: capacity.maximumLUNs, currentLUNs: capacity.currentLUNs,
+                  maximumCapacityBlocks: capacity.maximumCapacityBlocks, currentCapacityBlocks: capacity.currentCapacityBlocks))
+            } catch let error as SuperpipeError where port == nil && error.code == .invalidRequest && !ports.isEmpty {
+              break  // past the adapter's last port
             }
-            return Document(hostNode: adapter.path, ports: ports)
           }
-          if common.json {
-            try JSONOutput.print(document)
-          } else {
-            print("host node \(document.hostNode)")
-            var table = TextTable("PORT", "LUNS", "MAX LUNS", "CAPACITY", "MAX CAPACITY")
-            for port in document.ports {
-              table.add(
-                String(port.port), String(port.currentLUNs), String(port.maximumLUNs),
-                Format.bytes(port.currentCapacityBlocks * 4096), Format.bytes(port.maximumCapacityBlocks * 4096))
-            }
-            print(table.render())
+          return Document(hostNode: adapter.path, ports: ports)
+        }
+        if common.json {
+          try JSONOutput.print(document)
+        } else {
+          print("host node \(document.hostNode)")
+          var table = TextTable("PORT", "LUNS", "MAX LUNS", "CAPACITY", "MAX CAPACITY")
+          for port in document.ports {
+            table.add(
+              String(port.port), String(port.currentLUNs), String(port.maximumLUNs),
+              Format.bytes(port.currentCapacityBlocks * 4096), Format.bytes(port.maximumCapacityBlocks * 4096))
           }
+          print(table.render())
         }
       }
     }
 
-    struct Create: ParsableCommand {
+    struct Create: CLICommand {
       static let configuration = CommandConfiguration(
         abstract: "Create a LUN on a port (CREATE_LUN).",
         discussion: """
@@ -147,29 +145,27 @@ extension SuperpipeCtl {
       }
 
       func run() throws {
-        try common.run("provision create") {
-          let document = try host.withHost(logger: common.logger) { adapter, mock in
-            common.logger.info("HT_CXLFLASH_LUN_PROVISION CREATE_LUN port \(port) size \(blocks)")
-            let created = try adapter.createLUN(port: port, blocks: blocks)
-            var device: String?
-            if let mock, let wwid = created.wwid {
-              device = try mock.inventory().lun(wwid: wwid)?.lun.paths.first { $0.port == Int(port) }?.device
-            }
-            return Document(
-              hostNode: adapter.path, port: Int(port), blocks: blocks, lunID: Format.hex(created.lunID),
-              wwid: created.wwid?.hex, device: device)
+        let document = try host.withHost(logger: common.logger) { adapter, mock in
+          common.logger.info("HT_CXLFLASH_LUN_PROVISION CREATE_LUN port \(port) size \(blocks)")
+          let created = try adapter.createLUN(port: port, blocks: blocks)
+          var device: String?
+          if let mock, let wwid = created.wwid {
+            device = try mock.inventory().lun(wwid: wwid)?.lun.paths.first { $0.port == Int(port) }?.device
           }
-          if common.json {
-            try JSONOutput.print(document)
-          } else {
-            print("created LUN \(document.lunID) on port \(document.port): \(Format.bytes(blocks * 4096)), WWID \(document.wwid ?? "?")"
-              + (document.device.map { ", disk node \($0)" } ?? ""))
-          }
+          return Document(
+            hostNode: adapter.path, port: Int(port), blocks: blocks, lunID: Format.hex(created.lunID),
+            wwid: created.wwid?.hex, device: device)
+        }
+        if common.json {
+          try JSONOutput.print(document)
+        } else {
+          print("created LUN \(document.lunID) on port \(document.port): \(Format.bytes(blocks * 4096)), WWID \(document.wwid ?? "?")"
+            + (document.device.map { ", disk node \($0)" } ?? ""))
         }
       }
     }
 
-    struct Delete: ParsableCommand {
+    struct Delete: CLICommand {
       static let configuration = CommandConfiguration(
         abstract: "Delete a LUN from a port (DELETE_LUN).",
         discussion: """
@@ -195,18 +191,16 @@ extension SuperpipeCtl {
       }
 
       func run() throws {
-        try common.run("provision delete") {
-          let id = Format.parseNumber(lunID) ?? 0
-          let document = try host.withHost(logger: common.logger) { adapter, _ in
-            common.logger.info("HT_CXLFLASH_LUN_PROVISION DELETE_LUN port \(port) lun_id \(Format.hex(id))")
-            try adapter.deleteLUN(port: port, lunID: id)
-            return Document(hostNode: adapter.path, port: Int(port), lunID: Format.hex(id))
-          }
-          if common.json {
-            try JSONOutput.print(document)
-          } else {
-            print("deleted LUN \(document.lunID) on port \(document.port)")
-          }
+        let id = Format.parseNumber(lunID) ?? 0
+        let document = try host.withHost(logger: common.logger) { adapter, _ in
+          common.logger.info("HT_CXLFLASH_LUN_PROVISION DELETE_LUN port \(port) lun_id \(Format.hex(id))")
+          try adapter.deleteLUN(port: port, lunID: id)
+          return Document(hostNode: adapter.path, port: Int(port), lunID: Format.hex(id))
+        }
+        if common.json {
+          try JSONOutput.print(document)
+        } else {
+          print("deleted LUN \(document.lunID) on port \(document.port)")
         }
       }
     }

@@ -5,7 +5,7 @@ import SuperpipeSoak
 
 extension SuperpipeCtl {
   /// `superpipectl soak`: data integrity under a seeded fault schedule.
-  struct Soak: ParsableCommand {
+  struct Soak: CLICommand {
     static let configuration = CommandConfiguration(
       abstract: "Check data integrity under a seeded schedule of adapter resets and command errors.",
       discussion: """
@@ -31,12 +31,28 @@ extension SuperpipeCtl {
     var threads = 2
     @Option(help: "RAM-backed directory for the mock.")
     var directory = "/dev/shm"
-    @Flag(help: "Print one JSON document (schemaVersion 1).")
-    var json = false
+    @OptionGroup var common: CommonOptions
 
     func validate() throws {
       guard ios > 0, faults >= 0, (1...64).contains(threads) else {
         throw ValidationError("--ios must be positive, --faults non-negative, --threads 1...64")
+      }
+    }
+
+    /// The `--json` document: the soak's report (schemaVersion 1) with `command` and, when the run
+    /// failed, `error`.
+    struct Document: Encodable {
+      var report: SoakReport
+      var command = "soak"
+      var error: ErrorDocument.Failure?
+
+      enum Key: String, CodingKey { case command, error }
+
+      func encode(to encoder: any Encoder) throws {
+        try report.encode(to: encoder)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(command, forKey: .command)
+        try container.encodeIfPresent(error, forKey: .error)
       }
     }
 
@@ -47,11 +63,19 @@ extension SuperpipeCtl {
       configuration.seed = seed
       configuration.threads = threads
       configuration.directory = directory
+      common.logger.debug("soak: \(ios) I/Os, \(faults) faults, seed \(seed), \(threads) threads in \(directory)")
       let report = try FaultSoak.run(configuration)
-      if json {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+      var failure: CLIError?
+      if !report.passed {
+        failure = CLIError(
+          .dataMismatch,
+          "soak seed \(seed) failed: \(report.staleOrTorn) stale or torn read(s), \(report.failedIOs) failed I/O(s)"
+            + (report.problems.first.map { "; \($0)" } ?? ""),
+          detail: report.problems.count > 1 ? report.problems.dropFirst().joined(separator: "; ") : nil,
+          reportedInDocument: common.json)
+      }
+      if common.json {
+        try JSONOutput.print(Document(report: report, error: failure.map(ErrorDocument.Failure.init)))
       } else {
         print("soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads")
         print("  faults injected: \(report.faultsInjected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
@@ -61,7 +85,7 @@ extension SuperpipeCtl {
         for problem in report.problems { print("  problem: \(problem)") }
         print(report.passed ? "PASS" : "FAIL")
       }
-      if !report.passed { throw ExitCode(65) }
+      if let failure { throw failure }
     }
   }
 }

@@ -55,19 +55,30 @@ enum CLIExitCode: Int32, CaseIterable, Codable, Sendable {
 }
 
 /// A failure `superpipectl` reports itself: one readable line, an optional detail shown with `-v`,
-/// and the exit class.
+/// and the exit class. Every error a command throws, and every parse error, is turned into one by
+/// `CLIError.from` and reported by `CommandRunner` (Runner.swift).
 struct CLIError: Error, CustomStringConvertible {
   var exitCode: CLIExitCode
   var message: String
   var detail: String?
   /// A suggestion printed after the message ("hint: ...").
   var hint: String?
+  /// The command already printed its JSON document, which records this failure (`io`'s verify,
+  /// `soak`): no error document follows it.
+  var reportedInDocument = false
+  /// An ArgumentParser error (bad option or value, unknown command, failed validation): its text
+  /// (message, usage, help pointer) is what stderr shows.
+  var usageText: String?
 
-  init(_ exitCode: CLIExitCode, _ message: String, detail: String? = nil, hint: String? = nil) {
+  init(
+    _ exitCode: CLIExitCode, _ message: String, detail: String? = nil, hint: String? = nil,
+    reportedInDocument: Bool = false
+  ) {
     self.exitCode = exitCode
     self.message = message
     self.detail = detail
     self.hint = hint
+    self.reportedInDocument = reportedInDocument
   }
 
   var description: String { message }
@@ -88,12 +99,37 @@ struct CLIError: Error, CustomStringConvertible {
       case .alreadyRunning:
         return CLIError(.busy, error.description)
       case .io(_, let errno):
-        return CLIError(errno == EACCES || errno == EPERM ? .permission : .deviceError, error.description)
+        let exit: CLIExitCode =
+          switch errno {
+          case EACCES, EPERM: .permission
+          case ENOENT, ENOTDIR: .deviceMissing
+          default: .deviceError
+          }
+        return CLIError(exit, error.description)
       }
     case let error as CocoaError where error.code == .fileReadNoSuchFile || error.code == .fileNoSuchFile:
       return CLIError(.deviceMissing, error.localizedDescription)
     case let error as CocoaError where error.code == .fileReadNoPermission || error.code == .fileWriteNoPermission:
       return CLIError(.permission, error.localizedDescription)
+    case let error as ExitCode:
+      let exit = CLIExitCode(rawValue: error.rawValue) ?? .failure
+      return CLIError(exit, "failed: \(exit.summary) (exit \(error.rawValue))")
+    case _ where SuperpipeCtl.exitCode(for: error) == .validationFailure:
+      // ArgumentParser's errors: unknown command or option, a value that does not parse, a
+      // failed validate(). The command's usage goes into the detail.
+      let text = SuperpipeCtl.fullMessage(for: error)
+      let usage = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { $0.hasPrefix("Usage:") || $0.hasPrefix("Help:") }
+      let seeHelp = text.split(separator: "\n").lazy.compactMap { line -> String? in
+        guard let start = line.range(of: "See '"), let end = line.range(of: "' for", range: start.upperBound..<line.endIndex)
+        else { return nil }
+        return String(line[start.upperBound..<end.lowerBound])
+      }.first
+      var failure = CLIError(
+        .usage, SuperpipeCtl.message(for: error), detail: usage.isEmpty ? nil : usage.joined(separator: "; "),
+        hint: seeHelp.map { "see `\($0)`" })
+      failure.usageText = text
+      return failure
     default:
       return CLIError(.failure, "\(error)", detail: String(reflecting: error))
     }

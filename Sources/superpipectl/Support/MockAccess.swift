@@ -53,7 +53,10 @@ final class MockAccess {
     servingHere = true
   }
 
-  func persisted() throws -> Persisted {
+  func persisted() throws -> Persisted { try Self.persisted(directory: directory) }
+
+  /// Reads `DIR/adapter.json`.
+  static func persisted(directory: URL) throws -> Persisted {
     let url = directory.appendingPathComponent("adapter.json")
     do {
       return try JSONDecoder().decode(Persisted.self, from: Data(contentsOf: url))

@@ -7,7 +7,7 @@ import Foundation
 
 /// Options every command takes: `--json` and `-v`.
 struct CommonOptions: ParsableArguments {
-  @Flag(help: "Print one JSON document (schemaVersion 1, see Docs/cli.md) instead of tables.")
+  @Flag(help: "Print exactly one JSON document on stdout (schemaVersion 1; an error document on failure; see Docs/cli.md).")
   var json = false
 
   @Flag(name: .shortAndLong, help: "Explain failures in detail and log what is done (-vv: trace).")
@@ -17,53 +17,26 @@ struct CommonOptions: ParsableArguments {
   var logger: CLILogger {
     CLILogger(label: "superpipectl", logLevel: verbose >= 2 ? .trace : verbose == 1 ? .debug : .warning)
   }
-
-  /// Runs a command body: any error becomes one line on stderr ("superpipectl: error: ..."), with
-  /// its detail when `-v` is given, a JSON error document on stdout with `--json`, and the exit
-  /// status of its class (CLIExitCode). Usage errors (ValidationError) keep ArgumentParser's
-  /// handling: exit 64 with the usage text.
-  func run(_ command: String, _ body: () throws -> Void) throws {
-    do {
-      try body()
-    } catch let error as ValidationError {
-      throw error
-    } catch let error as ExitCode {
-      throw error
-    } catch let error as CleanExit {
-      throw error
-    } catch {
-      let failure = CLIError.from(error)
-      report(failure, command: command)
-      throw ExitCode(failure.exitCode.rawValue)
-    }
-  }
-
-  func report(_ failure: CLIError, command: String) {
-    Terminal.standardError("superpipectl: error: \(failure.message)")
-    if let hint = failure.hint { Terminal.standardError("superpipectl: hint: \(hint)") }
-    if verbose > 0 {
-      Terminal.standardError("superpipectl: detail: class \(failure.exitCode.name) (exit \(failure.exitCode.rawValue))"
-        + (failure.detail.map { "; \($0)" } ?? ""))
-    }
-    if json {
-      let document = ErrorDocument(
-        command: command,
-        error: .init(
-          exitCode: failure.exitCode.rawValue, exitClass: failure.exitCode.name, message: failure.message,
-          detail: failure.detail, hint: failure.hint))
-      if let text = try? JSONOutput.encode(document) { print(text) }
-    }
-  }
 }
 
 /// What `--json` prints on stdout when a command fails (schemaVersion 1).
 struct ErrorDocument: Codable {
+  /// The `error` object (also part of the documents that record a failure themselves: `io`'s
+  /// verify failure, `soak`'s failed run).
   struct Failure: Codable {
     var exitCode: Int32
     var exitClass: String
     var message: String
     var detail: String?
     var hint: String?
+
+    init(_ failure: CLIError) {
+      exitCode = failure.exitCode.rawValue
+      exitClass = failure.exitCode.name
+      message = failure.message
+      detail = failure.detail
+      hint = failure.hint
+    }
   }
   var schemaVersion = 1
   var command: String

@@ -1,5 +1,8 @@
 import Foundation
+import SuperpipeBenchmark
 import Testing
+
+@testable import superpipe_bench
 
 /// `superpipe-bench`, the benchmark executable (the benchmark left `superpipectl`, which no longer
 /// links malloc-interposer), run for a fraction of a second per row on a small LUN.
@@ -64,6 +67,25 @@ struct BenchExecutableTests {
     let result = try Self.bench(arguments)
     #expect(result.status == 64, "\(arguments): \(result.status) \(result.stderr)")
     #expect(!result.stderr.isEmpty)
+  }
+
+  @Test("--completion and --workloads are enumerations: help lists their values, which are the benchmark's")
+  func enumerations() throws {
+    #expect(WorkloadArgument.allCases.map(\.rawValue) == BenchmarkConfiguration.Workload.allCases.map(\.rawValue))
+    #expect(WorkloadArgument.allCases.map(\.workload) == BenchmarkConfiguration.Workload.allCases)
+    #expect(CompletionArgument.allCases.map(\.mode.rawValue) == ["polling", "interrupts"])
+    #expect(WorkloadList(argument: "randread,randrw")?.values == [.randread, .randrw])
+    #expect(WorkloadList(argument: "randread,") == nil)
+    #expect(WorkloadList.allValueStrings == ["randread", "randwrite", "randrw"])
+    let help = try Self.bench(["--help"]).stdout
+    for value in ["polling", "interrupts", "randread", "randwrite", "randrw"] {
+      // A described value: "        polling           - poll the response queue ...".
+      #expect(
+        help.split(separator: "\n").contains { $0.range(of: "^ +\(value) +- ", options: .regularExpression) != nil },
+        "--help does not list \(value):\n\(help)")
+    }
+    let flat = help.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: " +", with: " ", options: .regularExpression)
+    #expect(flat.contains("(default: polling)") && flat.contains("(default: randread,randwrite,randrw)"), "\(help)")
   }
 
   @Test("--help has examples; superpipectl has no bench command any more")
