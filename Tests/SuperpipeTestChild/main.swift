@@ -7,6 +7,8 @@
 //        LBAs blocks..<2*blocks (the parent checks it sees them: the chunks are shared)
 //   foreign <disk> <parent-token> <handle>    use the parent's token directly: every call must fail EINVAL
 //   hold <disk>                               attach, open a vLUN, print the token, wait to be killed
+//   as-user <disk> <uid>                      drop to <uid> (the parent runs as root), then try to
+//        attach: prints the error code (another user may not use the disk node)
 //   session <disk>                            a whole session with public API only: attach, a vLUN,
 //        write and read back stamped blocks, release, detach (with SUPERPIPE_MOCK=DIR and
 //        <disk> = /dev/sda: an unchanged application reaching a mock by the hardware path)
@@ -138,6 +140,15 @@ func run() throws {
     }  // RELEASE in the error state
     try context.detach()  // DETACH in the error state
     emit("cleanup=ok")
+  case "as-user":
+    guard arguments.count > 3, let uid = UInt32(arguments[3]) else { fail("usage: as-user <disk> <uid>") }
+    guard setgid(uid) == 0, setuid(uid) == 0 else { fail("setuid \(uid): errno \(errno)") }
+    do {
+      let context = try Context(lun: disk)
+      emit("result=attached token=\(context.token)")
+    } catch {
+      emit("result=\(error.code) errno=\(error.errno?.rawValue ?? 0)")
+    }
   case "session":
     let context = try Context(lun: disk)
     let lun = try context.openVirtualLUN(blocks: 65536)

@@ -101,21 +101,25 @@ final class MockServer: @unchecked Sendable {
     guard wake >= 0 else { throw MockAdapterError.io("eventfd", errno) }
     try FileManager.default.createDirectory(
       at: devDirectory.appendingPathComponent("cxlflash"), withIntermediateDirectories: true)
-    for node in state.diskNodes { try listen(.disk(lun: node.lun, port: node.port), name: node.name) }
-    try listen(.host, name: "cxlflash/cxlflash0")
-    controlListener = try bindListener(controlPath)
+    // Permissions as on a real system: disk nodes read/write for the owner and group (brw-rw----
+    // root:disk); the host node and the control socket for the owner only (the host node is also
+    // checked per caller, standing in for CAP_SYS_ADMIN). Connecting to a socket needs write
+    // permission, so other users get EACCES, as opening a device node they may not use.
+    for node in state.diskNodes { try listen(.disk(lun: node.lun, port: node.port), name: node.name, mode: 0o660) }
+    try listen(.host, name: "cxlflash/cxlflash0", mode: 0o600)
+    controlListener = try bindListener(controlPath, mode: 0o600)
   }
 
   /// Path of a node under the dev directory.
   func path(_ name: String) -> String { devDirectory.appendingPathComponent(name).path }
 
-  private func listen(_ node: MockDeviceNode, name: String) throws {
+  private func listen(_ node: MockDeviceNode, name: String, mode: mode_t) throws {
     let path = self.path(name)
-    listeners[try bindListener(path)] = (node, path)
+    listeners[try bindListener(path, mode: mode)] = (node, path)
   }
 
-  /// A listening SOCK_SEQPACKET socket bound to `path`.
-  private func bindListener(_ path: String) throws -> CInt {
+  /// A listening SOCK_SEQPACKET socket bound to `path`, with permissions `mode`.
+  private func bindListener(_ path: String, mode: mode_t) throws -> CInt {
     let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
     guard fd >= 0 else { throw MockAdapterError.io("socket", errno) }
     unlink(path)
@@ -133,7 +137,7 @@ final class MockServer: @unchecked Sendable {
     let bound = withUnsafePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
-    guard bound == 0, Glibc.listen(fd, 128) == 0 else {
+    guard bound == 0, chmod(path, mode) == 0, Glibc.listen(fd, 128) == 0 else {
       let error = errno
       Glibc.close(fd)
       throw MockAdapterError.io("bind/listen \(path)", error)
@@ -454,7 +458,7 @@ final class MockServer: @unchecked Sendable {
     }
     let existing = Set(listeners.values.map(\.node))
     for node in state.diskNodes where !existing.contains(.disk(lun: node.lun, port: node.port)) {
-      try? listen(.disk(lun: node.lun, port: node.port), name: node.name)
+      try? listen(.disk(lun: node.lun, port: node.port), name: node.name, mode: 0o660)
     }
   }
 
