@@ -339,6 +339,7 @@ func cloneAfterFork(_ chunk: Chunk, _ mode: Int32) throws(CError) {
     let target = try VirtualTarget(box: box, adopting: handle)
     chunk.entries.removeAll()
     chunk.completed.removeAll()
+    Registry.shared.keepParentTarget(chunk.target)
     chunk.target = target
     chunk.ownerPID = getpid()
   } catch {

@@ -168,6 +168,7 @@ final class Chunk: @unchecked Sendable {
   func reopenAfterFork() throws(CError) {
     entries.removeAll()
     completed.removeAll()
+    Registry.shared.keepParentTarget(target)
     target = nil
     ownerPID = getpid()
     do {
@@ -259,6 +260,16 @@ final class Registry: @unchecked Sendable {
   private var shared: [String: Weak] = [:]
 
   struct Weak { weak var box: ContextBox? }
+
+  /// The parent's targets, kept (never deinitialised) in a forked child: the parent's context
+  /// belongs to the parent, and tearing it down here would wait for its event thread, which does
+  /// not exist in the child.
+  private var parentTargets: [any LUNTarget] = []
+  private let parentTargetsLock = Lock()
+  func keepParentTarget(_ target: (any LUNTarget)?) {
+    guard let target else { return }
+    parentTargetsLock.withLock { parentTargets.append(target) }
+  }
 
   private init() {
     pthread_atfork(
