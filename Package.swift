@@ -24,6 +24,9 @@ let package = Package(
     // The mock CXL Flash adapter (driver and AFU emulation), for applications to test against.
     .library(name: "SuperpipeMock", targets: ["SuperpipeMock"]),
     .executable(name: "superpipectl", targets: ["superpipectl"]),
+    // capiflash's C block API (capiblock.h) served by Superpipe: libcflsh_block.so, `-lcflsh_block`
+    // (Docs/capiblock.md). Links SuperpipeMock, so C programs reach a mock through SUPERPIPE_MOCK.
+    .library(name: "cflsh_block", type: .dynamic, targets: ["CapiBlock"]),
     // The data-path benchmark (`swift run -c release superpipe-bench`); the only product that links
     // malloc-interposer.
     .executable(name: "superpipe-bench", targets: ["superpipe-bench"]),
@@ -61,6 +64,15 @@ let package = Package(
         "Superpipe",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
+      swiftSettings: strictSwift
+    ),
+    // capiblock.h (capiflash's public header: same names, layouts and flag values) for C programs
+    // and for the Swift implementation below.
+    .target(name: "CCapiBlock"),
+    // libcflsh_block: the C entry points (@_cdecl) on the Swift library; no I/O stack of its own.
+    .target(
+      name: "CapiBlock",
+      dependencies: ["CCapiBlock", "Superpipe", "SuperpipeMock"],
       swiftSettings: strictSwift
     ),
     // The integrity soak under a seeded fault schedule (`superpipectl soak`, and the tests).
