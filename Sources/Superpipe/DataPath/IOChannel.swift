@@ -162,6 +162,8 @@ final class IOChannel: @unchecked Sendable {
   private let lastHealthCheck = Atomic<Int64>(0)
   private let threadDone = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
   private var hasThread = false
+  /// The process that created the channel (and its thread): a child after fork() has no thread.
+  private let ownerPID = Syscall.processID()
 
   init(
     window: MappedWindow, adapterFD: CInt, contextID: UInt16, configuration: IOConfiguration,
@@ -804,7 +806,8 @@ final class IOChannel: @unchecked Sendable {
       return !state.stopped
     }
     raise(.retired)
-    guard wasRunning, hasThread else { return }
+    // In a child after fork() the thread was not copied: there is nothing to wait for.
+    guard wasRunning, hasThread, Syscall.processID() == ownerPID else { return }
     _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
     Syscall.futexWake(pollerWord)
     while ccxl_atomic_load_acquire_u32(threadDone) == 0 {

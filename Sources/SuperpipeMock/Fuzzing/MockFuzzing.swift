@@ -49,8 +49,9 @@ public struct MockFuzzing: Sendable {
 
   /// Sends one input (see the file comment) and waits for the answer. A well-formed control
   /// request that blocks the device by design (an adapter reset, a fault schedule, holding
-  /// commands, a permanent failure, sync failures that schedule resets) is not sent: while one
-  /// runs, DK ioctls wait as they do on hardware, which would read as a hang.
+  /// commands, added latency, a permanent failure, sync failures that schedule resets) is not
+  /// sent: while one is in force, DK ioctls and AFU commands wait as they do on hardware, which
+  /// would read as a hang.
   public func run(_ input: UnsafeRawBufferPointer) -> Outcome {
     guard let selector = input.first else { return .replied }
     let path = [diskPath, hostPath, controlPath][Int(selector % 3)]
@@ -62,7 +63,7 @@ public struct MockFuzzing: Sendable {
   private static func blocksByDesign(_ message: UnsafeRawBufferPointer) -> Bool {
     guard let request = try? JSONDecoder().decode(MockControlRequest.self, from: Data(message)) else { return false }
     switch request.fault {
-    case .reset, .schedule, .hold, .fail: return true
+    case .reset, .schedule, .hold, .fail, .latency: return true
     case .syncFailure: return request.scheduleReset == true
     default: return false
     }
