@@ -34,6 +34,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
   case .replied, .closed:
     break
   case .hung:
+    // FUZZ_PAUSE_ON_HANG=1: stop here, with the pid in /tmp/superpipe-fuzz-hung.pid, so that a
+    // debugger can take every thread's stack (gdb -p PID -batch -ex 'thread apply all bt').
+    if getenv("FUZZ_PAUSE_ON_HANG") != nil {
+      _ = FileManager.default.createFile(atPath: "/tmp/superpipe-fuzz-hung.input", contents: Data(input))
+      _ = FileManager.default.createFile(atPath: "/tmp/superpipe-fuzz-hung.pid", contents: Data("\(getpid())".utf8))
+      while true { pause() }
+    }
     fatalError("the mock did not answer in time")
   case .unreachable(let why):
     fatalError("the mock is unreachable: \(why)")

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the test suite under a sanitizer (Docs/reliability.md).
+#   Scripts/sanitize.sh address|undefined|thread [swift test arguments...]
+# Each sanitizer builds into its own scratch directory (.build-<sanitizer>).
+#   address:   AddressSanitizer, leak detection off (LEAKS=1 turns it on): the library leaves a
+#              retired I/O channel's command memory allocated when the adapter may still write it
+#              (a command given up on), by design, and the test's child processes (superpipectl,
+#              the test child) then exit 1 under LeakSanitizer; XCTest's own leak is suppressed
+#              (Scripts/lsan.supp).
+#   undefined: UndefinedBehaviorSanitizer (C code: the shim, the probe, the mock environment hook).
+#   thread:    ThreadSanitizer. It cannot see Synchronization.Mutex (its futex is invisible to
+#              TSan), so it reports races inside Mutex critical sections; see Docs/reliability.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sanitizer=${1:?usage: Scripts/sanitize.sh address|undefined|thread [swift test arguments...]}
+shift
+export LSAN_OPTIONS="suppressions=$(pwd)/Scripts/lsan.supp:print_suppressions=0"
+[ "${LEAKS:-0}" = 1 ] || export ASAN_OPTIONS="detect_leaks=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export SWIFT_BACKTRACE=enable=no
+swift test --scratch-path ".build-$sanitizer" --sanitize="$sanitizer" "$@"
