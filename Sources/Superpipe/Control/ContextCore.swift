@@ -112,8 +112,6 @@ final class ContextCore: Sendable {
       return state
     }
     guard let snapshot = taken else { return nil }
-    dropChannel()
-    for continuation in eventContinuations.withLock({ $0 }) { continuation.finish() }
     var firstError: SuperpipeError?
     if Syscall.processID() == ownerPID {
       for link in snapshot.luns.reversed() {
@@ -127,6 +125,11 @@ final class ContextCore: Sendable {
         }
       }
     }
+    // Only now, with the context ended on the adapter (DETACH stops it: no command of it runs
+    // any more), are the threads waiting on its commands sent back: their buffers are theirs
+    // again once they return.
+    dropChannel()
+    for continuation in eventContinuations.withLock({ $0 }) { continuation.finish() }
     // The last reference to the window: unmapped here (or, if a thread still has I/O on the
     // retired channel, when it lets go).
     window = nil

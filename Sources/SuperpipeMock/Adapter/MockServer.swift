@@ -317,7 +317,12 @@ final class MockServer: @unchecked Sendable {
           }
         case .lunCreated, .lunDeleted:
           refreshNodes()
-        case .contextDestroyed, .rescanRequested:
+        case .contextDestroyed(let file):
+          // DETACH from the context's last LUN ends it: as the driver stops the CXL context, the
+          // AFU runs none of its commands any more (not even ones already queued), before the
+          // ioctl returns. The adapter fd stays open until its owner closes it.
+          endpoints.values.first { $0.file == file }?.close()
+        case .rescanRequested:
           break
         }
       }
