@@ -9,7 +9,9 @@ import Foundation
   import Glibc
 #endif
 
-/// The mock under test, started on first use in a fresh directory.
+/// The mock under test, started on first use in a fresh directory (kept for the process's life).
+nonisolated(unsafe) var mockUnderTest: MockAdapter?
+
 let harness: MockFuzzing = {
   let directory = URL(fileURLWithPath: "/tmp/spm-fuzz-\(getpid())")
   try? FileManager.default.removeItem(at: directory)
@@ -17,8 +19,7 @@ let harness: MockFuzzing = {
     let adapter = try MockAdapter.create(at: directory, configuration: MockAdapter.configuration(lunCount: 1, ports: 1))
     try adapter.start()
     atexit { try? FileManager.default.removeItem(atPath: "/tmp/spm-fuzz-\(getpid())") }
-    // Kept for the life of the process.
-    _ = Unmanaged.passRetained(adapter as AnyObject)
+    mockUnderTest = adapter
     return MockFuzzing(adapter: adapter)
   } catch {
     fatalError("cannot start the mock: \(error)")
@@ -37,6 +38,10 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // FUZZ_PAUSE_ON_HANG=1: stop here, with the pid in /tmp/superpipe-fuzz-hung.pid, so that a
     // debugger can take every thread's stack (gdb -p PID -batch -ex 'thread apply all bt').
     if getenv("FUZZ_PAUSE_ON_HANG") != nil {
+      if let snapshot = mockUnderTest?.snapshot() {
+        let state = "adapter state \(snapshot.adapterState), contexts \(snapshot.contexts.map { "\($0.state)" })\n"
+        _ = FileManager.default.createFile(atPath: "/tmp/superpipe-fuzz-hung.state", contents: Data(state.utf8))
+      }
       _ = FileManager.default.createFile(atPath: "/tmp/superpipe-fuzz-hung.input", contents: Data(input))
       _ = FileManager.default.createFile(atPath: "/tmp/superpipe-fuzz-hung.pid", contents: Data("\(getpid())".utf8))
       while true { pause() }
