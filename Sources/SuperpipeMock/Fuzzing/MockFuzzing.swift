@@ -153,8 +153,17 @@ public struct MockFuzzing: Sendable {
     // An empty SEQPACKET message is a valid (zero-length) datagram.
     let sent = ccxl_send_with_fds(fd, message.baseAddress ?? UnsafeRawPointer(bitPattern: 1), message.count, nil, 0)
     if sent < 0 { return errno == EPIPE || errno == ECONNRESET ? .closed : .unreachable("send: errno \(errno)") }
+    // Wait for the answer; a signal (libFuzzer's timer) interrupting the wait is not a hang.
     var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-    guard poll(&descriptor, 1, Self.replyTimeoutMilliseconds) > 0 else { return .hung }
+    let deadline = ContinuousClock.now + .milliseconds(Int(Self.replyTimeoutMilliseconds))
+    while true {
+      let left = deadline - ContinuousClock.now
+      guard left > .zero else { return .hung }
+      let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+      let ready = poll(&descriptor, 1, max(1, milliseconds))
+      if ready > 0 { break }
+      if ready < 0, errno != EINTR { return .unreachable("poll: errno \(errno)") }
+    }
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MockWire.maximumMessage, alignment: 8)
     defer { buffer.deallocate() }
     var fds = [CInt](repeating: -1, count: Int(CCXL_MAX_PASSED_FDS))
