@@ -90,6 +90,9 @@ let package = Package(
         "CCXLFlash",
         "Superpipe",
         "SuperpipeMock",
+        // The capiblock rows call capiblock.h's functions (CCapiBlock) served by CapiBlock's @_cdecl symbols.
+        "CCapiBlock",
+        "CapiBlock",
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
       ],

@@ -6,8 +6,14 @@
 // steady-state heap allocations are counted (malloc-interposer, with a control allocation proving
 // the counter is live). Deeper queues use the low-level submit/poll interface from one thread,
 // keeping the queue full. Latency is per command, submission to completion, in an HdrHistogram.
+//
+// The capiblock rows drive the same LUN through libcflsh_block's C entry points (capiblock.h,
+// imported from CCapiBlock; the @_cdecl symbols come from the CapiBlock target): at queue depth 1
+// cblk_read/cblk_write in a loop on one thread, at 32 cblk_aread/cblk_awrite with 32 requests in
+// flight reaped by cblk_aresult. Each is compared with the Swift row of the same depth and workload.
 
 import CCXLFlash
+import CCapiBlock
 import Foundation
 import Histogram
 import MallocInterposerSwift
@@ -33,9 +39,34 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   public var directory: String = "/dev/shm"
   /// Completion mode of the data path.
   public var completion: CompletionMode = .polling
+  /// Whether to run the capiblock rows (the C API, at the depths of `capiblockDepths` that are
+  /// among `queueDepths`).
+  public var capiblock = true
 
-  /// The defaults: 3 s per row, depths 1, 8 and 32, every workload, a 1 GiB LUN in /dev/shm, polling.
+  /// The queue depths of the capiblock rows (when they are among `queueDepths`, whose Swift row is
+  /// the comparison).
+  public static let capiblockDepths = [1, 32]
+
+  /// The defaults: 3 s per row, depths 1, 8 and 32, every workload, a 1 GiB LUN in /dev/shm,
+  /// polling, capiblock rows.
   public init() {}
+
+  enum CodingKeys: String, CodingKey {
+    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock
+  }
+
+  /// Decodes a configuration; `capiblock` (added after schemaVersion 1 was published) defaults to
+  /// false when absent, as in the reports written before it.
+  public init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    seconds = try container.decode(Double.self, forKey: .seconds)
+    queueDepths = try container.decode([Int].self, forKey: .queueDepths)
+    workloads = try container.decode([Workload].self, forKey: .workloads)
+    lunBlocks = try container.decode(UInt64.self, forKey: .lunBlocks)
+    directory = try container.decode(String.self, forKey: .directory)
+    completion = try container.decode(CompletionMode.self, forKey: .completion)
+    capiblock = try container.decodeIfPresent(Bool.self, forKey: .capiblock) ?? false
+  }
 
   /// The fio workload names.
   public enum Workload: String, Sendable, Codable, CaseIterable {
@@ -74,6 +105,12 @@ public struct BenchmarkRow: Sendable, Codable {
   public var baselineIOPS: Double
   /// iops / baselineIOPS.
   public var ratio: Double
+  /// The API measured: "swift" (`rows`) or "capiblock" (`capiblock`); absent in the baseline rows.
+  public var api: String?
+  /// capiblock rows: the IOPS of the Swift row of the same depth and workload in this run.
+  public var swiftIOPS: Double?
+  /// capiblock rows: iops / swiftIOPS.
+  public var ratioToSwift: Double?
 
   /// Latency percentiles and extremes in microseconds.
   public struct Latency: Sendable, Codable {
@@ -106,6 +143,9 @@ public struct BenchmarkReport: Sendable, Codable {
   public var baseline: [BenchmarkRow]
   /// Whether the allocation counter was verified live (a control allocation was counted).
   public var allocationCountingVerified: Bool
+  /// The capiblock rows (the C API), one per (queue depth 1 or 32, workload); empty with
+  /// `configuration.capiblock` false, absent in reports written before they existed.
+  public var capiblock: [BenchmarkRow]?
 }
 
 /// Runs the benchmark.
@@ -147,18 +187,49 @@ public enum SuperpipeBenchmark {
         let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
         row.baselineIOPS = base
         row.ratio = base > 0 ? row.iops / base : 0
+        row.api = "swift"
         rows.append(row)
         progress(describe(row, label: "superpipe"))
       }
     }
     try context.detach()
+    // The C API on the same LUN, after the Swift context has detached (one context at a time, as
+    // for the Swift rows).
+    var capiblock: [BenchmarkRow] = []
+    if configuration.capiblock {
+      _ = cblk_init(nil, 0)
+      defer { _ = cblk_term(nil, 0) }
+      for depth in BenchmarkConfiguration.capiblockDepths where configuration.queueDepths.contains(depth) {
+        // A chunk per depth: its context's queue depth is max_num_requests, as the Swift context's.
+        let flags = configuration.completion == .polling ? CBLK_OPN_NO_INTRP_THREADS : 0
+        let chunk = cblk_open(disk, Int32(depth), O_RDWR, 0, flags)
+        guard chunk >= 0 else { throw CapiBlockError(call: "cblk_open", errno: errno) }
+        defer { _ = cblk_close(chunk, 0) }
+        for workload in configuration.workloads {
+          var row =
+            depth <= 1
+            ? try runCapiBlockSynchronous(
+              chunk, workload: workload, configuration: configuration, countAllocations: verified)
+            : try runCapiBlockQueued(chunk, depth: depth, workload: workload, configuration: configuration)
+          let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
+          row.baselineIOPS = base
+          row.ratio = base > 0 ? row.iops / base : 0
+          row.api = "capiblock"
+          let swift = rows.first { $0.iodepth == depth && $0.workload == workload.rawValue }?.iops ?? 0
+          row.swiftIOPS = swift
+          row.ratioToSwift = swift > 0 ? row.iops / swift : 0
+          capiblock.append(row)
+          progress(describe(row, label: "capiblock"))
+        }
+      }
+    }
     var name = utsname()
     uname(&name)
     let machine = withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     return BenchmarkReport(
       machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
-      baseline: baseline, allocationCountingVerified: verified)
+      baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock)
   }
 
   /// One line in fio's words.
@@ -170,6 +241,7 @@ public enum SuperpipeBenchmark {
       + "p99=\(String(format: "%.2f", latency.p99)) p99.9=\(String(format: "%.2f", latency.p99_9))"
     if let allocations = row.allocationsPerIO { text += ", allocs/io=\(String(format: "%.3f", allocations))" }
     if row.baselineIOPS > 0 { text += ", ratio=\(String(format: "%.2f", row.ratio))x" }
+    if let toSwift = row.ratioToSwift { text += ", ratio-to-swift=\(String(format: "%.2f", toSwift))x" }
     return text
   }
 
@@ -337,6 +409,145 @@ public enum SuperpipeBenchmark {
       if let failure {
         stopAt = 0
         if inflight == 0 { throw failure }
+      }
+    }
+    return row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+  }
+
+  // MARK: capiblock rows
+
+  /// A failed C call: its name and errno.
+  struct CapiBlockError: Error, CustomStringConvertible {
+    var call: String
+    var errno: Int32
+    var description: String { "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
+  }
+
+  /// capiblock at queue depth 1: cblk_read/cblk_write in a loop on one thread (the comparison is
+  /// the synchronous Swift API's row), allocations counted in steady state. Same offsets as the
+  /// Swift row (same seed).
+  private static func runCapiBlockSynchronous(
+    _ chunk: chunk_id_t, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration,
+    countAllocations: Bool
+  ) throws -> BenchmarkRow {
+    let buffer = AlignedBuffer(count: 4096)
+    let pointer = buffer.bytes.baseAddress!
+    memset(pointer, 0xA5, 4096)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    var random = Random(state: 0x0FED_CBA9_8765_4321)
+    for _ in 0..<1000 {
+      guard cblk_read(chunk, pointer, Int(random.next() % configuration.lunBlocks), 1, 0) == 1 else {
+        throw CapiBlockError(call: "cblk_read", errno: errno)
+      }
+    }
+    let duration = UInt64(configuration.seconds * 1e9)
+    if countAllocations {
+      MallocInterposerSwift.reset()
+      MallocInterposerSwift.hook()
+    }
+    let start = now()
+    var ios: UInt64 = 0
+    var last = start
+    var failure: CapiBlockError?
+    while last - start < duration {
+      let lba = Int(random.next() % configuration.lunBlocks)
+      if random.unit() < workload.readFraction {
+        if cblk_read(chunk, pointer, lba, 1, 0) != 1 { failure = CapiBlockError(call: "cblk_read", errno: errno) }
+      } else {
+        if cblk_write(chunk, pointer, lba, 1, 0) != 1 { failure = CapiBlockError(call: "cblk_write", errno: errno) }
+      }
+      if failure != nil { break }
+      let end = now()
+      _ = histogram.record(end - last)
+      last = end
+      ios += 1
+    }
+    var allocations: Double?
+    if countAllocations {
+      MallocInterposerSwift.unhook()
+      allocations = Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
+    }
+    if let failure { throw failure }
+    return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+  }
+
+  /// capiblock at a deeper queue: `depth` requests kept in flight with cblk_aread/cblk_awrite (user
+  /// tags: the buffer's index), each reaped by cblk_aresult(CBLK_ARESULT_NEXT_TAG |
+  /// CBLK_ARESULT_BLOCKING), from one thread; libcflsh_block's worker threads carry the requests.
+  private static func runCapiBlockQueued(
+    _ chunk: chunk_id_t, depth: Int, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration
+  ) throws -> BenchmarkRow {
+    let buffers = AlignedBuffer(count: depth * 4096)
+    let base = buffers.bytes.baseAddress!
+    memset(base, 0xA5, depth * 4096)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+    var random = Random(state: 0xDEAD_BEEF_CAFE_F00D)
+    var started = [UInt64](repeating: 0, count: depth)
+    var freeSlots = Array((0..<depth).reversed())
+    var inflight = 0
+    var failure: CapiBlockError?
+
+    func submit(_ slot: Int, read: Bool, lba: Int) {
+      var tag = Int32(slot)
+      let buffer = base + slot * 4096
+      let result =
+        read
+        ? cblk_aread(chunk, buffer, lba, 1, &tag, nil, CBLK_ARW_USER_TAG_FLAG)
+        : cblk_awrite(chunk, buffer, lba, 1, &tag, nil, CBLK_ARW_USER_TAG_FLAG)
+      if result != 0 {
+        failure = failure ?? CapiBlockError(call: read ? "cblk_aread" : "cblk_awrite", errno: errno)
+        freeSlots.append(slot)
+        return
+      }
+      started[slot] = now()
+      inflight += 1
+    }
+    /// Reaps one completion; returns its slot.
+    func reap() -> Int {
+      var tag: Int32 = -1
+      var status: UInt64 = 0
+      let result = cblk_aresult(chunk, &tag, &status, CBLK_ARESULT_NEXT_TAG | CBLK_ARESULT_BLOCKING)
+      if result != 1 {
+        failure = failure ?? CapiBlockError(call: "cblk_aresult", errno: result < 0 ? errno : EIO)
+        // Nothing outstanding (ENOENT) or an unknown tag: nothing more will complete.
+        if tag < 0 || Int(tag) >= depth { inflight = 0 }
+      }
+      guard tag >= 0, Int(tag) < depth else { return -1 }
+      inflight -= 1
+      freeSlots.append(Int(tag))
+      return Int(tag)
+    }
+
+    // Warm up: start the worker threads (twice the depth of reads, reaped).
+    for _ in 0..<2 {
+      while let slot = freeSlots.popLast() {
+        submit(slot, read: true, lba: Int(random.next() % configuration.lunBlocks))
+      }
+      while inflight > 0 { _ = reap() }
+      if let failure { throw failure }
+    }
+    let duration = UInt64(configuration.seconds * 1e9)
+    let start = now()
+    var ios: UInt64 = 0
+    var stopAt = start + duration
+    while true {
+      let current = now()
+      if current >= stopAt, inflight == 0 { break }
+      while current < stopAt, inflight < depth, let slot = freeSlots.popLast() {
+        let lba = Int(random.next() % configuration.lunBlocks)
+        submit(slot, read: random.unit() < workload.readFraction, lba: lba)
+        if failure != nil { break }
+      }
+      if inflight > 0 {
+        let slot = reap()
+        if slot >= 0, failure == nil {
+          _ = histogram.record(now() - started[slot])
+          ios += 1
+        }
+      }
+      if failure != nil {
+        stopAt = 0
+        if inflight == 0 { throw failure! }
       }
     }
     return row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)

@@ -22,7 +22,10 @@ struct SuperpipeBench: ParsableCommand {
       against an in-process mock adapter whose LUN is a file in a RAM-backed directory, and, in
       the same run, a single-thread pread/pwrite loop on the same file as the baseline. Prints
       IOPS, bandwidth, latency percentiles and heap allocations per I/O (queue depth 1,
-      synchronous API) in fio's vocabulary, with our/baseline ratios.
+      synchronous API) in fio's vocabulary, with our/baseline ratios. Then the capiblock rows:
+      the same workloads through libcflsh_block's C API (cblk_read/cblk_write at queue depth 1,
+      cblk_aread/cblk_awrite with cblk_aresult at 32, for those of the two depths in --depths),
+      each with its ratio to the Swift row of the same depth (ratio-to-swift).
 
       Build it in release mode: debug figures are meaningless.
 
@@ -30,6 +33,7 @@ struct SuperpipeBench: ParsableCommand {
         swift run -c release superpipe-bench
         swift run -c release superpipe-bench --seconds 10 --depths 1,8,32 --json > bench.json
         .build/release/superpipe-bench --seconds 1 --depths 1 --workloads randread
+        .build/release/superpipe-bench --seconds 2 --depths 1,32 --workloads randread --no-capiblock
       """,
     version: Superpipe.version
   )
@@ -51,6 +55,11 @@ struct SuperpipeBench: ParsableCommand {
 
   @Option(help: "Completion mode.")
   var completion: CompletionArgument = .polling
+
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Run the capiblock rows (the C API at queue depths 1 and 32, when in --depths).")
+  var capiblock = true
 
   @Flag(help: "Print one JSON document (schemaVersion 1).")
   var json = false
@@ -96,9 +105,12 @@ struct SuperpipeBench: ParsableCommand {
     configuration.lunBlocks = lunBlocks
     configuration.directory = directory
     configuration.completion = completion.mode
+    configuration.capiblock = capiblock
     let showProgress = !json
     // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
-    let rows = configuration.workloads.count * (configuration.queueDepths.count + 1)
+    let capiblockDepths =
+      capiblock ? BenchmarkConfiguration.capiblockDepths.filter(configuration.queueDepths.contains).count : 0
+    let rows = configuration.workloads.count * (configuration.queueDepths.count + 1 + capiblockDepths)
     let started = Date()
     var finished = 0
     let terminal = isatty(STDERR_FILENO) != 0

@@ -14,9 +14,9 @@ struct BenchExecutableTests {
     try CLI.run(arguments, executable: CLI.benchExecutable)
   }
 
-  @Test("--json: one document with schemaVersion 1, a row per (depth, workload), baselines, counted allocations")
+  @Test("--json: one document with schemaVersion 1, a row per (depth, workload), baselines, counted allocations, capiblock rows")
   func json() throws {
-    let result = try Self.bench(Self.quick + ["--depths", "1,4", "--workloads", "randread,randrw", "--json"])
+    let result = try Self.bench(Self.quick + ["--depths", "1,4,32", "--workloads", "randread,randrw", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     let report = try result.json()
     #expect(report["schemaVersion"] as? Int == 1)
@@ -25,13 +25,28 @@ struct BenchExecutableTests {
     // The executable re-runs itself with malloc-interposer preloaded; the control allocation was seen.
     #expect(report["allocationCountingVerified"] as? Bool == true)
     let configuration = try #require(report["configuration"] as? [String: Any])
-    #expect(configuration["queueDepths"] as? [Int] == [1, 4])
+    #expect(configuration["queueDepths"] as? [Int] == [1, 4, 32])
+    #expect(configuration["capiblock"] as? Bool == true)
     #expect(configuration["workloads"] as? [String] == ["randread", "randrw"])
     #expect(configuration["lunBlocks"] as? Int == 65536)
     let rows = try #require(report["rows"] as? [[String: Any]])
-    #expect(rows.map { $0["iodepth"] as? Int } == [1, 1, 4, 4])
-    #expect(rows.map { $0["workload"] as? String } == ["randread", "randrw", "randread", "randrw"])
-    for row in rows {
+    #expect(rows.map { $0["iodepth"] as? Int } == [1, 1, 4, 4, 32, 32])
+    #expect(rows.map { $0["workload"] as? String } == ["randread", "randrw", "randread", "randrw", "randread", "randrw"])
+    #expect(rows.allSatisfy { $0["api"] as? String == "swift" && $0["ratioToSwift"] == nil }, "\(rows)")
+    // The C API at depths 1 and 32 (not 4), each compared with the Swift row of its depth.
+    let capiblock = try #require(report["capiblock"] as? [[String: Any]])
+    #expect(capiblock.map { $0["iodepth"] as? Int } == [1, 1, 32, 32])
+    #expect(capiblock.map { $0["workload"] as? String } == ["randread", "randrw", "randread", "randrw"])
+    for row in capiblock {
+      #expect(row["api"] as? String == "capiblock", "\(row)")
+      let swift = rows.first { $0["iodepth"] as? Int == row["iodepth"] as? Int && $0["workload"] as? String == row["workload"] as? String }
+      #expect(row["swiftIOPS"] as? Double == swift?["iops"] as? Double, "\(row)")
+      let iops = row["iops"] as? Double ?? 0
+      let swiftIOPS = row["swiftIOPS"] as? Double ?? 0
+      let ratio = row["ratioToSwift"] as? Double ?? 0
+      #expect(ratio > 0 && abs(ratio - iops / swiftIOPS) < 1e-9 * max(ratio, 1), "\(row)")
+    }
+    for row in rows + capiblock {
       #expect((row["ios"] as? Int ?? 0) > 0, "\(row)")
       #expect((row["iops"] as? Double ?? 0) > 0, "\(row)")
       #expect((row["baselineIOPS"] as? Double ?? 0) > 0, "\(row)")
@@ -51,8 +66,21 @@ struct BenchExecutableTests {
     let lines = result.stdout.split(separator: "\n").map(String.init)
     #expect(lines.first?.hasPrefix("baseline pread/pwrite randwrite iodepth=1 bs=4k: IOPS=") == true, "\(lines)")
     #expect(lines.contains { $0.hasPrefix("superpipe randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") }, "\(lines)")
+    #expect(
+      lines.contains { $0.hasPrefix("capiblock randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") && $0.contains(", ratio-to-swift=") },
+      "\(lines)")
     #expect(lines.last?.hasPrefix("machine: ") == true, "\(lines)")
     #expect(lines.last?.hasSuffix("allocation counting verified: true") == true, "\(lines)")
+  }
+
+  @Test("--no-capiblock: no capiblock rows (an empty array), configuration.capiblock false")
+  func noCapiblock() throws {
+    let result = try Self.bench(Self.quick + ["--depths", "1", "--workloads", "randread", "--no-capiblock", "--json"])
+    #expect(result.status == 0, "\(result.stderr)")
+    let report = try result.json()
+    #expect((report["capiblock"] as? [Any])?.isEmpty == true, "\(report)")
+    #expect((report["configuration"] as? [String: Any])?["capiblock"] as? Bool == false)
+    #expect((report["rows"] as? [Any])?.count == 1)
   }
 
   @Test("invalid options are usage errors (exit 64)", arguments: [
