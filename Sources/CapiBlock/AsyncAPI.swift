@@ -166,7 +166,7 @@ func aresult(_ chunk: Chunk, _ tag: UnsafeMutablePointer<Int32>, _ status: Unsaf
   let blocking = flags & CBLK_ARESULT_BLOCKING != 0
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
-  if chunk.ownerPID != getpid() { throw CError(EINVAL) }
+  if chunk.ownerPID != ProcessID.current { throw CError(EINVAL) }
   var key: TagKey
   if flags & CBLK_ARESULT_NEXT_TAG != 0 {
     while chunk.completed.isEmpty {
@@ -323,7 +323,7 @@ func cloneAfterFork(_ chunk: Chunk, _ mode: Int32) throws(CError) {
   if widens { throw CError(EINVAL) }
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
-  if chunk.ownerPID == getpid() { throw CError(EINVAL) }  // not a forked child
+  if chunk.ownerPID == ProcessID.current { throw CError(EINVAL) }  // not a forked child
   guard chunk.virtual else {
     try chunk.reopenAfterFork()
     return
@@ -341,7 +341,7 @@ func cloneAfterFork(_ chunk: Chunk, _ mode: Int32) throws(CError) {
     chunk.completed.removeAll()
     Registry.shared.keepParentTarget(chunk.target)
     chunk.target = target
-    chunk.ownerPID = getpid()
+    chunk.ownerPID = ProcessID.current
   } catch {
     throw CError(error)
   }

@@ -255,7 +255,7 @@ func chunkStats(_ chunk: Chunk) throws(CError) -> chunk_stats_t {
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
   var stats = chunk.stats
-  if let target = chunk.target, chunk.ownerPID == getpid() {
+  if let target = chunk.target, chunk.ownerPID == ProcessID.current {
     let recovery = target.box.context.recoveryStatistics
     stats.num_retries = UInt64(recovery.retries)
     stats.num_timeouts = UInt64(recovery.timeouts)

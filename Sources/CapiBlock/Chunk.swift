@@ -114,7 +114,7 @@ final class Chunk: @unchecked Sendable {
   /// Guards everything below.
   let lock = Lock()
   var target: (any LUNTarget)?
-  var ownerPID = getpid()
+  var ownerPID = ProcessID.current
   /// The chunk's size in blocks as cblk_set_size set it (virtual), or the LUN's (physical).
   var size: UInt64 = 0
   var closing = false
@@ -156,7 +156,7 @@ final class Chunk: @unchecked Sendable {
   /// a virtual one needs cblk_clone_after_fork first (EINVAL until then).
   func usableTarget() throws(CError) -> any LUNTarget {
     if closing { throw CError(EINVAL) }
-    if ownerPID != getpid() {
+    if ownerPID != ProcessID.current {
       if virtual { throw CError(EINVAL) }
       try reopenAfterFork()
     }
@@ -170,7 +170,7 @@ final class Chunk: @unchecked Sendable {
     completed.removeAll()
     Registry.shared.keepParentTarget(target)
     target = nil
-    ownerPID = getpid()
+    ownerPID = ProcessID.current
     do {
       let box = try Registry.shared.context(
         path: path, access: access, share: openFlags & CBLK_OPN_SHARE_CTXT != 0, queueDepth: maxRequests,

@@ -4,6 +4,7 @@
 import CCapiBlock
 import Glibc
 import Superpipe
+import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC. The waits sleep (no spinning).
 final class Lock: @unchecked Sendable {
@@ -93,6 +94,21 @@ struct Environment: Sendable {
 }
 
 /// Writes a trace line to stderr when CFLSH_BLK_TRC_VERBOSITY is at least `level`.
+/// The process id, cached: getpid() is a system call, and every request asks (the fork checks).
+/// A pthread_atfork child handler refreshes it.
+enum ProcessID {
+  private static let cache = Atomic<Int32>(register())
+
+  private static func register() -> Int32 {
+    pthread_atfork(nil, nil, { ProcessID.refresh() })
+    return Glibc.getpid()
+  }
+
+  static var current: pid_t { cache.load(ordering: .relaxed) }
+
+  static func refresh() { cache.store(Glibc.getpid(), ordering: .relaxed) }
+}
+
 func trace(_ level: Int, _ message: @autoclosure () -> String) {
   guard Environment.current.verbosity >= level else { return }
   let line = "cflsh_block[\(getpid())]: \(message())\n"
@@ -158,7 +174,7 @@ final class WorkerPool: @unchecked Sendable {
 
   func submit(_ job: @escaping @Sendable () -> Void) {
     lock.lock()
-    if owner != getpid() {  // a forked child: the parent's threads do not exist here
+    if owner != ProcessID.current {  // a forked child: the parent's threads do not exist here
       owner = getpid()
       threads = 0
       idle = 0
