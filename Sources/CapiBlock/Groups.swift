@@ -245,7 +245,6 @@ func groupAresult(_ id: Int32, _ tag: UnsafeMutablePointer<Int32>, _ status: Uns
   throws(CError) -> Int32
 {
   let group = try Registry.shared.group(id)
-  let chunkFlags = flags & ~(CBLK_GROUP_MASK | CBLK_ARESULT_BLOCKING)
   if flags & CBLK_ARESULT_NEXT_TAG == 0 {
     // Without NEXT_TAG the tag alone is ambiguous across chunks: look in each.
     for chunk in group.chunks {
@@ -254,20 +253,31 @@ func groupAresult(_ id: Int32, _ tag: UnsafeMutablePointer<Int32>, _ status: Uns
     }
     throw CError(EINVAL)
   }
+  return try nextCompletion(in: group, tag, status, flags).result
+}
+
+/// NEXT_TAG over a group: asks each chunk in turn, without blocking, for a completed request, and
+/// returns the first with its chunk; with CBLK_ARESULT_BLOCKING sleeps between rounds (50 µs
+/// growing to 5 ms), else returns 0 (and no chunk) when nothing completed. ENOENT when no chunk
+/// has a request outstanding.
+func nextCompletion(
+  in group: ChunkGroup, _ tag: UnsafeMutablePointer<Int32>, _ status: UnsafeMutablePointer<UInt64>?, _ flags: Int32
+) throws(CError) -> (result: Int32, chunk: Chunk?) {
+  let chunkFlags = flags & ~(CBLK_GROUP_MASK | CBLK_ARESULT_BLOCKING)
   var delay: useconds_t = 50
   while true {
     var anyOutstanding = false
     for chunk in group.chunks {
       do throws(CError) {
         let result = try aresult(chunk, tag, status, chunkFlags)
-        if result != 0 { return result }
+        if result != 0 { return (result, chunk) }
         anyOutstanding = true
       } catch where error.errno == ENOENT {
         continue
       }
     }
     if !anyOutstanding { throw CError(ENOENT) }
-    if flags & CBLK_ARESULT_BLOCKING == 0 { return 0 }
+    if flags & CBLK_ARESULT_BLOCKING == 0 { return (0, nil) }
     usleep(delay)
     delay = min(delay * 2, 5000)
   }
@@ -286,26 +296,9 @@ public func cblk_cg_aresult(
       return try aresult(chunk, &ptag.pointee.tag, status, flags & ~CBLK_GROUP_MASK)
     }
     // NEXT_TAG: find which chunk completed.
-    var delay: useconds_t = 50
-    while true {
-      var anyOutstanding = false
-      for chunk in group.chunks {
-        do throws(CError) {
-          let result = try aresult(chunk, &tag, status, flags & ~(CBLK_GROUP_MASK | CBLK_ARESULT_BLOCKING))
-          if result != 0 {
-            ptag.pointee = cflsh_cg_tag_t(id: chunk.id, tag: tag)
-            return result
-          }
-          anyOutstanding = true
-        } catch where error.errno == ENOENT {
-          continue
-        }
-      }
-      if !anyOutstanding { throw CError(ENOENT) }
-      if flags & CBLK_ARESULT_BLOCKING == 0 { return 0 }
-      usleep(delay)
-      delay = min(delay * 2, 5000)
-    }
+    let (result, chunk) = try nextCompletion(in: group, &tag, status, flags)
+    if let chunk { ptag.pointee = cflsh_cg_tag_t(id: chunk.id, tag: tag) }
+    return result
   }
 }
 
