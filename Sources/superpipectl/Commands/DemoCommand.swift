@@ -36,7 +36,7 @@ extension SuperpipeCtl {
     @Flag(
       help: ArgumentHelp(
         "Skip the adapter reset and recovery step.",
-        discussion: "A workaround while the mock deadlocks when a reset context's old adapter fd is closed (see Docs/cli.md)."))
+        discussion: "Leaves out step 9 for a shorter run."))
     var skipReset = false
 
     @Option(help: "Blocks written and verified in each phase.")
