@@ -7,7 +7,9 @@
 #              (a command given up on), by design, and the test's child processes (superpipectl,
 #              the test child) then exit 1 under LeakSanitizer; XCTest's own leak is suppressed
 #              (Scripts/lsan.supp).
-#   undefined: UndefinedBehaviorSanitizer (C code: the shim, the probe, the mock environment hook).
+#   undefined: UndefinedBehaviorSanitizer on the C code (the shim, the probe, the mock environment
+#              hook): swiftc has no -sanitize=undefined on Linux, so it is passed to clang
+#              (-Xcc) and linked with clang's driver; Swift code has its own checks in debug builds.
 #   thread:    ThreadSanitizer. It cannot see Synchronization.Mutex (its futex is invisible to
 #              TSan), so it reports races inside Mutex critical sections; see Docs/reliability.md.
 set -euo pipefail
@@ -18,4 +20,9 @@ export LSAN_OPTIONS="suppressions=$(pwd)/Scripts/lsan.supp:print_suppressions=0"
 [ "${LEAKS:-0}" = 1 ] || export ASAN_OPTIONS="detect_leaks=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export SWIFT_BACKTRACE=enable=no
-swift test --scratch-path ".build-$sanitizer" --sanitize="$sanitizer" "$@"
+if [ "$sanitizer" = undefined ]; then
+  swift test --scratch-path ".build-$sanitizer" -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=all \
+    -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined "$@"
+else
+  swift test --scratch-path ".build-$sanitizer" --sanitize="$sanitizer" "$@"
+fi
