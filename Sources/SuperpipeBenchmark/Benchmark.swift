@@ -357,12 +357,15 @@ public enum SuperpipeBenchmark {
       last = end
       ios += 1
     }
-    var allocations: Double?
-    if countAllocations {
-      MallocInterposerSwift.unhook()
-      allocations = Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
-    }
+    let allocations = countAllocations ? allocationsPerIO(ios) : nil
     return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+  }
+
+  /// Stops counting allocations (malloc-interposer, hooked before the measured loop) and returns
+  /// the allocations per I/O of the loop.
+  private static func allocationsPerIO(_ ios: UInt64) -> Double {
+    MallocInterposerSwift.unhook()
+    return Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
   }
 
   /// Deeper queues: the low-level interface from one thread, keeping `depth` commands in flight.
@@ -462,11 +465,7 @@ public enum SuperpipeBenchmark {
       last = end
       ios += 1
     }
-    var allocations: Double?
-    if countAllocations {
-      MallocInterposerSwift.unhook()
-      allocations = Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
-    }
+    let allocations = countAllocations ? allocationsPerIO(ios) : nil
     if let failure { throw failure }
     return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
   }

@@ -489,9 +489,6 @@ final class IOChannel: @unchecked Sendable {
   /// The channel's fault, if any (one atomic load).
   var fault: ChannelFault { ChannelFault(rawValue: faultWord.load(ordering: .acquiring)) ?? .none }
 
-  /// Whether the channel was replaced or failed.
-  var isRetired: Bool { fault != .none }
-
   /// Looks for a fault: the recorded one, else the window reading all ones (adapter reset), else
   /// the adapter fd reporting hang-up or error (adapter gone; a zero-timeout poll). Records what it
   /// finds. Called by waiters between sleeps, never on the completion fast path.
