@@ -13,7 +13,8 @@ import Testing
 struct PPC64LEABITests {
   /// The cross compiler (`SUPERPIPE_PPC64LE_CC` overrides the search).
   static let compiler: String? =
-    ProcessInfo.processInfo.environment["SUPERPIPE_PPC64LE_CC"] ?? TestSupport.findExecutable(["powerpc64le-linux-gnu-gcc"])
+    ProcessInfo.processInfo.environment["SUPERPIPE_PPC64LE_CC"]
+    ?? TestSupport.findExecutable(["powerpc64le-linux-gnu-gcc"])
   /// qemu-user for ppc64le.
   static let qemu = TestSupport.findExecutable(["qemu-ppc64le", "qemu-ppc64le-static"])
   /// The target's libraries for the dynamic loader under qemu (Debian's libc6-ppc64el-cross).
@@ -70,7 +71,9 @@ struct PPC64LEABITests {
     case shimFallback
   }
 
-  static func crossCompile(_ sources: [String], output: URL, uapi: UAPI, extra: [String] = []) throws -> TestSupport.ProcessResult {
+  static func crossCompile(_ sources: [String], output: URL, uapi: UAPI, extra: [String] = []) throws
+    -> TestSupport.ProcessResult
+  {
     let compiler = try #require(compiler)
     var arguments = [
       "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", TestSupport.shimInclude.path, "-I", probeInclude.path,
@@ -110,7 +113,9 @@ struct PPC64LEABITests {
     #expect(result.status == 0, "kernel-style program (\(uapi)):\n\(result.output)")
     if result.status == 0 { #expect(try Self.isPPC64LE(binary), "not a ppc64le ELF binary") }
     let plain = try Self.crossCompile([user.path], output: binary, uapi: uapi, extra: ["-fsyntax-only"])
-    #expect(plain.status != 0 && plain.output.contains("%llx") && plain.output.contains("long unsigned int"), "__u64 is unsigned long on ppc64le:\n\(plain.output)")
+    #expect(
+      plain.status != 0 && plain.output.contains("%llx") && plain.output.contains("long unsigned int"),
+      "__u64 is unsigned long on ppc64le:\n\(plain.output)")
   }
 
   /// Runs a ppc64le binary under qemu-user.
@@ -134,7 +139,9 @@ struct PPC64LEABITests {
     var count = 0
     guard let rows = ccxl_probe_constants(&count) else { return [:] }
     return Dictionary(
-      uniqueKeysWithValues: UnsafeBufferPointer(start: rows, count: count).map { (String(cString: $0.name), UInt64($0.value)) })
+      uniqueKeysWithValues: UnsafeBufferPointer(start: rows, count: count).map {
+        (String(cString: $0.name), UInt64($0.value))
+      })
   }
 
   @Test(
@@ -181,7 +188,9 @@ struct PPC64LEABITests {
     // Row for row, the same as this machine's compiler (x86_64 here): nothing differs.
     let host = Self.hostLayouts()
     #expect(!layouts.isEmpty && layouts.count == host.count)
-    for (key, value) in host { #expect(layouts[key] == value, "\(key): ppc64le \(layouts[key] ?? []) vs host \(value)") }
+    for (key, value) in host {
+      #expect(layouts[key] == value, "\(key): ppc64le \(layouts[key] ?? []) vs host \(value)")
+    }
     #expect(constants == Self.hostConstants())
     // The target's own <misc/cxl.h> event layout equals the shim's prefixed copy.
     if !system.isEmpty {
@@ -205,7 +214,8 @@ struct PPC64LEABITests {
     let source = directory.appendingPathComponent("user.c")
     try KernelHeaderCompatibilityTests.kernelStyleProgram.write(to: source, atomically: true, encoding: .utf8)
     let binary = directory.appendingPathComponent("user")
-    let build = try Self.crossCompile([source.path], output: binary, uapi: .targetHeaders, extra: ["-D__SANE_USERSPACE_TYPES__"])
+    let build = try Self.crossCompile(
+      [source.path], output: binary, uapi: .targetHeaders, extra: ["-D__SANE_USERSPACE_TYPES__"])
     try #require(build.status == 0, "\(build.output)")
     let run = try Self.emulate(binary)
     try #require(run.status == 0, "\(run.output)")

@@ -202,7 +202,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
 
   /// Every key, in the order of Docs/configuration.md.
   public static var keys: [ConfigurationKey] {
-    definitions.map { ConfigurationKey(environmentName: $0.environmentName, fileKey: $0.fileKey, accepts: $0.kind.accepts) }
+    definitions.map {
+      ConfigurationKey(environmentName: $0.environmentName, fileKey: $0.fileKey, accepts: $0.kind.accepts)
+    }
   }
 
   /// capiflash's variables: `CFLSH_BLK_TIMEOUT` sets the command timeout, in the unit
@@ -211,7 +213,8 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
     environmentName: "CFLSH_BLK_TIMEOUT", fileKey: "io.commandTimeoutMs", accepts: "integer ≥ 1 (seconds)")
   /// The unit of `CFLSH_BLK_TIMEOUT`.
   public static let capiflashTimeoutUnits = ConfigurationKey(
-    environmentName: "CFLSH_BLK_TIMEOUT_UNITS", fileKey: "io.commandTimeoutMs", accepts: "MILLI|MICRO (seconds when unset)")
+    environmentName: "CFLSH_BLK_TIMEOUT_UNITS", fileKey: "io.commandTimeoutMs",
+    accepts: "MILLI|MICRO (seconds when unset)")
 
   private mutating func applyCapiflashTimeout(_ environment: [String: String]) throws(ConfigurationError) {
     let units = environment[Self.capiflashTimeoutUnits.environmentName]
@@ -227,7 +230,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
     }
     guard let text = environment[Self.capiflashTimeout.environmentName] else { return }
     let kind = Definition.Kind.integer(1...Int64.max, unit: "")
-    guard case .integer(let amount) = try kind.parse(text: text, name: Self.capiflashTimeout.environmentName, source: "environment")
+    guard
+      case .integer(let amount) = try kind.parse(
+        text: text, name: Self.capiflashTimeout.environmentName, source: "environment")
     else { return }
     io.commandTimeout = unit(amount)
   }
@@ -257,7 +262,8 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
         case .integer(let range, let unit):
           // Upper bounds that only keep a Duration from overflowing are not worth stating.
           let bounds =
-            range.upperBound >= Self.overflowBound ? "integer ≥ \(range.lowerBound)" : "\(range.lowerBound)...\(range.upperBound)"
+            range.upperBound >= Self.overflowBound
+            ? "integer ≥ \(range.lowerBound)" : "\(range.lowerBound)...\(range.upperBound)"
           return unit.isEmpty ? bounds : "\(bounds) (\(unit))"
         case .boolean: return "boolean"
         case .choice(let words): return words.joined(separator: "|")
@@ -269,7 +275,8 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
         switch self {
         case .integer:
           guard let value = Int64(text.trimmingSpaces) else {
-            throw ConfigurationError(code: .invalidValue, key: name, value: text, source: source, message: "not an integer")
+            throw ConfigurationError(
+              code: .invalidValue, key: name, value: text, source: source, message: "not an integer")
           }
           return try check(value, text: text, name: name, source: source)
         case .boolean:
@@ -311,14 +318,17 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
             case .choice: "a string"
             }
           throw ConfigurationError(
-            code: .wrongType, key: name, value: nil, source: source, message: "must be \(expected), not \(json.kindName)")
+            code: .wrongType, key: name, value: nil, source: source,
+            message: "must be \(expected), not \(json.kindName)")
         }
       }
 
       /// The smallest upper bound `accepts` leaves out (Int64.max / 10^6: milliseconds as nanoseconds).
       static let overflowBound = Int64.max / 1_000_000
 
-      private func check(_ value: Int64, text: String, name: String, source: String) throws(ConfigurationError) -> Parsed {
+      private func check(_ value: Int64, text: String, name: String, source: String) throws(ConfigurationError)
+        -> Parsed
+      {
         guard case .integer(let range, _) = self, range.contains(value) else {
           var message = "must be \(accepts)"
           if case .integer(let range, _) = self, value > range.upperBound, range.upperBound >= Self.overflowBound {
@@ -363,56 +373,62 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
     }
   }
 
-  private static let milliseconds = "ms"
-
   /// The keys (Docs/configuration.md has the same table).
   static let definitions: [Definition] = [
-    Definition(environmentName: "SUPERPIPE_QUEUE_DEPTH", fileKey: "io.queueDepth", kind: .integer(1...4096, unit: "")) {
-      $0.io.queueDepth = Int($1.integer)
-    },
+    .integer("SUPERPIPE_QUEUE_DEPTH", "io.queueDepth", 1...4096) { $0.io.queueDepth = $1 },
     Definition(
       environmentName: "SUPERPIPE_COMPLETION", fileKey: "io.completion",
       kind: .choice(CompletionMode.allCases.map(\.rawValue))
     ) { $0.io.completion = CompletionMode(rawValue: $1.word) ?? .polling },
-    Definition(
-      environmentName: "SUPERPIPE_COMMAND_TIMEOUT_MS", fileKey: "io.commandTimeoutMs",
-      kind: .integer(1...Int64.max / 1_000_000, unit: milliseconds)
-    ) { $0.io.commandTimeout = .milliseconds($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_SPIN_TIME_US", fileKey: "io.spinTimeUs",
-      kind: .integer(0...Int64.max / 1_000, unit: "µs")
-    ) { $0.io.spinTime = .microseconds($1.integer) },
-    Definition(environmentName: "SUPERPIPE_RECOVERY_AUTOMATIC", fileKey: "recovery.automatic", kind: .boolean) {
-      $0.recovery.automatic = $1.boolean
+    .duration("SUPERPIPE_COMMAND_TIMEOUT_MS", "io.commandTimeoutMs", minimum: 1) { $0.io.commandTimeout = $1 },
+    .duration("SUPERPIPE_SPIN_TIME_US", "io.spinTimeUs", microseconds: true) { $0.io.spinTime = $1 },
+    .boolean("SUPERPIPE_RECOVERY_AUTOMATIC", "recovery.automatic") { $0.recovery.automatic = $1 },
+    .integer("SUPERPIPE_RECOVERY_MAX_ATTEMPTS", "recovery.maxAttempts", 1...1000) { $0.recovery.recoveryAttempts = $1 },
+    .duration("SUPERPIPE_RECOVERY_INITIAL_BACKOFF_MS", "recovery.initialBackoffMs") { $0.recovery.initialBackoff = $1 },
+    .duration("SUPERPIPE_RECOVERY_MAX_BACKOFF_MS", "recovery.maxBackoffMs") { $0.recovery.maximumBackoff = $1 },
+    .integer("SUPERPIPE_RECOVERY_COMMAND_RETRIES", "recovery.commandRetries", 0...1000) {
+      $0.recovery.commandRetries = $1
     },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_MAX_ATTEMPTS", fileKey: "recovery.maxAttempts", kind: .integer(1...1000, unit: "")
-    ) { $0.recovery.recoveryAttempts = Int($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_INITIAL_BACKOFF_MS", fileKey: "recovery.initialBackoffMs",
-      kind: .integer(0...Int64.max / 1_000_000, unit: milliseconds)
-    ) { $0.recovery.initialBackoff = .milliseconds($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_MAX_BACKOFF_MS", fileKey: "recovery.maxBackoffMs",
-      kind: .integer(0...Int64.max / 1_000_000, unit: milliseconds)
-    ) { $0.recovery.maximumBackoff = .milliseconds($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_COMMAND_RETRIES", fileKey: "recovery.commandRetries",
-      kind: .integer(0...1000, unit: "")
-    ) { $0.recovery.commandRetries = Int($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_BUSY_DELAY_MS", fileKey: "recovery.busyDelayMs",
-      kind: .integer(0...Int64.max / 1_000_000, unit: milliseconds)
-    ) { $0.recovery.busyDelay = .milliseconds($1.integer) },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_VERIFY_ON_UNIT_ATTENTION", fileKey: "recovery.verifyOnUnitAttention",
-      kind: .boolean
-    ) { $0.recovery.verifyOnUnitAttention = $1.boolean },
-    Definition(
-      environmentName: "SUPERPIPE_RECOVERY_LINK_DOWN_TIMEOUT_MS", fileKey: "recovery.linkDownTimeoutMs",
-      kind: .integer(0...Int64.max / 1_000_000, unit: milliseconds)
-    ) { $0.recovery.linkDownTimeout = .milliseconds($1.integer) },
+    .duration("SUPERPIPE_RECOVERY_BUSY_DELAY_MS", "recovery.busyDelayMs") { $0.recovery.busyDelay = $1 },
+    .boolean("SUPERPIPE_RECOVERY_VERIFY_ON_UNIT_ATTENTION", "recovery.verifyOnUnitAttention") {
+      $0.recovery.verifyOnUnitAttention = $1
+    },
+    .duration("SUPERPIPE_RECOVERY_LINK_DOWN_TIMEOUT_MS", "recovery.linkDownTimeoutMs") {
+      $0.recovery.linkDownTimeout = $1
+    },
   ]
+}
+
+extension SuperpipeConfiguration.Definition {
+  typealias Configuration = SuperpipeConfiguration
+
+  /// An integer key within `range`.
+  static func integer(
+    _ name: String, _ fileKey: String, _ range: ClosedRange<Int64>,
+    _ assign: @escaping @Sendable (inout Configuration, Int) -> Void
+  ) -> Self {
+    Self(environmentName: name, fileKey: fileKey, kind: .integer(range, unit: "")) { assign(&$0, Int($1.integer)) }
+  }
+
+  /// A duration key in whole milliseconds (or microseconds), at least `minimum`.
+  static func duration(
+    _ name: String, _ fileKey: String, minimum: Int64 = 0, microseconds: Bool = false,
+    _ assign: @escaping @Sendable (inout Configuration, Duration) -> Void
+  ) -> Self {
+    let limit = microseconds ? Int64.max / 1_000 : Int64.max / 1_000_000
+    return Self(
+      environmentName: name, fileKey: fileKey, kind: .integer(minimum...limit, unit: microseconds ? "µs" : "ms")
+    ) { assign(&$0, microseconds ? .microseconds($1.integer) : .milliseconds($1.integer)) }
+  }
+
+  /// A boolean key.
+  static func boolean(
+    _ name: String, _ fileKey: String, _ assign: @escaping @Sendable (inout Configuration, Bool) -> Void
+  )
+    -> Self
+  {
+    Self(environmentName: name, fileKey: fileKey, kind: .boolean) { assign(&$0, $1.boolean) }
+  }
 }
 
 extension IOConfiguration {

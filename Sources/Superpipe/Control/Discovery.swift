@@ -300,7 +300,9 @@ public struct CXLFlashInventory: Sendable, Hashable {
   /// The identifier without its designator prefix (`naa.`, `eui.`, `t10.`, `0x`), lowercased.
   public static func normalizedWWID(_ text: String) -> String {
     var value = text.lowercased()
-    for prefix in ["naa.", "0x", "eui.", "t10."] where value.hasPrefix(prefix) { value = String(value.dropFirst(prefix.count)) }
+    for prefix in ["naa.", "0x", "eui.", "t10."] where value.hasPrefix(prefix) {
+      value = String(value.dropFirst(prefix.count))
+    }
     return value
   }
 }
@@ -394,7 +396,8 @@ struct SysfsReader {
     return CXLFlashInventory(adapters: adapters)
   }
 
-  private func luns(host: Int, addresses: [SCSIAddress], adapter: CXLFlashInventory.Adapter) -> [CXLFlashInventory.LUN] {
+  private func luns(host: Int, addresses: [SCSIAddress], adapter: CXLFlashInventory.Adapter) -> [CXLFlashInventory.LUN]
+  {
     var luns: [CXLFlashInventory.LUN] = []
     var indexByKey: [String: Int] = [:]
     for address in addresses where address.host == host {

@@ -37,7 +37,8 @@ struct MockSysfsTree {
     // Spec §4.4: the LUN table of each port holds the SAM LUN id of every LUN given a slot.
     var tables = Array(repeating: [UInt64](repeating: 0, count: 512), count: configuration.portCount)
     for lun in snapshot.luns {
-      guard lun.inLUNTable, let slot = lun.lunTableIndex, let index = lun.lun, configuration.luns.indices.contains(index),
+      guard lun.inLUNTable, let slot = lun.lunTableIndex, let index = lun.lun,
+        configuration.luns.indices.contains(index),
         (0..<512).contains(slot)
       else { continue }
       for port in tables.indices where lun.portMask & (1 << port) != 0 {
@@ -79,7 +80,8 @@ struct MockSysfsTree {
 
   private func remove(in relative: String, except keep: Set<String>) {
     let directory = root.appendingPathComponent(relative)
-    for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where !keep.contains(name) {
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where !keep.contains(name)
+    {
       try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
     }
   }

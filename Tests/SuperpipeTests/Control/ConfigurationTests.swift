@@ -19,18 +19,26 @@ struct ConfigurationTests {
 
   static let samples: [Sample] = [
     Sample(environmentName: "SUPERPIPE_QUEUE_DEPTH", text: "64", json: "64") { $0.io.queueDepth == 64 },
-    Sample(environmentName: "SUPERPIPE_COMPLETION", text: "interrupts", json: "\"interrupts\"") { $0.io.completion == .interrupts },
-    Sample(environmentName: "SUPERPIPE_COMMAND_TIMEOUT_MS", text: "2500", json: "2500") { $0.io.commandTimeout == .milliseconds(2500) },
+    Sample(environmentName: "SUPERPIPE_COMPLETION", text: "interrupts", json: "\"interrupts\"") {
+      $0.io.completion == .interrupts
+    },
+    Sample(environmentName: "SUPERPIPE_COMMAND_TIMEOUT_MS", text: "2500", json: "2500") {
+      $0.io.commandTimeout == .milliseconds(2500)
+    },
     Sample(environmentName: "SUPERPIPE_SPIN_TIME_US", text: "0", json: "0") { $0.io.spinTime == .zero },
     Sample(environmentName: "SUPERPIPE_RECOVERY_AUTOMATIC", text: "off", json: "false") { !$0.recovery.automatic },
-    Sample(environmentName: "SUPERPIPE_RECOVERY_MAX_ATTEMPTS", text: "9", json: "9") { $0.recovery.recoveryAttempts == 9 },
+    Sample(environmentName: "SUPERPIPE_RECOVERY_MAX_ATTEMPTS", text: "9", json: "9") {
+      $0.recovery.recoveryAttempts == 9
+    },
     Sample(environmentName: "SUPERPIPE_RECOVERY_INITIAL_BACKOFF_MS", text: "3", json: "3") {
       $0.recovery.initialBackoff == .milliseconds(3)
     },
     Sample(environmentName: "SUPERPIPE_RECOVERY_MAX_BACKOFF_MS", text: "4000", json: "4000") {
       $0.recovery.maximumBackoff == .milliseconds(4000)
     },
-    Sample(environmentName: "SUPERPIPE_RECOVERY_COMMAND_RETRIES", text: "0", json: "0") { $0.recovery.commandRetries == 0 },
+    Sample(environmentName: "SUPERPIPE_RECOVERY_COMMAND_RETRIES", text: "0", json: "0") {
+      $0.recovery.commandRetries == 0
+    },
     Sample(environmentName: "SUPERPIPE_RECOVERY_BUSY_DELAY_MS", text: "5000", json: "5000") {
       $0.recovery.busyDelay == .seconds(5)
     },
@@ -42,7 +50,9 @@ struct ConfigurationTests {
     },
   ]
 
-  static func key(_ name: String) -> ConfigurationKey { SuperpipeConfiguration.keys.first { $0.environmentName == name }! }
+  static func key(_ name: String) -> ConfigurationKey {
+    SuperpipeConfiguration.keys.first { $0.environmentName == name }!
+  }
 
   /// A JSON document setting one file key (`section.name`) to a JSON literal.
   static func document(_ fileKey: String, _ literal: String) -> [UInt8] {
@@ -154,7 +164,8 @@ struct ConfigurationTests {
     #expect(environment?.message.contains("SUPERPIPE_RECOVERY_MAX_BACKOFF_MS (1000 ms)") == true)
     var configuration = SuperpipeConfiguration()
     let file = Self.error {
-      try configuration.apply(json: Array(#"{"recovery": {"initialBackoffMs": 50, "maxBackoffMs": 40}}"#.utf8), source: "f.json")
+      try configuration.apply(
+        json: Array(#"{"recovery": {"initialBackoffMs": 50, "maxBackoffMs": 40}}"#.utf8), source: "f.json")
     }
     #expect(file?.code == .inconsistent)
     #expect(file?.key == "recovery.initialBackoffMs")
@@ -176,9 +187,12 @@ struct ConfigurationTests {
       try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "900", "CFLSH_BLK_TIMEOUT_UNITS": "micro"]).commandTimeout
         == .microseconds(900))
     #expect(
-      try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "7", "SUPERPIPE_COMMAND_TIMEOUT_MS": "1200"]).commandTimeout
+      try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "7", "SUPERPIPE_COMMAND_TIMEOUT_MS": "1200"])
+        .commandTimeout
         == .milliseconds(1200))
-    let units = Self.error { _ = try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "7", "CFLSH_BLK_TIMEOUT_UNITS": "HOURS"]) }
+    let units = Self.error {
+      _ = try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "7", "CFLSH_BLK_TIMEOUT_UNITS": "HOURS"])
+    }
     #expect(units?.code == .invalidValue)
     #expect(units?.key == "CFLSH_BLK_TIMEOUT_UNITS")
     let zero = Self.error { _ = try IOConfiguration(environment: ["CFLSH_BLK_TIMEOUT": "0"]) }
@@ -250,8 +264,12 @@ struct ConfigurationTests {
     #expect(error?.code == .invalidValue, "1e0 is not an integer")
     #expect(error?.key == "io.queueDepth")
     #expect(configuration.io.completion == .interrupts)
-    #expect(Self.error { try configuration.apply(json: Array(#"{"io": {"completion": "a\qb"}}"#.utf8)) }?.code == .malformedFile)
-    #expect(Self.error { try configuration.apply(json: Array("{\"io\": {\"completion\": \"a\nb\"}}".utf8)) }?.code == .malformedFile)
+    #expect(
+      Self.error { try configuration.apply(json: Array(#"{"io": {"completion": "a\qb"}}"#.utf8)) }?.code
+        == .malformedFile)
+    #expect(
+      Self.error { try configuration.apply(json: Array("{\"io\": {\"completion\": \"a\nb\"}}".utf8)) }?.code
+        == .malformedFile)
     #expect(Self.error { try configuration.apply(json: Array(#"{"io": [1, {"a": null}]}"#.utf8)) }?.code == .wrongType)
   }
 
@@ -261,11 +279,11 @@ struct ConfigurationTests {
     defer { try? FileManager.default.removeItem(at: directory) }
     let file = directory.appendingPathComponent("superpipe.json")
     try #"""
-      {
-        "io": {"queueDepth": 128, "completion": "interrupts", "commandTimeoutMs": 9000},
-        "recovery": {"maxAttempts": 2, "busyDelayMs": 5000}
-      }
-      """#.write(to: file, atomically: true, encoding: .utf8)
+    {
+      "io": {"queueDepth": 128, "completion": "interrupts", "commandTimeoutMs": 9000},
+      "recovery": {"maxAttempts": 2, "busyDelayMs": 5000}
+    }
+    """#.write(to: file, atomically: true, encoding: .utf8)
     let fromFile = try SuperpipeConfiguration.load(file: file.path, environment: [:])
     #expect(fromFile.io == IOConfiguration(queueDepth: 128, completion: .interrupts, commandTimeout: .seconds(9)))
     #expect(fromFile.recovery == RecoveryPolicy(recoveryAttempts: 2, busyDelay: .seconds(5)))
@@ -279,7 +297,9 @@ struct ConfigurationTests {
     #expect(named == fromFile)
     let other = directory.appendingPathComponent("other.json")
     try #"{"io": {"queueDepth": 2}}"#.write(to: other, atomically: true, encoding: .utf8)
-    #expect(try SuperpipeConfiguration.load(file: other.path, environment: ["SUPERPIPE_CONFIG_FILE": file.path]).io.queueDepth == 2)
+    #expect(
+      try SuperpipeConfiguration.load(file: other.path, environment: ["SUPERPIPE_CONFIG_FILE": file.path]).io.queueDepth
+        == 2)
     #expect(try SuperpipeConfiguration.load(environment: ["SUPERPIPE_CONFIG_FILE": ""]) == SuperpipeConfiguration())
     // A file that cannot be read names itself and its errno.
     let missing = Self.error {
@@ -289,7 +309,9 @@ struct ConfigurationTests {
     #expect(missing?.source == directory.path + "/none.json")
     #expect(missing?.message.contains("ENOENT") == true)
     // A bad value in the environment is reported even when the file is fine.
-    let bad = Self.error { _ = try SuperpipeConfiguration.load(file: file.path, environment: ["SUPERPIPE_COMPLETION": "x"]) }
+    let bad = Self.error {
+      _ = try SuperpipeConfiguration.load(file: file.path, environment: ["SUPERPIPE_COMPLETION": "x"])
+    }
     #expect(bad?.key == "SUPERPIPE_COMPLETION")
   }
 
@@ -323,8 +345,11 @@ struct ConfigurationTests {
 
   @Test("Docs/configuration.md lists every key with both of its names")
   func documented() throws {
-    let page = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("Docs/configuration.md"), encoding: .utf8)
-    for key in SuperpipeConfiguration.keys + [SuperpipeConfiguration.capiflashTimeout, SuperpipeConfiguration.capiflashTimeoutUnits] {
+    let page = try String(
+      contentsOf: TestSupport.packageRoot.appendingPathComponent("Docs/configuration.md"), encoding: .utf8)
+    for key in SuperpipeConfiguration.keys + [
+      SuperpipeConfiguration.capiflashTimeout, SuperpipeConfiguration.capiflashTimeoutUnits,
+    ] {
       #expect(page.contains("`\(key.environmentName)`"), "\(key.environmentName) missing")
       #expect(page.contains("`\(key.fileKey)`"), "\(key.fileKey) missing")
     }

@@ -25,7 +25,10 @@ struct DiscoveryTests {
       try fm.createSymbolicLink(atPath: url.path, withDestinationPath: target)
     }
     // SCSI hosts under their PCI functions, linked from /sys/class/scsi_host.
-    let pci = ["ahci": "devices/pci0000:00/0000:00:1f.2", "a": "devices/pci0000:00/0000:01:00.0", "b": "devices/pci0000:00/0000:02:00.0"]
+    let pci = [
+      "ahci": "devices/pci0000:00/0000:00:1f.2", "a": "devices/pci0000:00/0000:01:00.0",
+      "b": "devices/pci0000:00/0000:02:00.0",
+    ]
     let hosts: [(Int, String, String)] = [(0, "ahci", "ahci"), (2, "a", "cxlflash"), (5, "b", "cxlflash")]
     for (number, card, procName) in hosts {
       let directory = "\(pci[card]!)/host\(number)/scsi_host/host\(number)"
@@ -39,13 +42,16 @@ struct DiscoveryTests {
       try file("sys/\(directory)/port1", number == 2 ? "offline" : "online")
       // port2 and port3 read EINVAL on a two-port card: sysfs lists them, read() fails. Here
       // they are directories, which read() also refuses.
-      try fm.createDirectory(at: root.appendingPathComponent("sys/\(directory)/port2"), withIntermediateDirectories: true)
+      try fm.createDirectory(
+        at: root.appendingPathComponent("sys/\(directory)/port2"), withIntermediateDirectories: true)
       try file("sys/\(directory)/lun_mode", "0")
       try file("sys/\(directory)/ioctl_version", "disk: 0\nhost: 0")
       var table = (0..<512).map { String(format: "%03d: %016llx", $0, 0) }
       table[255] = String(format: "%03d: %016llx", 255, 0x0001_0000_0000_0000 as UInt64)
       try file("sys/\(directory)/port0_lun_table", table.joined(separator: "\n"))
-      try file("sys/\(directory)/port1_lun_table", (0..<512).map { String(format: "%03d: %016llx", $0, 0) }.joined(separator: "\n"))
+      try file(
+        "sys/\(directory)/port1_lun_table",
+        (0..<512).map { String(format: "%03d: %016llx", $0, 0) }.joined(separator: "\n"))
     }
     // The host nodes: virtual devices (no parent).
     for minor in 0..<2 {
@@ -139,7 +145,8 @@ struct DiscoveryTests {
     defer { try? FileManager.default.removeItem(at: root) }
     try FileManager.default.createDirectory(
       at: root.appendingPathComponent("sys/class/scsi_host/host0"), withIntermediateDirectories: true)
-    try "ahci\n".write(to: root.appendingPathComponent("sys/class/scsi_host/host0/proc_name"), atomically: true, encoding: .utf8)
+    try "ahci\n".write(
+      to: root.appendingPathComponent("sys/class/scsi_host/host0/proc_name"), atomically: true, encoding: .utf8)
     #expect(CXLFlashInventory.discover(in: DiscoveryRoot(directory: root.path)).adapters.isEmpty)
   }
 
@@ -187,7 +194,8 @@ struct DiscoveryTests {
     #expect(down.adapters[0].ports.map(\.state) == [.online, .offline])
     #expect(down.adapters[0].luns[0].paths.map(\.portState) == [.online, .offline])
     mock.adapter.linkUp(port: 1)
-    #expect(CXLFlashInventory.discover(in: mock.adapter.discoveryRoot).adapters[0].ports.map(\.state) == [.online, .online])
+    #expect(
+      CXLFlashInventory.discover(in: mock.adapter.discoveryRoot).adapters[0].ports.map(\.state) == [.online, .online])
   }
 
   @Test("openPhysicalLUN(wwid:) opens every superpipe path it discovers and fails over between them")
@@ -221,7 +229,8 @@ struct DiscoveryTests {
     do {
       let context = try Context(lun: mock.disk(0, port: 0))
       mock.adapter.linkDown(port: 1, inFlight: 0)
-      let lun = try context.openPhysicalLUN(mock.disk(0, port: 0), discoveringAlternatePathsIn: mock.adapter.discoveryRoot)
+      let lun = try context.openPhysicalLUN(
+        mock.disk(0, port: 0), discoveringAlternatePathsIn: mock.adapter.discoveryRoot)
       #expect(lun.paths == [mock.disk(0, port: 0), mock.disk(0, port: 2), mock.disk(0, port: 1)])
       try lun.release()
       try context.detach()
