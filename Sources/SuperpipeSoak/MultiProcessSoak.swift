@@ -127,6 +127,8 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var iops = 0.0
   /// Seconds for the whole command (mock start, sweep, stop included).
   public var totalSeconds = 0.0
+  /// Whether the run was stopped early (`SoakCancellation`).
+  public var cancelled = false
   /// Whether the run passed: no violation and no problem.
   public var passed = false
 }
@@ -136,11 +138,14 @@ public enum MultiProcessSoak {
   /// Runs the soak. `progress` receives progress lines; `beforeFinalSweep` runs after every worker
   /// exited and before the coordinator's sweep, with the mock's directory and the LBAs of the
   /// acknowledged blocks (a test corrupts one there to show that the sweep sees it).
+  /// `cancellation` stops the run early (the CLI cancels on SIGINT and SIGTERM): the workers get
+  /// SIGTERM, the mock the soak started is stopped, its files removed, and the report fails.
   ///
   /// Throws `SoakError` when the soak cannot run (no mock, a LUN too small); every finding is in
   /// the report.
   public static func run(
-    _ configuration: MultiProcessSoakConfiguration, progress: @escaping @Sendable (String) -> Void = { _ in },
+    _ configuration: MultiProcessSoakConfiguration, cancellation: SoakCancellation = SoakCancellation(),
+    progress: @escaping @Sendable (String) -> Void = { _ in },
     beforeFinalSweep: (_ mockDirectory: URL, _ acknowledgedLBAs: [UInt64]) throws -> Void = { _, _ in }
   ) throws -> MultiProcessSoakReport {
     let began = DispatchTime.now()
@@ -158,21 +163,7 @@ public enum MultiProcessSoak {
       mockDirectory = URL(fileURLWithPath: served)
     } else {
       mockDirectory = runDirectory.appendingPathComponent("mock")
-      let child = try ChildProcess(
-        configuration.executable,
-        [
-          "mock", "serve", "--dir", mockDirectory.path, "--luns", "1", "--blocks", String(max(blocksNeeded, 65536)),
-          "--ports", "2", "--seed", String(configuration.seed),
-        ])
-      server = child
-      var said: [String] = []
-      while let line = child.readLine() {
-        said.append(line)
-        if line.hasPrefix("ready") { break }
-      }
-      guard said.last?.hasPrefix("ready") == true else {
-        throw SoakError("`superpipectl mock serve` did not start: \(said.joined(separator: " / "))")
-      }
+      server = try serveMock(mockDirectory, blocks: max(blocksNeeded, 65536), configuration: configuration)
     }
     defer { server?.terminate() }
     let status: MockStatus
@@ -234,8 +225,15 @@ public enum MultiProcessSoak {
     var lastChange = DispatchTime.now()
     var lastLine = DispatchTime.now()
     var stalled = false
+    var cancelled = false
     while workers.contains(where: \.isRunning) {
       usleep(100_000)
+      if cancellation.isCancelled, !cancelled {
+        cancelled = true
+        report.cancelled = true
+        report.problems.append("cancelled (SIGINT or SIGTERM): the workers were stopped")
+        for worker in workers where worker.isRunning { worker.signal(SIGTERM) }
+      }
       let now = DispatchTime.now()
       let total = board.total
       if total != lastTotal {
@@ -255,7 +253,7 @@ public enum MultiProcessSoak {
         let elapsed = Self.seconds(from: start, to: now)
         progress(
           String(
-            format: "progress %.0f s: %d/%d I/Os (%.1f %%), %.0f IOPS; faults %d/%d", elapsed, total, configuration.ios,
+            format: "progress %.0f s: %d/%d I/Os (%.1f %%), %.0f IOPS on average; faults %d/%d", elapsed, total, configuration.ios,
             100 * Double(total) / Double(max(1, configuration.ios)), Double(total) / max(elapsed, 1e-9),
             driver.injectedTotal, schedule.faults.count) + " (\(Self.describe(driver.injected)))")
       }
@@ -265,31 +263,7 @@ public enum MultiProcessSoak {
     report.faultsInjected = driver.injected
     report.problems += driver.problems
 
-    for (index, worker) in workers.enumerated() {
-      let exit = worker.wait()
-      let output = worker.output
-      if let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-        let workerReport = try? JSONDecoder().decode(SoakWorkerReport.self, from: Data(line.utf8))
-      {
-        report.workers.append(workerReport)
-        if exit != 0 { report.problems.append("worker \(index) exited with status \(exit) after its report") }
-      } else {
-        report.problems.append("worker \(index) (pid \(worker.pid)) exited with status \(exit) without a report: \(output.suffix(300))")
-      }
-    }
-    for worker in report.workers {
-      report.ios += worker.ios
-      report.reads += worker.reads
-      report.writes += worker.writes
-      report.verifiedReads += worker.verifiedReads
-      report.staleReads += worker.staleReads
-      report.tornReads += worker.tornReads
-      report.lostWrites += worker.lostWrites
-      report.failedIOs += worker.failedIOs
-      report.leakedContexts += worker.leakedContexts
-      report.recovery.add(worker.recovery)
-      report.problems += worker.problems.prefix(5)
-    }
+    collect(workers, into: &report)
     report.iops = Double(report.ios) / max(report.seconds, 1e-9)
     progress(
       String(
@@ -318,6 +292,7 @@ public enum MultiProcessSoak {
         report.problems.append("worker \(index)'s ledger \(url.path) is missing or unreadable")
       }
     }
+    if cancelled { ledgers = [] }
     try beforeFinalSweep(
       mockDirectory,
       ledgers.flatMap { ledger in ledger.acknowledged.indices.filter { ledger.acknowledged[$0] != 0 }.map { ledger.base + UInt64($0) } })
@@ -345,6 +320,55 @@ public enum MultiProcessSoak {
       && report.leakedContexts == 0 && report.sweep.failedIOs == 0 && report.problems.isEmpty
       && report.workers.count == configuration.processes
     return report
+  }
+
+  /// Starts `superpipectl mock serve` on `directory` (one LUN of `blocks` blocks on two ports) and
+  /// waits for its `ready` line.
+  private static func serveMock(_ directory: URL, blocks: Int, configuration: MultiProcessSoakConfiguration) throws
+    -> ChildProcess
+  {
+    let child = try ChildProcess(
+      configuration.executable,
+      [
+        "mock", "serve", "--dir", directory.path, "--luns", "1", "--blocks", String(blocks), "--ports", "2", "--seed",
+        String(configuration.seed),
+      ])
+    var said: [String] = []
+    while let line = child.readLine() {
+      said.append(line)
+      if line.hasPrefix("ready") { return child }
+    }
+    child.terminate()
+    throw SoakError("`superpipectl mock serve` did not start: \(said.joined(separator: " / "))")
+  }
+
+  /// Waits for the workers, reads their reports and adds them up.
+  private static func collect(_ workers: [ChildProcess], into report: inout MultiProcessSoakReport) {
+    for (index, worker) in workers.enumerated() {
+      let exit = worker.wait()
+      let output = worker.output
+      if let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+        let workerReport = try? JSONDecoder().decode(SoakWorkerReport.self, from: Data(line.utf8))
+      {
+        report.workers.append(workerReport)
+        if exit != 0 { report.problems.append("worker \(index) exited with status \(exit) after its report") }
+      } else {
+        report.problems.append("worker \(index) (pid \(worker.pid)) exited with status \(exit) without a report: \(output.suffix(300))")
+      }
+    }
+    for worker in report.workers {
+      report.ios += worker.ios
+      report.reads += worker.reads
+      report.writes += worker.writes
+      report.verifiedReads += worker.verifiedReads
+      report.staleReads += worker.staleReads
+      report.tornReads += worker.tornReads
+      report.lostWrites += worker.lostWrites
+      report.failedIOs += worker.failedIOs
+      report.leakedContexts += worker.leakedContexts
+      report.recovery.add(worker.recovery)
+      report.problems += worker.problems.prefix(5)
+    }
   }
 
   /// The coordinator's sweep: one context of this process reads every acknowledged block.
@@ -398,6 +422,21 @@ public enum MultiProcessSoak {
   static func seconds(from start: DispatchTime, to end: DispatchTime) -> Double {
     Double(end.uptimeNanoseconds &- start.uptimeNanoseconds) / 1e9
   }
+}
+
+/// Stops a running multi-process soak early (`cancel()` is safe from any thread, e.g. a signal
+/// handler's dispatch source).
+public final class SoakCancellation: Sendable {
+  private let flag = Atomic<Bool>(false)
+
+  /// A cancellation not yet requested.
+  public init() {}
+
+  /// Asks the soak to stop.
+  public func cancel() { flag.store(true, ordering: .releasing) }
+
+  /// Whether `cancel()` was called.
+  public var isCancelled: Bool { flag.load(ordering: .acquiring) }
 }
 
 /// `RecoveryStatistics` summed over several contexts (same fields).

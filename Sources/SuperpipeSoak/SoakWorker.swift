@@ -120,6 +120,7 @@ public enum SoakWorker {
   /// Runs `plan` in this process and returns the report (the ledger goes to `plan.ledgerFile`).
   /// Throws only when the worker cannot start (attach, open, board); every I/O failure is counted.
   public static func run(_ plan: SoakWorkerPlan) throws -> SoakWorkerReport {
+    watchParent()
     let board = try SoakProgressBoard(path: plan.progressFile, slots: plan.progressSlots, create: false)
     let start = DispatchTime.now()
     let context = try Context(lun: plan.disk)
@@ -176,6 +177,21 @@ public enum SoakWorker {
       lostWrites: tally.lostWrites.load(ordering: .relaxed), sweptBlocks: tally.sweptBlocks.load(ordering: .relaxed),
       failedIOs: tally.failedIOs.load(ordering: .relaxed), recovery: statistics, leakedContexts: leaked,
       activePath: activePath, problems: problems + tally.problems.withLock { $0 }, seconds: seconds)
+  }
+}
+
+extension SoakWorker {
+  /// Ends this process once its parent (the soak's coordinator) is gone, so that a killed soak
+  /// leaves no worker doing I/O (checked every second, from a thread that sleeps).
+  static func watchParent() {
+    let parent = getppid()
+    let thread = Thread {
+      while getppid() == parent { sleep(1) }
+      FileHandle.standardError.write(Data("soak worker \(getpid()): the coordinator (pid \(parent)) is gone; exiting\n".utf8))
+      _exit(3)
+    }
+    thread.name = "superpipe-soak-parent-watch"
+    thread.start()
   }
 }
 

@@ -156,14 +156,24 @@ extension SuperpipeCtl {
       configuration.keepFiles = keep
       let json = common.json
       common.logger.debug("soak: \(processes) processes x \(threads) threads, executable \(configuration.executable)")
-      let report = try MultiProcessSoak.run(configuration) { line in
+      // SIGINT and SIGTERM stop the workers and the mock the soak started, and remove its files.
+      let cancellation = SoakCancellation()
+      let sources = [SIGINT, SIGTERM].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number)
+        source.setEventHandler { cancellation.cancel() }
+        source.resume()
+        return source
+      }
+      defer { for source in sources { source.cancel() } }
+      let report = try MultiProcessSoak.run(configuration, cancellation: cancellation) { line in
         if json { Terminal.standardError(line) } else { print(line) }
         fflush(nil)
       }
       var failure: CLIError?
       if !report.passed {
         failure = CLIError(
-          .dataMismatch,
+          report.cancelled ? .failure : .dataMismatch,
           "soak seed \(seed) failed: \(report.lostWrites) lost write(s), \(report.staleReads) stale and "
             + "\(report.tornReads) torn read(s), \(report.failedIOs) failed I/O(s), \(report.leakedContexts) leaked context(s)"
             + (report.problems.first.map { "; \($0)" } ?? ""),
