@@ -18,7 +18,7 @@
 //      leaked context, failed worker, fault that could not be injected, or stall fails the run.
 
 public import Foundation
-import Superpipe
+public import Superpipe
 import SuperpipeMock
 import Synchronization
 
@@ -113,8 +113,8 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var failedIOs = 0
   /// Contexts alive after their process detached or exited (workers' and the coordinator's).
   public var leakedContexts = 0
-  /// The recovery counters of every worker's context, summed.
-  public var recovery = RecoveryCounts()
+  /// The recovery counters of every worker's context, summed (nil when no worker reported).
+  public var recovery: RecoveryStatistics?
   /// The coordinator's sweep.
   public var sweep = Sweep()
   /// Each worker's report.
@@ -366,7 +366,7 @@ public enum MultiProcessSoak {
       report.lostWrites += worker.lostWrites
       report.failedIOs += worker.failedIOs
       report.leakedContexts += worker.leakedContexts
-      report.recovery.add(worker.recovery)
+      if report.recovery == nil { report.recovery = worker.recovery } else { report.recovery?.add(worker.recovery) }
       report.problems += worker.problems.prefix(5)
     }
   }
@@ -439,24 +439,8 @@ public final class SoakCancellation: Sendable {
   public var isCancelled: Bool { flag.load(ordering: .acquiring) }
 }
 
-/// `RecoveryStatistics` summed over several contexts (same fields).
-public struct RecoveryCounts: Sendable, Codable, Equatable {
-  /// Contexts re-created by DK_CXLFLASH_RECOVER_AFU.
-  public var recoveries = 0
-  /// Commands re-issued.
-  public var retries = 0
-  /// Commands that timed out.
-  public var timeouts = 0
-  /// Unit attentions answered with DK_CXLFLASH_VERIFY.
-  public var verifies = 0
-  /// I/Os whose error reached the caller.
-  public var failedIOs = 0
-  /// Moves of a physical LUN's I/O to another path.
-  public var failovers = 0
-  /// Control ioctls re-issued after EAGAIN or an adapter reset.
-  public var requestRetries = 0
-
-  /// Adds one context's counters.
+extension RecoveryStatistics {
+  /// Adds another context's counters.
   mutating func add(_ other: RecoveryStatistics) {
     recoveries += other.recoveries
     retries += other.retries

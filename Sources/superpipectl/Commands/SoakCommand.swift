@@ -107,27 +107,15 @@ extension SuperpipeCtl {
       configuration.directory = directory
       common.logger.debug("soak: \(ios) I/Os, \(faults) faults, seed \(seed), \(threads) threads in \(directory)")
       let report = try FaultSoak.run(configuration)
-      var failure: CLIError?
-      if !report.passed {
-        failure = CLIError(
-          .dataMismatch,
-          "soak seed \(seed) failed: \(report.staleOrTorn) stale or torn read(s), \(report.failedIOs) failed I/O(s)"
-            + (report.problems.first.map { "; \($0)" } ?? ""),
-          detail: report.problems.count > 1 ? report.problems.dropFirst().joined(separator: "; ") : nil,
-          reportedInDocument: common.json)
-      }
-      if common.json {
-        try JSONOutput.print(Document(report: report, error: failure.map(ErrorDocument.Failure.init)))
-      } else {
+      try finish(
+        report, passed: report.passed, failureClass: .dataMismatch,
+        failure: "\(report.staleOrTorn) stale or torn read(s), \(report.failedIOs) failed I/O(s)", problems: report.problems
+      ) {
         print("soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads")
         print("  faults injected: \(Self.describe(report.faultsInjected))")
-        let r = report.recovery
-        printRecovery(recoveries: r.recoveries, retries: r.retries, verifies: r.verifies, failovers: r.failovers, timeouts: r.timeouts)
+        printRecovery(report.recovery)
         print("  verified reads \(report.verifiedReads), stale or torn \(report.staleOrTorn), failed I/Os \(report.failedIOs)")
-        for problem in report.problems { print("  problem: \(problem)") }
-        print(report.passed ? "PASS" : "FAIL")
       }
-      if let failure { throw failure }
     }
 
     /// `--processes N` / `--served DIR`: the multi-process soak.
@@ -170,40 +158,51 @@ extension SuperpipeCtl {
         if json { Terminal.standardError(line) } else { print(line) }
         fflush(nil)
       }
-      var failure: CLIError?
-      if !report.passed {
-        failure = CLIError(
-          report.cancelled ? .failure : .dataMismatch,
-          "soak seed \(seed) failed: \(report.lostWrites) lost write(s), \(report.staleReads) stale and "
-            + "\(report.tornReads) torn read(s), \(report.failedIOs) failed I/O(s), \(report.leakedContexts) leaked context(s)"
-            + (report.problems.first.map { "; \($0)" } ?? ""),
-          detail: report.problems.count > 1 ? report.problems.dropFirst().joined(separator: "; ") : nil,
-          reportedInDocument: common.json)
-      }
-      if common.json {
-        try JSONOutput.print(Document(report: report, error: failure.map(ErrorDocument.Failure.init)))
-      } else {
+      try finish(
+        report, passed: report.passed, failureClass: report.cancelled ? .failure : .dataMismatch,
+        failure: "\(report.lostWrites) lost write(s), \(report.staleReads) stale and \(report.tornReads) torn read(s), "
+          + "\(report.failedIOs) failed I/O(s), \(report.leakedContexts) leaked context(s)",
+        problems: report.problems
+      ) {
         print(
           "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s "
             + "(\(String(format: "%.0f", report.iops)) IOPS), \(processes) processes x \(threads) threads, one served mock")
         print("  schedule digest \(report.scheduleDigest): \(Self.describe(report.faultsScheduled))")
         print("  faults injected: \(Self.describe(report.faultsInjected))")
-        let r = report.recovery
-        printRecovery(recoveries: r.recoveries, retries: r.retries, verifies: r.verifies, failovers: r.failovers, timeouts: r.timeouts)
+        if let recovery = report.recovery { printRecovery(recovery) }
         print(
           "  reads \(report.reads), writes \(report.writes), verified reads \(report.verifiedReads); final sweep "
             + "\(report.sweep.blocks) blocks, \(report.sweep.verified) verified")
         print(
           "  lost writes \(report.lostWrites), stale reads \(report.staleReads), torn reads \(report.tornReads), "
             + "failed I/Os \(report.failedIOs), leaked contexts \(report.leakedContexts)")
-        for problem in report.problems { print("  problem: \(problem)") }
-        print(report.passed ? "PASS" : "FAIL")
+      }
+    }
+
+    /// Prints the report (`--json`: one document with `error` when the run failed; otherwise `text`,
+    /// the problems and PASS or FAIL) and throws the failure, of class `failureClass`.
+    private func finish<Report: Encodable>(
+      _ report: Report, passed: Bool, failureClass: CLIExitCode, failure summary: String, problems: [String],
+      text: () -> Void
+    ) throws {
+      let failure =
+        passed
+        ? nil
+        : CLIError(
+          failureClass, "soak seed \(seed) failed: \(summary)" + (problems.first.map { "; \($0)" } ?? ""),
+          detail: problems.count > 1 ? problems.dropFirst().joined(separator: "; ") : nil, reportedInDocument: common.json)
+      if common.json {
+        try JSONOutput.print(Document(report: report, error: failure.map(ErrorDocument.Failure.init)))
+      } else {
+        text()
+        for problem in problems { print("  problem: \(problem)") }
+        print(passed ? "PASS" : "FAIL")
       }
       if let failure { throw failure }
     }
 
-    private func printRecovery(recoveries: Int, retries: Int, verifies: Int, failovers: Int, timeouts: Int) {
-      print("  recoveries \(recoveries), retries \(retries), verifies \(verifies), failovers \(failovers), timeouts \(timeouts)")
+    private func printRecovery(_ r: RecoveryStatistics) {
+      print("  recoveries \(r.recoveries), retries \(r.retries), verifies \(r.verifies), failovers \(r.failovers), timeouts \(r.timeouts)")
     }
 
     static func describe(_ counts: [String: Int]) -> String {
