@@ -179,29 +179,34 @@ public enum MultiProcessSoak {
           + "port(s); the soak needs \(blocksNeeded) blocks of 4096 bytes")
     }
     for node in layout.nodes {
-      try Superpipe.setMode(.superpipe, wwid: layout.wwid, path: mockDirectory.appendingPathComponent("dev/\(node)").path)
+      try Superpipe.setMode(
+        .superpipe, wwid: layout.wwid, path: mockDirectory.appendingPathComponent("dev/\(node)").path)
     }
-    progress("soak: mock served by pid \(status.pid) at \(mockDirectory.path), LUN 0 through \(layout.nodes.joined(separator: ", "))")
+    progress(
+      "soak: mock served by pid \(status.pid) at \(mockDirectory.path), LUN 0 through "
+        + layout.nodes.joined(separator: ", "))
 
     // 2. The schedule.
     let schedule = SoakSchedule(
       seed: configuration.seed, faults: configuration.faults, ios: configuration.ios, ports: layout.nodes.count,
       silentCorruptions: configuration.silentCorruptions)
     var report = MultiProcessSoakReport(
-      configuration: configuration, scheduleDigest: schedule.digest, faultsScheduled: schedule.counts, faultsInjected: [:],
-      mockDirectory: mockDirectory.path, servedBy: status.pid)
+      configuration: configuration, scheduleDigest: schedule.digest, faultsScheduled: schedule.counts,
+      faultsInjected: [:], mockDirectory: mockDirectory.path, servedBy: status.pid)
     progress(
       "soak: schedule seed \(configuration.seed): \(schedule.faults.count) faults (\(Self.describe(schedule.counts))), "
         + "digest \(schedule.digest)")
 
     // 3. The workers.
     let slots = configuration.processes * configuration.threads
-    let board = try SoakProgressBoard(path: runDirectory.appendingPathComponent("progress").path, slots: slots, create: true)
+    let board = try SoakProgressBoard(
+      path: runDirectory.appendingPathComponent("progress").path, slots: slots, create: true)
     let firstGeneration = UInt64.random(in: 1...(1 << 23)) << 40
     let start = DispatchTime.now()
     var workers: [ChildProcess] = []
     for index in 0..<configuration.processes {
-      let share = configuration.ios / configuration.processes + (index < configuration.ios % configuration.processes ? 1 : 0)
+      let share =
+        configuration.ios / configuration.processes + (index < configuration.ios % configuration.processes ? 1 : 0)
       let plan = SoakWorkerPlan(
         index: index, mockDirectory: mockDirectory.path, disk: "/dev/\(layout.nodes[0])",
         alternatePaths: layout.nodes.dropFirst().map { "/dev/\($0)" },
@@ -216,7 +221,8 @@ public enum MultiProcessSoak {
           configuration.executable, ["_soak-worker", "--plan", json],
           environment: [MockDeviceBackend.environmentVariable: mockDirectory.path], collectOutput: true))
     }
-    progress("soak: \(workers.count) workers (pids \(workers.map { String($0.pid) }.joined(separator: ", "))), \(configuration.threads) threads each")
+    let pids = workers.map { String($0.pid) }.joined(separator: ", ")
+    progress("soak: \(workers.count) workers (pids \(pids)), \(configuration.threads) threads each")
 
     // 4. The fault driver, and progress.
     let driver = FaultDriver(schedule: schedule, directory: mockDirectory, board: board)
@@ -253,9 +259,9 @@ public enum MultiProcessSoak {
         let elapsed = Self.seconds(from: start, to: now)
         progress(
           String(
-            format: "progress %.0f s: %d/%d I/Os (%.1f %%), %.0f IOPS on average; faults %d/%d", elapsed, total, configuration.ios,
-            100 * Double(total) / Double(max(1, configuration.ios)), Double(total) / max(elapsed, 1e-9),
-            driver.injectedTotal, schedule.faults.count) + " (\(Self.describe(driver.injected)))")
+            format: "progress %.0f s: %d/%d I/Os (%.1f %%), %.0f IOPS on average; faults %d/%d", elapsed,
+            total, configuration.ios, 100 * Double(total) / Double(max(1, configuration.ios)),
+            Double(total) / max(elapsed, 1e-9), driver.injectedTotal, schedule.faults.count) + " (\(Self.describe(driver.injected)))")
       }
     }
     report.seconds = Self.seconds(from: start, to: DispatchTime.now())
@@ -295,11 +301,15 @@ public enum MultiProcessSoak {
     if cancelled { ledgers = [] }
     try beforeFinalSweep(
       mockDirectory,
-      ledgers.flatMap { ledger in ledger.acknowledged.indices.filter { ledger.acknowledged[$0] != 0 }.map { ledger.base + UInt64($0) } })
-    report.sweep = Self.sweep(&ledgers, disk: mockDirectory.appendingPathComponent("dev/\(layout.nodes[0])").path, report: &report)
+      ledgers.flatMap { ledger in
+        ledger.acknowledged.indices.filter { ledger.acknowledged[$0] != 0 }.map { ledger.base + UInt64($0) }
+      })
+    report.sweep = Self.sweep(
+      &ledgers, disk: mockDirectory.appendingPathComponent("dev/\(layout.nodes[0])").path, report: &report)
     report.lostWrites += report.sweep.lostWrites
     report.tornReads += report.sweep.tornReads
-    progress("soak: final sweep of \(report.sweep.blocks) blocks from pid \(getpid()): \(report.sweep.verified) verified")
+    progress(
+      "soak: final sweep of \(report.sweep.blocks) blocks from pid \(getpid()): \(report.sweep.verified) verified")
     let mine = Self.contexts(of: [getpid()], in: mockDirectory)
     if !mine.isEmpty {
       report.leakedContexts += mine.count
@@ -353,7 +363,8 @@ public enum MultiProcessSoak {
         report.workers.append(workerReport)
         if exit != 0 { report.problems.append("worker \(index) exited with status \(exit) after its report") }
       } else {
-        report.problems.append("worker \(index) (pid \(worker.pid)) exited with status \(exit) without a report: \(output.suffix(300))")
+        report.problems.append(
+          "worker \(index) (pid \(worker.pid)) exited with status \(exit) without a report: \(output.suffix(300))")
       }
     }
     for worker in report.workers {
@@ -399,7 +410,9 @@ public enum MultiProcessSoak {
   private static func contexts(of pids: Set<Int32>, in directory: URL) -> [String] {
     var found: [String] = []
     for _ in 0..<30 {
-      guard let status = try? MockAdapter.requestStatus(directory: directory) else { return ["(status request failed)"] }
+      guard let status = try? MockAdapter.requestStatus(directory: directory) else {
+        return ["(status request failed)"]
+      }
       found = status.contexts.filter { pids.contains($0.ownerPid) }.map {
         "0x\(String($0.token, radix: 16)) of pid \($0.ownerPid) (\($0.handles.count) handle(s))"
       }
@@ -411,8 +424,9 @@ public enum MultiProcessSoak {
 
   private static func describeMock(_ directory: URL) -> String {
     guard let status = try? MockAdapter.requestStatus(directory: directory) else { return "the mock does not answer" }
+    let contexts = status.contexts.map { "0x\(String($0.token, radix: 16)) pid \($0.ownerPid) \($0.state)" }
     return "adapter \(status.adapterState), ports online \(status.portsOnline), \(status.contexts.count) context(s) "
-      + status.contexts.map { "0x\(String($0.token, radix: 16)) pid \($0.ownerPid) \($0.state)" }.joined(separator: ", ")
+      + contexts.joined(separator: ", ")
   }
 
   static func describe(_ counts: [String: Int]) -> String {
@@ -595,7 +609,10 @@ final class ChildProcess: @unchecked Sendable {
   @discardableResult
   func wait() -> Int32 {
     process.waitUntilExit()
-    if collects { reader.wait(); reader.signal() }
+    if collects {
+      reader.wait()
+      reader.signal()
+    }
     return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
   }
 

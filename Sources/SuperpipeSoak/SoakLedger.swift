@@ -150,7 +150,8 @@ final class SoakTally: Sendable {
       note("\(who) LBA \(lba): holds the block of LBA \(found), \(expected)")
     case .stale(let found):
       if sweep { lostWrites.add(1, ordering: .relaxed) } else { staleReads.add(1, ordering: .relaxed) }
-      note("\(who) LBA \(lba): generation \(ledger.describe(found)), \(expected)\(sweep ? " (lost write)" : " (stale read)")")
+      let what = sweep ? "lost write" : "stale read"
+      note("\(who) LBA \(lba): generation \(ledger.describe(found)), \(expected) (\(what))")
     }
   }
 
@@ -227,7 +228,8 @@ enum SoakThread {
       }
       for block in 0..<count where ledger.written(start + block) {
         tally.sweptBlocks.add(1, ordering: .relaxed)
-        let verdict = ledger.check(start + block, BlockPattern.stamp(buffer.readOnly, block: block, blockSize: blockSize))
+        let verdict = ledger.check(
+          start + block, BlockPattern.stamp(buffer.readOnly, block: block, blockSize: blockSize))
         tally.record(verdict, ledger: ledger, index: start + block, sweep: true, who: who)
       }
     }

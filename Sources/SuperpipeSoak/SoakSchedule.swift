@@ -64,7 +64,9 @@ public struct SoakFault: Sendable, Hashable, Codable, CustomStringConvertible {
   /// The control requests that inject it, in order (a link bounce: down, then up after
   /// `milliseconds`).
   public var requests: [MockControlRequest] {
-    func request(_ fault: MockControlRequest.Fault, _ adjust: (inout MockControlRequest) -> Void = { _ in }) -> MockControlRequest {
+    func request(_ fault: MockControlRequest.Fault, _ adjust: (inout MockControlRequest) -> Void = { _ in })
+      -> MockControlRequest
+    {
       var request = MockControlRequest(fault: fault)
       adjust(&request)
       return request
@@ -149,7 +151,8 @@ public struct SoakSchedule: Sendable, Hashable, Codable {
       faults.append(SoakFault(atIO: max(1, ios * (index + 1) / (silentCorruptions + 1)), kind: .silentCorruption))
     }
     // Stable: faults due at the same I/O keep their order.
-    self.faults = faults.enumerated().sorted { ($0.element.atIO, $0.offset) < ($1.element.atIO, $1.offset) }.map(\.element)
+    self.faults = faults.enumerated().sorted { ($0.element.atIO, $0.offset) < ($1.element.atIO, $1.offset) }.map(
+      \.element)
   }
 
   /// Faults by kind.

@@ -140,7 +140,8 @@ public enum SoakWorker {
         firstGeneration: plan.firstGeneration)
       var random = SoakRandom(state: plan.seed &+ UInt64(plan.index * 64 + thread + 1) &* 0x9E37_79B9_7F4A_7C15)
       let slot = plan.progressSlot + thread
-      SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: "worker \(plan.index) thread \(thread)") {
+      SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: "worker \(plan.index) thread \(thread)")
+      {
         board.store(slot: slot, $0)
       }
       ledgers.withLock { $0[thread] = ledger }
@@ -187,7 +188,8 @@ extension SoakWorker {
     let parent = getppid()
     let thread = Thread {
       while getppid() == parent { sleep(1) }
-      FileHandle.standardError.write(Data("soak worker \(getpid()): the coordinator (pid \(parent)) is gone; exiting\n".utf8))
+      FileHandle.standardError.write(
+        Data("soak worker \(getpid()): the coordinator (pid \(parent)) is gone; exiting\n".utf8))
       _exit(3)
     }
     thread.name = "superpipe-soak-parent-watch"

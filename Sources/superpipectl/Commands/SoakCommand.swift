@@ -46,7 +46,9 @@ extension SuperpipeCtl {
     var threads = 2
     @Option(help: "Worker processes against one served mock (1: the single-process soak, unless --served).")
     var processes = 1
-    @Option(help: ArgumentHelp("Use the mock served in this directory (`superpipectl mock serve`) instead of starting one.", valueName: "dir"))
+    @Option(
+      help: ArgumentHelp(
+        "Use the mock served in this directory (`superpipectl mock serve`) instead of starting one.", valueName: "dir"))
     var served: String?
     @Option(help: "Blocks each thread owns (multi-process).")
     var blocksPerThread = 4096
@@ -69,7 +71,8 @@ extension SuperpipeCtl {
         throw ValidationError("--ios must be positive, --faults non-negative, --threads 1...64")
       }
       guard (1...64).contains(processes), (1...1_048_576).contains(blocksPerThread), silentCorruptions >= 0 else {
-        throw ValidationError("--processes must be 1...64, --blocks-per-thread 1...1048576, --silent-corruptions non-negative")
+        throw ValidationError(
+          "--processes must be 1...64, --blocks-per-thread 1...1048576, --silent-corruptions non-negative")
       }
       guard progressInterval > 0, stallTimeout > 0 else {
         throw ValidationError("--progress-interval and --stall-timeout must be positive")
@@ -109,12 +112,16 @@ extension SuperpipeCtl {
       let report = try FaultSoak.run(configuration)
       try finish(
         report, passed: report.passed, failureClass: .dataMismatch,
-        failure: "\(report.staleOrTorn) stale or torn read(s), \(report.failedIOs) failed I/O(s)", problems: report.problems
+        failure: "\(report.staleOrTorn) stale or torn read(s), \(report.failedIOs) failed I/O(s)",
+        problems: report.problems
       ) {
-        print("soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads")
+        print(
+          "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads")
         print("  faults injected: \(Self.describe(report.faultsInjected))")
         printRecovery(report.recovery)
-        print("  verified reads \(report.verifiedReads), stale or torn \(report.staleOrTorn), failed I/Os \(report.failedIOs)")
+        print(
+          "  verified reads \(report.verifiedReads), stale or torn \(report.staleOrTorn), failed I/Os \(report.failedIOs)"
+        )
       }
     }
 
@@ -126,7 +133,9 @@ extension SuperpipeCtl {
         } catch {
           throw CLIError(
             .deviceMissing, "no mock adapter is served in \(served) (\(error))",
-            hint: "serve one with `superpipectl mock serve --dir \(served)`, or leave out --served to let the soak serve its own")
+            hint:
+              "serve one with `superpipectl mock serve --dir \(served)`, or leave out --served to let the soak serve its own"
+          )
         }
       }
       var configuration = MultiProcessSoakConfiguration()
@@ -166,7 +175,8 @@ extension SuperpipeCtl {
       ) {
         print(
           "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s "
-            + "(\(String(format: "%.0f", report.iops)) IOPS), \(processes) processes x \(threads) threads, one served mock")
+            + "(\(String(format: "%.0f", report.iops)) IOPS), \(processes) processes x \(threads) threads, one served mock"
+        )
         print("  schedule digest \(report.scheduleDigest): \(Self.describe(report.faultsScheduled))")
         print("  faults injected: \(Self.describe(report.faultsInjected))")
         if let recovery = report.recovery { printRecovery(recovery) }
@@ -190,7 +200,8 @@ extension SuperpipeCtl {
         ? nil
         : CLIError(
           failureClass, "soak seed \(seed) failed: \(summary)" + (problems.first.map { "; \($0)" } ?? ""),
-          detail: problems.count > 1 ? problems.dropFirst().joined(separator: "; ") : nil, reportedInDocument: common.json)
+          detail: problems.count > 1 ? problems.dropFirst().joined(separator: "; ") : nil,
+          reportedInDocument: common.json)
       if common.json {
         try JSONOutput.print(Document(report: report, error: failure.map(ErrorDocument.Failure.init)))
       } else {
@@ -202,7 +213,9 @@ extension SuperpipeCtl {
     }
 
     private func printRecovery(_ r: RecoveryStatistics) {
-      print("  recoveries \(r.recoveries), retries \(r.retries), verifies \(r.verifies), failovers \(r.failovers), timeouts \(r.timeouts)")
+      print(
+        "  recoveries \(r.recoveries), retries \(r.retries), verifies \(r.verifies), failovers \(r.failovers), timeouts \(r.timeouts)"
+      )
     }
 
     static func describe(_ counts: [String: Int]) -> String {

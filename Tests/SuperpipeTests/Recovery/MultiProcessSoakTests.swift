@@ -39,10 +39,14 @@ struct MultiProcessSoakTests {
     // Each fault maps to the control requests `mock inject` sends.
     let bounce = try #require(a.faults.first { $0.kind == .linkBounce })
     #expect(bounce.requests.map(\.fault) == [.portDown, .portUp])
-    #expect(a.faults.first { $0.kind == .adapterReset }?.requests.first?.durationMilliseconds.map { (2...20).contains($0) } == true)
+    #expect(
+      a.faults.first { $0.kind == .adapterReset }?.requests.first?.durationMilliseconds.map { (2...20).contains($0) }
+        == true)
   }
 
-  @Test("superpipectl soak --served: 2 processes x 2 threads, 20k I/Os and 30 faults against a served mock; no violation, no leak")
+  @Test(
+    "superpipectl soak --served: 2 processes x 2 threads, 20k I/Os and 30 faults against a served mock; no violation, no leak"
+  )
   func shortMultiProcessRun() throws {
     let mock = try CLI.ServedMock(luns: 1, blocks: 65536)
     defer { mock.stop() }
@@ -52,7 +56,8 @@ struct MultiProcessSoakTests {
     ])
     #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
     // Under --json the progress lines go to stderr; stdout holds the one document.
-    #expect(result.stderr.contains("digest \(SoakSchedule(seed: 7, faults: 30, ios: 20000).digest)"), "\(result.stderr)")
+    #expect(
+      result.stderr.contains("digest \(SoakSchedule(seed: 7, faults: 30, ios: 20000).digest)"), "\(result.stderr)")
     let document = try result.json()
     CLI.expectEnvelope(document, command: "soak")
     #expect(document["passed"] as? Bool == true, "\(document["problems"] ?? "")")
@@ -63,7 +68,9 @@ struct MultiProcessSoakTests {
     #expect(document["scheduleDigest"] as? String == SoakSchedule(seed: 7, faults: 30, ios: 20000).digest)
     let injected = try #require(document["faultsInjected"] as? [String: Int])
     #expect(injected.values.reduce(0, +) >= 25, "\(injected)")
-    for kind in ["adapterReset", "linkBounce", "unitAttention"] { #expect(injected[kind, default: 0] >= 3, "\(injected)") }
+    for kind in ["adapterReset", "linkBounce", "unitAttention"] {
+      #expect(injected[kind, default: 0] >= 3, "\(injected)")
+    }
     let recovery = try #require(document["recovery"] as? [String: Int])
     #expect(recovery["recoveries", default: 0] >= injected["adapterReset", default: 0], "\(recovery)")
     #expect(recovery["verifies", default: 0] >= 1, "\(recovery)")
@@ -82,7 +89,9 @@ struct MultiProcessSoakTests {
     #expect(status["portsOnline"] as? [Int] == [0, 1])
   }
 
-  @Test("soak's multi-process options keep the CLI contract: 64 for bad values, 69 with a hint when --served names no served mock")
+  @Test(
+    "soak's multi-process options keep the CLI contract: 64 for bad values, 69 with a hint when --served names no served mock"
+  )
   func contract() throws {
     for (arguments, status) in [
       (["soak", "--processes", "0"], Int32(64)), (["soak", "--processes", "2", "--progress-interval", "0"], 64),
@@ -98,7 +107,9 @@ struct MultiProcessSoakTests {
     #expect(plain.stderr.contains("hint: ") && plain.stderr.contains("mock serve"), "\(plain.stderr)")
   }
 
-  @Test("the checker is live: injected silent corruptions and a block corrupted in the LUN file after the run fail the soak")
+  @Test(
+    "the checker is live: injected silent corruptions and a block corrupted in the LUN file after the run fail the soak"
+  )
   func checkerIsLive() throws {
     var configuration = MultiProcessSoakConfiguration(executable: Self.superpipectl)
     configuration.processes = 2
@@ -110,17 +121,19 @@ struct MultiProcessSoakTests {
     configuration.directory = "/tmp"
     configuration.silentCorruptions = 2
     let corrupted = Mutex<UInt64?>(nil)
-    let report = try MultiProcessSoak.run(configuration, beforeFinalSweep: { mock, acknowledged in
-      // Flip a byte in the middle of the first acknowledged block, behind the mock's back.
-      let lba = try #require(acknowledged.first)
-      let file = try FileHandle(forUpdating: mock.appendingPathComponent("luns/lun0.img"))
-      defer { try? file.close() }
-      try file.seek(toOffset: lba * 4096 + 2000)
-      let byte = try #require(try file.read(upToCount: 1))
-      try file.seek(toOffset: lba * 4096 + 2000)
-      try file.write(contentsOf: Data([byte[0] ^ 0x5A]))
-      corrupted.withLock { $0 = lba }
-    })
+    let report = try MultiProcessSoak.run(
+      configuration,
+      beforeFinalSweep: { mock, acknowledged in
+        // Flip a byte in the middle of the first acknowledged block, behind the mock's back.
+        let lba = try #require(acknowledged.first)
+        let file = try FileHandle(forUpdating: mock.appendingPathComponent("luns/lun0.img"))
+        defer { try? file.close() }
+        try file.seek(toOffset: lba * 4096 + 2000)
+        let byte = try #require(try file.read(upToCount: 1))
+        try file.seek(toOffset: lba * 4096 + 2000)
+        try file.write(contentsOf: Data([byte[0] ^ 0x5A]))
+        corrupted.withLock { $0 = lba }
+      })
     let lba = try #require(corrupted.withLock { $0 })
     #expect(!report.passed)
     #expect(report.faultsInjected["silentCorruption"] == 2, "\(report.faultsInjected)")
