@@ -43,7 +43,7 @@ sed -i "s|$url|file://$work/superpipe|" "$consumer/Package.swift"
 cd "$consumer"
 started=$(date +%s)
 swift build 2>&1 | tail -3
-resolved=$(swift package show-dependencies | grep -E "superpipe<file://" || true)
+resolved=$(swift package show-dependencies | grep -E "── superpipe<" || true)
 echo "resolved: ${resolved:-?}"
 case "$resolved" in *"@0.1.0"*) ;; *) echo "error: superpipe did not resolve to 0.1.0" >&2; exit 1 ;; esac
 output=$(swift run --skip-build MyEngine)
