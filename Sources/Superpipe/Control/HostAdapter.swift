@@ -55,8 +55,9 @@ public struct HostAdapter: ~Copyable, Sendable {
   ///   - port: The FC port (channel) the LUN is created on.
   ///   - blocks: The LUN's size in 4 KiB blocks.
   /// - Returns: The new LUN's id on the port and its WWID.
-  /// - Throws: `SuperpipeError` with the driver's errno: `.noSpace` when the port has no room,
-  ///   `.notSupported` when the adapter cannot provision LUNs, `.invalidRequest` for a bad port.
+  /// - Throws: `SuperpipeError` with the driver's errno: `.ioError` when the AFU refuses the LUN
+  ///   (no room on the port, a size of 0), `.notSupported` when the adapter cannot provision LUNs,
+  ///   `.invalidRequest` for a port the adapter does not have.
   public func createLUN(port: UInt16, blocks: UInt64) throws(SuperpipeError) -> ProvisionedLUN {
     var provision = try provision(.createLUN, port: port) { $0.size = blocks }
     let wwid = withUnsafeBytes(of: &provision.wwid) { WWID(bytes: Array($0)) }
@@ -68,7 +69,8 @@ public struct HostAdapter: ~Copyable, Sendable {
   /// - Parameters:
   ///   - port: The FC port the LUN was created on.
   ///   - lunID: The id `createLUN(port:blocks:)` returned.
-  /// - Throws: `SuperpipeError` with the driver's errno (`.invalidRequest` for an unknown LUN).
+  /// - Throws: `SuperpipeError` with the driver's errno (`.ioError` for a LUN id not on the port,
+  ///   `.invalidRequest` for a port the adapter does not have).
   public func deleteLUN(port: UInt16, lunID: UInt64) throws(SuperpipeError) {
     _ = try provision(.deleteLUN, port: port) { $0.lun_id = lunID }
   }
