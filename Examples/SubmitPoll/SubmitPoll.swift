@@ -15,7 +15,7 @@ import Superpipe
 @main
 struct SubmitPollExample {
   static let queueDepth = 128
-  static let commands = 8192
+  static let commands = 4096
 
   static func main() {
     runExample {

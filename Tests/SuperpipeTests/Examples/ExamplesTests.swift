@@ -32,7 +32,7 @@ struct ExamplesTests {
     Example(
       name: "example-submit-poll",
       expected: [
-        "wrote 8192 blocks with up to 128 commands in flight", "read back 8192 blocks in batches of 16",
+        "wrote 4096 blocks with up to 128 commands in flight", "read back 4096 blocks in batches of 16",
         "every completion reported once, every block verified", "leaks: none",
       ]),
     Example(
