@@ -62,6 +62,13 @@ public struct IOConfiguration: Sendable, Hashable {
   public var spinTime: Duration
 
   /// Settings with the given depth, completion mode, timeout and spin time.
+  ///
+  /// - Parameters:
+  ///   - queueDepth: Commands in flight at most, 1...4096 (command slots and RRQ entries).
+  ///   - completion: Poll the response queue, or sleep until an interrupt
+  ///     (SISL_MSI_RRQ_UPDATED) reports completions.
+  ///   - commandTimeout: How long a command may take before it is reported as timed out.
+  ///   - spinTime: Polling mode: how long a waiting thread spins before it sleeps between looks.
   public init(
     queueDepth: Int = 32, completion: CompletionMode = .polling, commandTimeout: Duration = .seconds(30),
     spinTime: Duration = .microseconds(100)
