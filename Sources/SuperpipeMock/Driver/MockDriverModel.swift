@@ -11,6 +11,9 @@ import Synchronization
 /// reset/failure and fault injection. Thread-safe: every call runs under one lock.
 public final class MockDriverModel: Sendable {
   private let state: Mutex<DriverState>
+  /// Bumped, under the lock, by every call that may change the state: what the AFU derived from
+  /// the state (its translation cache) is valid while this is unchanged.
+  private let generationCounter = Atomic<UInt64>(0)
 
   /// Creates the model. `randomSeed` makes token salts and generated WWIDs reproducible; without it
   /// they come from the system generator. `storage` receives the NEED_WRITE_SAME scrubs (spec §5.5).
@@ -31,7 +34,7 @@ public final class MockDriverModel: Sendable {
   /// answers at once with the final errno (ENODEV).
   public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
                     argument: UnsafeMutableRawBufferPointer, retryAttempt: Int? = nil) -> (MockIoctlOutcome, [MockSideEffect]) {
-    let (result, reset) = state.withLock { s in
+    let (result, reset) = mutate { s in
       var result = s.ioctl(node: node, caller: caller, request: request, argument: argument)
       if s.recoverFoundNoProcessElement {
         s.recoverFoundNoProcessElement = false
@@ -59,7 +62,7 @@ public final class MockDriverModel: Sendable {
   /// old file after RECOVER_AFU) only the process element is freed. Unknown files are ignored.
   @discardableResult
   public func adapterFileReleased(_ file: MockAdapterFileID) -> [MockSideEffect] {
-    state.withLock { $0.releaseAdapterFile(file) }
+    mutate { $0.releaseAdapterFile(file) }
   }
 
   /// NORMAL → RESET (AFU reset / EEH, spec §3.4, §3.5): every context in the table moves to the error
@@ -67,13 +70,13 @@ public final class MockDriverModel: Sendable {
   /// ones and read() on them returns EIO). No-op unless NORMAL.
   @discardableResult
   public func beginAdapterReset() -> [MockAdapterFileID] {
-    state.withLock { $0.moveContextsToErrorList(newState: .reset) }
+    mutate { $0.moveContextsToErrorList(newState: .reset) }
   }
 
   /// RESET → NORMAL (`success`) or FAILTERM (spec §3.4). Parked ioctls should be re-issued
   /// afterwards. No-op unless RESET.
   public func endAdapterReset(success: Bool) {
-    state.withLock { s in
+    mutate { s in
       guard s.adapterState == .reset else { return }
       s.adapterState = success ? .normal : .failterm
     }
@@ -83,13 +86,13 @@ public final class MockDriverModel: Sendable {
   /// the table move to the error list; they cannot be recovered (RECOVER_AFU → ENODEV).
   @discardableResult
   public func failAdapter() -> [MockAdapterFileID] {
-    state.withLock { $0.moveContextsToErrorList(newState: .failterm) }
+    mutate { $0.moveContextsToErrorList(newState: .failterm) }
   }
 
   /// FAILTERM → NORMAL: a failed adapter was replaced or re-initialised. Contexts left on the
   /// error list stay there (they can be released and detached).
   public func replaceFailedAdapter() {
-    state.withLock { s in
+    mutate { s in
       guard s.adapterState == .failterm else { return }
       s.adapterState = .normal
     }
@@ -105,7 +108,7 @@ public final class MockDriverModel: Sendable {
   /// Makes READ CAPACITY(16) on `configuration.luns[lun]` fail (ATTACH → ENODEV when the capacity is
   /// not yet known, VERIFY UA 0x29/0x2A → ENODEV), spec §2.2 step 2, §6.
   public func setReadCapacityFailure(lun: Int, failing: Bool) {
-    state.withLock { s in
+    mutate { s in
       if failing { s.readCapacityFailing.insert(lun) } else { s.readCapacityFailing.remove(lun) }
     }
   }
@@ -116,7 +119,7 @@ public final class MockDriverModel: Sendable {
   /// driver does when the sync timed out and its own context reset failed (spec 3.5 item 3, 7.9):
   /// the ioctl returns EAGAIN, then every context goes to the error state.
   public func failNextAFUSyncs(count: Int, errno: Int32 = 11, schedulingReset: Bool = false) {
-    state.withLock { s in
+    mutate { s in
       s.pendingSyncFailures = max(count, 0)
       s.syncFailureErrno = errno
       s.syncFailureSchedulesReset = schedulingReset
@@ -126,13 +129,13 @@ public final class MockDriverModel: Sendable {
   /// Makes the next `count` ctx_cap readbacks mismatch while programming a context (ATTACH step 8,
   /// RECOVER_AFU) → EAGAIN (catalogue item 22).
   public func failNextCapabilityReadbacks(count: Int) {
-    state.withLock { $0.pendingCapabilityReadbackFailures = max(count, 0) }
+    mutate { $0.pendingCapabilityReadbackFailures = max(count, 0) }
   }
 
   /// Administrative resize of a LUN: changes what READ CAPACITY(16) reports. The driver only sees
   /// it on the next read (first ATTACH, or VERIFY with UNIT ATTENTION asc 0x29/0x2A), spec §4.2.
   public func setLUNCapacity(lun: Int, lastLBA: UInt64) {
-    state.withLock { s in
+    mutate { s in
       guard s.configuration.luns.indices.contains(lun) else { return }
       s.configuration.luns[lun].lastLBA = lastLBA
     }
@@ -140,6 +143,35 @@ public final class MockDriverModel: Sendable {
 
   /// A consistent copy of the whole state (contexts, handles, LUN records, allocators, PEs).
   public func snapshot() -> MockDriverSnapshot { state.withLock { $0.snapshot() } }
+
+  /// Runs `body` on the state under the lock and bumps the generation (see `generationCounter`).
+  private func mutate<Result>(_ body: (inout DriverState) -> Result) -> Result {
+    state.withLock { s in
+      let result = body(&s)
+      generationCounter.wrappingAdd(1, ordering: .releasing)
+      return result
+    }
+  }
+
+  /// The state's generation: changes whenever a call may have changed the state (one atomic load).
+  package var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+
+  /// `translate` and the geometry of the LUN it lands on (block size, last LBA; nil when the
+  /// configuration has no such LUN), with the generation they belong to, under one lock
+  /// acquisition: what the AFU caches.
+  package func translateWithGeometry(contextID ctxid: UInt32, handle: UInt32, virtualLBA: UInt64)
+    -> (translation: MockTranslation, geometry: (blockSize: UInt64, lastLBA: UInt64)?, generation: UInt64)
+  {
+    state.withLock { s in
+      let translation = s.translate(contextID: ctxid, handle: handle, virtualLBA: virtualLBA)
+      var geometry: (blockSize: UInt64, lastLBA: UInt64)?
+      if case .mapped(let extent) = translation, s.configuration.luns.indices.contains(extent.lun) {
+        let lun = s.configuration.luns[extent.lun]
+        geometry = (UInt64(lun.blockSize), lun.lastLBA)
+      }
+      return (translation, geometry, generationCounter.load(ordering: .relaxed))
+    }
+  }
 
   /// The AFU's translation of a resource-handle command for the data path (spec §5.4): the physical
   /// LUN/LBA and permissions, or the afu_rc: 0x21 context not active, 0x03 handle ≥ RHT count,
