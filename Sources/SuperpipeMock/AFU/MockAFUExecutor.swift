@@ -444,14 +444,17 @@ package final class MockAFUExecutor: Sendable {
     }
 
     // 7. Injected fault.
-    let info = MockAFUCommandInfo(
-      contextID: contextID, resourceHandle: handle, opcode: cdb.opcode, isWrite: cdb.isWrite, lba: cdb.lba,
-      blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len,
-      queueDepth: queueDepth)
-    if let fault = injectedFault(for: info) { return .injected(fault, port: portByte, dataEA: ioarcb.data_ea) }
+    let bits = pending.load(ordering: .acquiring)
+    if bits & (Pending.faults | Pending.hook) != 0 {
+      let info = MockAFUCommandInfo(
+        contextID: contextID, resourceHandle: handle, opcode: cdb.opcode, isWrite: cdb.isWrite, lba: cdb.lba,
+        blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len,
+        queueDepth: queueDepth)
+      if let fault = injectedFault(for: info) { return .injected(fault, port: portByte, dataEA: ioarcb.data_ea) }
+    }
 
     // 8. Unit attention (item 71).
-    if let ua = takeUnitAttention(lun: lun, port: port) {
+    if bits & Pending.unitAttentions != 0, let ua = takeUnitAttention(lun: lun, port: port) {
       return .check(key: 0x06, asc: ua.asc, ascq: ua.ascq, port: portByte)
     }
     // 9. A LUN the target cannot serve.

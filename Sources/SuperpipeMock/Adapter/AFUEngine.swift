@@ -283,7 +283,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         handleRegisterWrite(offset: offset, value: value)
       }
     }
-    flush()
+    if reorderCompletions { flush() }
     return (worked, nil)
   }
 
@@ -315,7 +315,6 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         if onEngineThread { engineThreadRuns.add(1, ordering: .relaxed) }
         parallel = parallel || running.load(ordering: .relaxed) > 1 || control.hasPendingWrites
         running.subtract(1, ordering: .releasing)
-        continue
       }
       // The lock is free again: an entry queued by a store that found it taken is ours.
       ccxl_atomic_fence()
@@ -656,7 +655,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory(), queueDepth: depth)
       : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID), queueDepth: depth)
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
-    corruptIfInjected(command, completion)
+    if executor.corruptedReads.load(ordering: .relaxed) > 0 { corruptIfInjected(command, completion) }
     var ioasa = completion.ioasa
     let ioasaAddress = submissionQueue ? command.ioasa_ea : address + UInt64(MemoryLayout<sisl_ioarcb>.size)
     let ioasaBytes = Int(CCXL_IOASA_HOST_USE_OFFSET)  // everything but host_use (not written by the AFU)

@@ -141,13 +141,13 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   /// The in-process engine serving this window, looked up once.
   let inlineEngine: (any MockInlineEngine)?
   /// The same, for every store without reference counting (`inlineEngine` keeps it alive).
-  private unowned(unsafe) let engine: (any MockInlineEngine)?
+  private let engine: Unmanaged<AFUEngine>?
 
   init(control: MockControlPage) {
     self.control = control
     let engine = MockInlineEngines.engine(control.engineID)
     self.inlineEngine = engine
-    self.engine = engine
+    self.engine = (engine as? AFUEngine).map { Unmanaged.passUnretained($0) }
   }
 
   func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer) {
@@ -158,7 +158,7 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
     ccxl_mmio_write64(base, offset, value)
     if let engine {
       control.pushRegisterWrite(offset: entry, value: value, ring: false)
-      engine.stored(offset: entry, value: value)
+      engine._withUnsafeGuaranteedRef { $0.stored(offset: entry, value: value) }
     } else {
       control.pushRegisterWrite(offset: entry, value: value)
     }
