@@ -110,9 +110,7 @@ struct MockEngineTests {
 
   @Test("one thread keeping 32 commands in flight: the engine thread runs some of them; every completion once, data intact")
   func parallelConsumers() throws {
-    var configuration = MockAdapter.configuration(lunCount: 1)
-    configuration.commandRoom = 64
-    let mock = try MockFixture(configuration: configuration)
+    let mock = try roomyMock()
     let context = try Context(lun: mock.disk(0))
     context.configureIO(IOConfiguration(queueDepth: 32))
     let (_, engine) = try engine(of: context.core)
@@ -144,9 +142,7 @@ struct MockEngineTests {
 
   @Test("commands in flight while the adapter holds them: parked, none completes, all complete once after resume")
   func heldWhileParallel() throws {
-    var configuration = MockAdapter.configuration(lunCount: 1)
-    configuration.commandRoom = 64
-    let mock = try MockFixture(configuration: configuration)
+    let mock = try roomyMock()
     let context = try Context(lun: mock.disk(0))
     context.configureIO(IOConfiguration(queueDepth: 16, commandTimeout: .seconds(30)))
     try context.withPhysicalLUN { lun in
@@ -205,6 +201,13 @@ struct MockEngineTests {
     }
     try context.detach()
     mock.expectNoLeaks()
+  }
+
+  /// A one-LUN mock whose contexts may have 64 commands in flight.
+  private func roomyMock() throws -> MockFixture {
+    var configuration = MockAdapter.configuration(lunCount: 1)
+    configuration.commandRoom = 64
+    return try MockFixture(configuration: configuration)
   }
 
   /// One 4 KiB piece of `buffer`.
