@@ -124,12 +124,12 @@ struct MockEngineTests {
       repeat {
         round += 1
         BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: round)
-        try keepInFlight(depth: 32, count: blocks) { index in
-          try lun.submitWrite(at: UInt64(index), from: UnsafeRawBufferPointer(piece(buffer, index)))
+        try Self.keepInFlight(depth: 32, count: blocks) { index in
+          try lun.submitWrite(at: UInt64(index), from: UnsafeRawBufferPointer(Self.piece(buffer, index)))
         } poll: { try context.pollCompletions($0) }
         buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-        try keepInFlight(depth: 32, count: blocks) { index in
-          try lun.submitRead(at: UInt64(index), into: piece(buffer, index))
+        try Self.keepInFlight(depth: 32, count: blocks) { index in
+          try lun.submitRead(at: UInt64(index), into: Self.piece(buffer, index))
         } poll: { try context.pollCompletions($0) }
         #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: round) == nil)
       } while engine.engineThreadRuns.load(ordering: .relaxed) == 0 && MonotonicClock.now() < deadline
@@ -151,12 +151,12 @@ struct MockEngineTests {
       try lun.write(at: 100, from: buffer.readOnly)
       buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
       // Warm up: several commands in flight wake the engine thread, so both consumers are live.
-      try keepInFlight(depth: 16, count: 64) { index in
-        try lun.submitRead(at: 100 + UInt64(index % 16), into: piece(buffer, index % 16))
+      try Self.keepInFlight(depth: 16, count: 64) { index in
+        try lun.submitRead(at: 100 + UInt64(index % 16), into: Self.piece(buffer, index % 16))
       } poll: { try context.pollCompletions($0) }
       mock.adapter.holdCommands()
       var tags: Set<IOTag> = []
-      for index in 0..<16 { tags.insert(try lun.submitRead(at: 100 + UInt64(index), into: piece(buffer, index))) }
+      for index in 0..<16 { tags.insert(try lun.submitRead(at: 100 + UInt64(index), into: Self.piece(buffer, index))) }
       usleep(50_000)
       var early = 0
       try context.pollCompletions { _, _ in early += 1 }
@@ -211,13 +211,13 @@ struct MockEngineTests {
   }
 
   /// One 4 KiB piece of `buffer`.
-  private func piece(_ buffer: borrowing AlignedBuffer, _ index: Int) -> UnsafeMutableRawBufferPointer {
+  static func piece(_ buffer: borrowing AlignedBuffer, _ index: Int) -> UnsafeMutableRawBufferPointer {
     UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[(index * 4096)..<((index + 1) * 4096)])
   }
 
   /// Submits `count` commands from this thread, keeping the queue full, and reaps them all (each
   /// must succeed and be reported once).
-  private func keepInFlight(
+  static func keepInFlight(
     depth: Int, count: Int, submit: (Int) throws -> IOTag,
     poll: ((IOTag, Result<Void, SuperpipeError>) -> Void) throws -> Void
   ) throws {
