@@ -489,6 +489,16 @@ public final class MockAdapter: Sendable {
     executor.delayedCommands.store(count, ordering: .relaxed)
   }
 
+  /// Null storage, like fio's null engine: while on, the AFU completes every READ, WRITE and WRITE
+  /// SAME that passes its checks (translation, permissions, ranges, injected faults, unit
+  /// attentions) successfully without moving data: a read leaves the buffer as it was, a write
+  /// changes nothing. For measuring the protocol cost of the library and the mock alone. Off by
+  /// default; not saved with the adapter (`superpipectl mock serve --null-storage` sets it).
+  public var nullStorage: Bool {
+    get { executor.nullStorage.load(ordering: .relaxed) }
+    set { executor.nullStorage.store(newValue, ordering: .relaxed) }
+  }
+
   /// The next `count` successful reads return data with one byte flipped (silent corruption; the
   /// adapter reports success, only an end-to-end check such as `BlockPattern` can tell).
   ///

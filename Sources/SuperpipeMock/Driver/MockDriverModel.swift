@@ -11,6 +11,9 @@ import Synchronization
 /// reset/failure and fault injection. Thread-safe: every call runs under one lock.
 public final class MockDriverModel: Sendable {
   private let state: Mutex<DriverState>
+  /// Bumped, under the lock, by every call that may change the state: what the AFU derived from
+  /// the state (its translation cache) is valid while this is unchanged.
+  private let generationCounter = Atomic<UInt64>(0)
 
   /// Creates the model. `randomSeed` makes token salts and generated WWIDs reproducible; without it
   /// they come from the system generator. `storage` receives the NEED_WRITE_SAME scrubs (spec §5.5).
@@ -45,7 +48,7 @@ public final class MockDriverModel: Sendable {
   ///   transport carries out (install an adapter fd, fail contexts, ...).
   public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
                     argument: UnsafeMutableRawBufferPointer, retryAttempt: Int? = nil) -> (MockIoctlOutcome, [MockSideEffect]) {
-    let (result, reset) = state.withLock { s in
+    let (result, reset) = mutate { s in
       var result = s.ioctl(node: node, caller: caller, request: request, argument: argument)
       if s.recoverFoundNoProcessElement {
         s.recoverFoundNoProcessElement = false
@@ -78,7 +81,7 @@ public final class MockDriverModel: Sendable {
   /// - Returns: The side effects to carry out.
   @discardableResult
   public func adapterFileReleased(_ file: MockAdapterFileID) -> [MockSideEffect] {
-    state.withLock { $0.releaseAdapterFile(file) }
+    mutate { $0.releaseAdapterFile(file) }
   }
 
   /// NORMAL → RESET (AFU reset / EEH, spec §3.4, §3.5): every context in the table moves to the error
@@ -86,7 +89,7 @@ public final class MockDriverModel: Sendable {
   /// ones and read() on them returns EIO). No-op unless NORMAL.
   @discardableResult
   public func beginAdapterReset() -> [MockAdapterFileID] {
-    state.withLock { $0.moveContextsToErrorList(newState: .reset) }
+    mutate { $0.moveContextsToErrorList(newState: .reset) }
   }
 
   /// RESET → NORMAL (`success`) or FAILTERM (spec §3.4). Parked ioctls should be re-issued
@@ -94,7 +97,7 @@ public final class MockDriverModel: Sendable {
   ///
   /// - Parameter success: Back to NORMAL (true) or to FAILTERM.
   public func endAdapterReset(success: Bool) {
-    state.withLock { s in
+    mutate { s in
       guard s.adapterState == .reset else { return }
       s.adapterState = success ? .normal : .failterm
     }
@@ -104,13 +107,13 @@ public final class MockDriverModel: Sendable {
   /// the table move to the error list; they cannot be recovered (RECOVER_AFU → ENODEV).
   @discardableResult
   public func failAdapter() -> [MockAdapterFileID] {
-    state.withLock { $0.moveContextsToErrorList(newState: .failterm) }
+    mutate { $0.moveContextsToErrorList(newState: .failterm) }
   }
 
   /// FAILTERM → NORMAL: a failed adapter was replaced or re-initialised. Contexts left on the
   /// error list stay there (they can be released and detached).
   public func replaceFailedAdapter() {
-    state.withLock { s in
+    mutate { s in
       guard s.adapterState == .failterm else { return }
       s.adapterState = .normal
     }
@@ -130,7 +133,7 @@ public final class MockDriverModel: Sendable {
   ///   - lun: The LUN's index in the configuration.
   ///   - failing: Fail (true) or succeed again (false).
   public func setReadCapacityFailure(lun: Int, failing: Bool) {
-    state.withLock { s in
+    mutate { s in
       if failing { s.readCapacityFailing.insert(lun) } else { s.readCapacityFailing.remove(lun) }
     }
   }
@@ -146,7 +149,7 @@ public final class MockDriverModel: Sendable {
   ///   - errno: The errno of a failed sync (EAGAIN, 11).
   ///   - schedulingReset: Also schedule an adapter reset after each failure.
   public func failNextAFUSyncs(count: Int, errno: Int32 = 11, schedulingReset: Bool = false) {
-    state.withLock { s in
+    mutate { s in
       s.pendingSyncFailures = max(count, 0)
       s.syncFailureErrno = errno
       s.syncFailureSchedulesReset = schedulingReset
@@ -158,7 +161,7 @@ public final class MockDriverModel: Sendable {
   ///
   /// - Parameter count: How many readbacks mismatch.
   public func failNextCapabilityReadbacks(count: Int) {
-    state.withLock { $0.pendingCapabilityReadbackFailures = max(count, 0) }
+    mutate { $0.pendingCapabilityReadbackFailures = max(count, 0) }
   }
 
   /// Administrative resize of a LUN: changes what READ CAPACITY(16) reports. The driver only sees
@@ -168,7 +171,7 @@ public final class MockDriverModel: Sendable {
   ///   - lun: The LUN's index in the configuration.
   ///   - lastLBA: The new last LBA.
   public func setLUNCapacity(lun: Int, lastLBA: UInt64) {
-    state.withLock { s in
+    mutate { s in
       guard s.configuration.luns.indices.contains(lun) else { return }
       s.configuration.luns[lun].lastLBA = lastLBA
     }
@@ -176,6 +179,35 @@ public final class MockDriverModel: Sendable {
 
   /// A consistent copy of the whole state (contexts, handles, LUN records, allocators, PEs).
   public func snapshot() -> MockDriverSnapshot { state.withLock { $0.snapshot() } }
+
+  /// Runs `body` on the state under the lock and bumps the generation (see `generationCounter`).
+  private func mutate<Result>(_ body: (inout DriverState) -> Result) -> Result {
+    state.withLock { s in
+      let result = body(&s)
+      generationCounter.wrappingAdd(1, ordering: .releasing)
+      return result
+    }
+  }
+
+  /// The state's generation: changes whenever a call may have changed the state (one atomic load).
+  package var generation: UInt64 { generationCounter.load(ordering: .acquiring) }
+
+  /// `translate` and the geometry of the LUN it lands on (block size, last LBA; nil when the
+  /// configuration has no such LUN), with the generation they belong to, under one lock
+  /// acquisition: what the AFU caches.
+  package func translateWithGeometry(contextID ctxid: UInt32, handle: UInt32, virtualLBA: UInt64)
+    -> (translation: MockTranslation, geometry: (blockSize: UInt64, lastLBA: UInt64)?, generation: UInt64)
+  {
+    state.withLock { s in
+      let translation = s.translate(contextID: ctxid, handle: handle, virtualLBA: virtualLBA)
+      var geometry: (blockSize: UInt64, lastLBA: UInt64)?
+      if case .mapped(let extent) = translation, s.configuration.luns.indices.contains(extent.lun) {
+        let lun = s.configuration.luns[extent.lun]
+        geometry = (UInt64(lun.blockSize), lun.lastLBA)
+      }
+      return (translation, geometry, generationCounter.load(ordering: .relaxed))
+    }
+  }
 
   /// The AFU's translation of a resource-handle command for the data path (spec §5.4): the physical
   /// LUN/LBA and permissions, or the afu_rc: 0x21 context not active, 0x03 handle ≥ RHT count,
