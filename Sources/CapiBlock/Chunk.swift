@@ -7,21 +7,30 @@ import CCapiBlock
 import Glibc
 import Superpipe
 
-/// A context kept in a class so that chunks can share it (CBLK_OPN_SHARE_CTXT). It detaches when
-/// the last chunk using it lets go.
+/// A context kept in a class so that chunks can share it (CBLK_OPN_SHARE_CTXT), with the engine
+/// that carries its chunks' asynchronous requests (AsyncEngine.swift). It detaches when the last
+/// chunk using it lets go.
 final class ContextBox: Sendable {
   let context: Context
   let path: String
   let access: AccessMode
+  let engine: AsyncEngine
 
   init(path: String, access: AccessMode, queueDepth: Int, polling: Bool) throws(SuperpipeError) {
     context = try Context(lun: path, access: access, interrupts: 4)
-    context.configureIO(
-      IOConfiguration(
-        queueDepth: min(max(queueDepth, 1), 4096), completion: polling ? .polling : .interrupts,
-        commandTimeout: Environment.current.commandTimeout))
+    let configuration = IOConfiguration(
+      queueDepth: min(max(queueDepth, 1), 4096), completion: polling ? .polling : .interrupts,
+      commandTimeout: Environment.current.commandTimeout)
+    context.configureIO(configuration)
     self.path = path
     self.access = access
+    engine = AsyncEngine(configuration: configuration, reaper: !polling)
+    engine.attach(to: self)
+  }
+
+  deinit {
+    // The reaper (if any) stops before the context detaches.
+    engine.stop()
   }
 }
 
@@ -31,8 +40,23 @@ protocol LUNTarget: AnyObject, Sendable {
   func read(_ lba: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError)
   func write(_ lba: UInt64, _ buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError)
   func unmap(_ lba: UInt64, _ blocks: UInt64) throws(SuperpipeError)
+  /// One READ(16) or WRITE(16) of at most max_xfer blocks submitted through the library's
+  /// low-level interface, without waiting for room (`.wouldBlock` when the queue is full).
+  func submit(_ operation: Operation, _ lba: UInt64, _ buffer: UnsafeMutableRawPointer, _ blocks: Int)
+    throws(SuperpipeError) -> IOTag
+  /// DK_CXLFLASH_VERIFY with a unit attention's sense.
+  func verify(_ sense: SenseData) throws(SuperpipeError)
   var maxTransferBlocks: Int { get }
   var pathCount: Int { get }
+}
+
+/// `LUNTarget.submit` for either kind of handle.
+func submitCommand<Handle: ResourceHandleIO & ~Copyable>(
+  _ handle: borrowing Handle, _ operation: Operation, _ lba: UInt64, _ buffer: UnsafeMutableRawPointer, _ blocks: Int
+) throws(SuperpipeError) -> IOTag {
+  let bytes = UnsafeMutableRawBufferPointer(start: buffer, count: blocks * 4096)
+  if operation == .read { return try handle.submitRead(at: lba, into: bytes, wait: false) }
+  return try handle.submitWrite(at: lba, from: UnsafeRawBufferPointer(bytes), wait: false)
 }
 
 final class PhysicalTarget: LUNTarget {
@@ -51,6 +75,10 @@ final class PhysicalTarget: LUNTarget {
   func unmap(_ lba: UInt64, _ blocks: UInt64) throws(SuperpipeError) {
     try lun.writeZeroes(at: lba, blocks: blocks, unmap: true)
   }
+  func submit(_ operation: Operation, _ lba: UInt64, _ buffer: UnsafeMutableRawPointer, _ blocks: Int)
+    throws(SuperpipeError) -> IOTag
+  { try submitCommand(lun, operation, lba, buffer, blocks) }
+  func verify(_ sense: SenseData) throws(SuperpipeError) { try lun.verify(sense: sense) }
   var maxTransferBlocks: Int { lun.maxTransferBlocks }
   var pathCount: Int { lun.paths.count }
   /// The LUN's size in blocks (refreshed by DK_CXLFLASH_VERIFY).
@@ -78,6 +106,10 @@ final class VirtualTarget: LUNTarget {
   func unmap(_ lba: UInt64, _ blocks: UInt64) throws(SuperpipeError) {
     try lun.writeZeroes(at: lba, blocks: blocks, unmap: true)
   }
+  func submit(_ operation: Operation, _ lba: UInt64, _ buffer: UnsafeMutableRawPointer, _ blocks: Int)
+    throws(SuperpipeError) -> IOTag
+  { try submitCommand(lun, operation, lba, buffer, blocks) }
+  func verify(_ sense: SenseData) throws(SuperpipeError) { try lun.verify(sense: sense) }
   var maxTransferBlocks: Int { lun.maxTransferBlocks }
   var pathCount: Int { 1 }
   var allocatedBlocks: UInt64 { lun.blocks }
@@ -86,21 +118,129 @@ final class VirtualTarget: LUNTarget {
 
 enum Operation: Sendable { case read, write, unmap }
 
-/// Identifies an asynchronous request of a chunk: library tags and user tags are separate
-/// namespaces (CBLK_ARW_USER_TAG_FLAG / CBLK_ARESULT_USER_TAG).
-struct TagKey: Hashable, Sendable {
-  var tag: Int32
-  var user: Bool
-}
-
-/// An asynchronous request in the chunk's table.
-struct AsyncEntry {
-  var done = false
+/// One asynchronous request of a chunk: a preallocated record of the chunk's `RequestTable`.
+struct AsyncRequest {
+  enum State: UInt8 {
+    case free
+    /// Accepted, not completed: a command in flight, or on the slow path (a worker thread).
+    case active
+    /// Completed, waiting for cblk_aresult (in the completed list).
+    case done
+  }
+  var state = State.free
+  /// CBLK_ARW_USER_TAG_FLAG: `tag` is the caller's; otherwise the tag is the record's index.
+  var user = false
+  var tag: Int32 = 0
+  var operation = Operation.read
+  var buffer: UnsafeMutableRawPointer?
+  var lba = 0
+  var blocks = 0
+  /// CBLK_ARW_USER_STATUS_FLAG / cblk_listio: the completion is posted here and the record freed.
+  var status: UnsafeMutablePointer<cblk_arw_status_t>?
   var result = 0  // blocks, when done without error
   var failErrno: Int32 = 0
-  var operation: Operation
-  /// CBLK_ARW_USER_STATUS_FLAG / cblk_listio: the completion is posted here and the entry freed.
-  var status: UnsafeMutablePointer<cblk_arw_status_t>?
+  /// The completed list (oldest first), linked through the records.
+  var next: Int32 = -1
+  var previous: Int32 = -1
+}
+
+/// A chunk's asynchronous requests: `max_num_requests` records allocated at open, used without
+/// allocating. A record's index is its library tag (as capiflash's command index); user tags are
+/// a separate namespace (CBLK_ARW_USER_TAG_FLAG / CBLK_ARESULT_USER_TAG), found through a table
+/// reserved at open. Guarded by the chunk lock.
+struct RequestTable {
+  private(set) var records: [AsyncRequest]
+  private var free: [Int32]
+  private var userTags: [Int32: Int32]
+  private var head: Int32 = -1
+  private var tail: Int32 = -1
+  /// Records not free (what max_num_requests bounds).
+  var inUse: Int { records.count - free.count }
+  /// Records accepted and not completed.
+  private(set) var active = 0
+
+  init(capacity: Int) {
+    records = Array(repeating: AsyncRequest(), count: capacity)
+    free = (0..<Int32(capacity)).reversed().map { $0 }
+    userTags = [:]
+    userTags.reserveCapacity(capacity)
+  }
+
+  subscript(index: Int32) -> AsyncRequest {
+    get { records[Int(index)] }
+    set { records[Int(index)] = newValue }
+  }
+
+  /// The record of a request in the table (active or done), by tag.
+  func find(tag: Int32, user: Bool) -> Int32? {
+    if user { return userTags[tag] }
+    guard tag >= 0, Int(tag) < records.count, records[Int(tag)].state != .free, !records[Int(tag)].user else {
+      return nil
+    }
+    return tag
+  }
+
+  /// Takes a free record for a new request (active). Nil when every record is in use.
+  mutating func allocate(userTag: Int32?) -> Int32? {
+    guard let index = free.popLast() else { return nil }
+    records[Int(index)].state = .active
+    records[Int(index)].user = userTag != nil
+    records[Int(index)].tag = userTag ?? index
+    records[Int(index)].result = 0
+    records[Int(index)].failErrno = 0
+    if let userTag { userTags[userTag] = index }
+    active += 1
+    return index
+  }
+
+  /// Marks an active request done; it joins the completed list unless `release` frees it at once
+  /// (a user status took the completion).
+  mutating func complete(_ index: Int32, release: Bool) {
+    records[Int(index)].state = .done
+    active -= 1
+    if release {
+      self.release(index)
+      return
+    }
+    records[Int(index)].previous = tail
+    records[Int(index)].next = -1
+    if tail >= 0 { records[Int(tail)].next = index } else { head = index }
+    tail = index
+  }
+
+  /// The oldest completed request, out of the completed list (still in use until released).
+  mutating func popCompleted() -> Int32? {
+    guard head >= 0 else { return nil }
+    let index = head
+    unlink(index)
+    return index
+  }
+
+  /// Whether a completed request waits in the completed list.
+  var hasCompleted: Bool { head >= 0 }
+
+  /// Takes a done request out of the completed list.
+  mutating func unlink(_ index: Int32) {
+    let record = records[Int(index)]
+    if record.previous >= 0 { records[Int(record.previous)].next = record.next } else { head = record.next }
+    if record.next >= 0 { records[Int(record.next)].previous = record.previous } else { tail = record.previous }
+    records[Int(index)].next = -1
+    records[Int(index)].previous = -1
+  }
+
+  /// Frees a done request's record.
+  mutating func release(_ index: Int32) {
+    if records[Int(index)].user { userTags[records[Int(index)].tag] = nil }
+    records[Int(index)].state = .free
+    records[Int(index)].status = nil
+    records[Int(index)].buffer = nil
+    free.append(index)
+  }
+
+  /// Forgets every request (a forked child: they are the parent's).
+  mutating func reset() {
+    self = RequestTable(capacity: records.count)
+  }
 }
 
 final class Chunk: @unchecked Sendable {
@@ -119,11 +259,13 @@ final class Chunk: @unchecked Sendable {
   var size: UInt64 = 0
   var closing = false
   var syncActive = 0
-  var entries: [TagKey: AsyncEntry] = [:]
-  /// Completed requests not yet reaped, oldest first (CBLK_ARESULT_NEXT_TAG).
-  var completed: [TagKey] = []
-  var nextTag: Int32 = 0
+  var requests: RequestTable
   var stats = chunk_stats_t()
+  /// Requests the slow path re-issued after their command failed with a retryable status or was
+  /// lost (adapter reset, channel replaced), and commands given up on after the command timeout:
+  /// added to the context's retries and timeouts in cblk_get_stats.
+  var reissues: UInt64 = 0
+  var timeouts: UInt64 = 0
 
   init(
     id: Int32, path: String, alternatePaths: [String], access: AccessMode, virtual: Bool, openFlags: Int32,
@@ -136,11 +278,17 @@ final class Chunk: @unchecked Sendable {
     self.virtual = virtual
     self.openFlags = openFlags
     self.maxRequests = maxRequests
+    requests = RequestTable(capacity: maxRequests)
   }
 
   var canRead: Bool { access != .writeOnly }
   var canWrite: Bool { access != .readOnly }
-  var outstanding: Int { entries.count }
+  /// Commands active (lock held): synchronous calls running, asynchronous requests not completed.
+  var busy: Bool { syncActive > 0 || requests.active > 0 }
+
+  /// The engine that carries this chunk's asynchronous requests (lock held): nil in a forked child
+  /// until the chunk has a context of the child's own.
+  var engine: AsyncEngine? { ownerPID == ProcessID.current ? target?.box.engine : nil }
 
   /// The maximum transfer in blocks the chunk accepts in one request.
   var maxTransfer: UInt64 {
@@ -166,8 +314,8 @@ final class Chunk: @unchecked Sendable {
 
   /// A physical chunk in a forked child: a context and handle of its own (lock held).
   func reopenAfterFork() throws(CError) {
-    entries.removeAll()
-    completed.removeAll()
+    requests.reset()
+    syncActive = 0
     Registry.shared.keepParentTarget(target)
     target = nil
     ownerPID = ProcessID.current
@@ -278,17 +426,26 @@ final class Registry: @unchecked Sendable {
 
   // Every lock is taken before fork() and released on both sides, so the child never inherits a
   // lock held by a thread that does not exist there.
+  // Engines before chunks: a harvester holds its engine's lock while it takes chunk locks.
   private var forkLocked: [Chunk] = []
+  private var forkEngines: [AsyncEngine] = []
   private func forkPrepare() {
     lock.lock()
     forkLocked = Array(chunks.values)
+    for chunk in forkLocked {
+      guard let engine = chunk.lock.withLock({ chunk.target?.box.engine }) else { continue }
+      if !forkEngines.contains(where: { $0 === engine }) { forkEngines.append(engine) }
+    }
+    for engine in forkEngines { engine.lock.lock() }
     for chunk in forkLocked { chunk.lock.lock() }
     WorkerPool.shared.lock.lock()
   }
   private func forkRelease() {
     WorkerPool.shared.lock.unlock()
     for chunk in forkLocked { chunk.lock.unlock() }
+    for engine in forkEngines { engine.lock.unlock() }
     forkLocked = []
+    forkEngines = []
     lock.unlock()
   }
 

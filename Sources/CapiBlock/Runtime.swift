@@ -1,5 +1,5 @@
-// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads that carry
-// asynchronous requests, the environment, and errno mapping.
+// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads of the
+// asynchronous slow path, the environment, and errno mapping.
 
 import CCapiBlock
 import Glibc
@@ -157,10 +157,11 @@ func entry(_ name: @autoclosure () -> String, _ body: () throws(CError) -> Int32
   }
 }
 
-/// The threads that carry asynchronous requests: each takes a job and performs it with the Swift
-/// library's synchronous path (which recovers from adapter resets and retries by itself). Threads
-/// are started on demand, up to `maximumThreads`, and sleep on a condition when idle. After fork()
-/// the child starts its own.
+/// The threads of the asynchronous slow path (AsyncEngine.swift): each takes a job and performs it
+/// with the Swift library's synchronous path (which recovers from adapter resets and retries by
+/// itself): requests without a low-level form, and re-issues of commands that failed or were lost.
+/// Threads are started on demand, up to `maximumThreads`, and sleep on a condition when idle.
+/// After fork() the child starts its own.
 final class WorkerPool: @unchecked Sendable {
   static let shared = WorkerPool()
   static let maximumThreads = 64

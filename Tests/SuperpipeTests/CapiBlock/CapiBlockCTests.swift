@@ -125,6 +125,78 @@ struct CapiBlockCTests {
     Self.expectPass(result)
   }
 
+  /// A mock whose command room (128) exceeds what the test keeps in flight. The mock AFU posts a
+  /// completion before it gives the command room back, so a client that harvests it and submits
+  /// at once can find no room; the AFU then drops the command (PERM_ERR_CMDROOM) and it is
+  /// recovered only after the command timeout. Tests that keep more than the default room (16) in
+  /// flight while completions come use this fixture; `cmd-room` covers the room queue itself.
+  static func roomyFixture() throws -> MockFixture {
+    var configuration = MockAdapter.configuration(lunCount: 2, blocks: 4 * 65536)
+    configuration.commandRoom = 128
+    return try MockFixture(configuration: configuration)
+  }
+
+  @Test("the reaper: async requests and user statuses complete while the program makes no call; not without it")
+  func reaper() throws {
+    let fixture = try Self.roomyFixture()
+    Self.expectPass(try Self.run("reaper", fixture))
+    fixture.expectNoLeaks()
+  }
+
+  @Test("an adapter reset with 32 async requests in flight on each of two chunks: every one completes with its data")
+  func resetAsync() throws {
+    let fixture = try Self.roomyFixture()
+    let markers = try TestSupport.temporaryDirectory("capiblock-reset-async")
+    defer { try? FileManager.default.removeItem(at: markers) }
+    let result = try Self.run("reset-async", fixture, [markers.path]) { line in
+      if line.hasPrefix("hold") {
+        fixture.adapter.holdCommands()
+        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("held\(line.suffix(1))").path, contents: nil)
+      } else if line.hasPrefix("reset") {
+        // The held commands are lost with the reset; the resumed adapter serves the re-issues.
+        fixture.adapter.resetAdapter(duration: .milliseconds(20))
+        fixture.adapter.resumeCommands()
+        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("reset\(line.suffix(1))").path, contents: nil)
+      }
+    }
+    Self.expectPass(result)
+  }
+
+  @Test("more async requests than the adapter's command room: none blocks; the rest wait in the queue (num_no_cmd_room)")
+  func commandRoom() throws {
+    let fixture = try MockFixture()
+    let markers = try TestSupport.temporaryDirectory("capiblock-cmd-room")
+    defer { try? FileManager.default.removeItem(at: markers) }
+    let result = try Self.run("cmd-room", fixture, [markers.path]) { line in
+      if line == "hold" {
+        fixture.adapter.holdCommands()
+        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("held").path, contents: nil)
+      } else if line == "resume" {
+        fixture.adapter.resumeCommands()
+        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("resumed").path, contents: nil)
+      }
+    }
+    Self.expectPass(result)
+  }
+
+  @Test("failed async commands: a retryable status and a unit attention are re-issued, a medium error is EIO")
+  func asyncRetry() throws {
+    let fixture = try MockFixture()
+    let markers = try TestSupport.temporaryDirectory("capiblock-async-retry")
+    defer { try? FileManager.default.removeItem(at: markers) }
+    let result = try Self.run("async-retry", fixture, [markers.path]) { line in
+      switch line {
+      case "inject-retry": fixture.adapter.failNextCommands(4, matching: .read, with: .afuError(rc: 0x30))
+      case "inject-ua": fixture.adapter.failNextCommands(1, matching: .read, with: .checkCondition(key: 6, asc: 0x29, ascq: 0))
+      case "inject-fatal":
+        fixture.adapter.failNextCommands(1, matching: .read, with: .checkCondition(key: 3, asc: 0x11, ascq: 0))
+      default: return
+      }
+      _ = FileManager.default.createFile(atPath: markers.appendingPathComponent(line).path, contents: nil)
+    }
+    Self.expectPass(result)
+  }
+
   @Test("Examples/capiblock compiles with the documented command and runs")
   func exampleProgram() throws {
     let fixture = try MockFixture()
