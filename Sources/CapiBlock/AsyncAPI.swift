@@ -174,7 +174,7 @@ func aresult(_ chunk: Chunk, _ tag: UnsafeMutablePointer<Int32>, _ status: Unsaf
   }
   let request = chunk.requests[index]
   chunk.requests.release(index)
-  chunk.lock.broadcast()  // room for a request waiting for a free command
+  chunk.wakeSleepers()  // room for a request waiting for a free command
   if request.failErrno != 0 {
     status?.pointee = UInt64(request.failErrno)
     throw CError(request.failErrno)

@@ -116,35 +116,44 @@ final class AsyncEngine: @unchecked Sendable {
     var deadline: UInt64 = 0
   }
 
-  /// Guards everything below; its condition is the reaper's.
+  /// Guards everything below (so the properties skip Swift's dynamic exclusivity checks); its
+  /// condition is the reaper's.
   let lock = Lock()
   /// The box that owns the engine (set once, right after creation), unretained and used without
   /// retaining it: its deinit stops the engine under `lock`, so while the lock is held it is
   /// alive, and no engine thread ever holds the last reference to it.
-  private var owningBox: Unmanaged<ContextBox>?
+  @exclusivity(unchecked) private var owningBox: Unmanaged<ContextBox>?
   /// Whether a reaper thread harvests (not CBLK_OPN_NO_INTRP_THREADS).
   let reaperWanted: Bool
   /// The context's spin time: how long a waiting caller keeps looking before it sleeps.
   let spinNanoseconds: UInt64
   let timeoutNanoseconds: UInt64
-  private var slots: [Slot]
+  @exclusivity(unchecked) private var slots: [Slot]
   /// Commands of ours in flight.
-  private var live = 0
+  @exclusivity(unchecked) private var live = 0
   /// Requests waiting for room in the adapter, oldest first.
-  private var queue: RequestQueue
+  @exclusivity(unchecked) private var queue: RequestQueue
   /// Requests given up on, collected for `reissueLost()`.
-  private var lost: [SlowJob] = []
-  private var token: UInt64 = 0
+  @exclusivity(unchecked) private var lost: [SlowJob] = []
+  /// Completions one harvest collected, for `postCompleted()`.
+  @exclusivity(unchecked) private var completed: [Completion] = []
+  struct Completion {
+    var chunk: Unmanaged<Chunk>
+    var record: Int32
+    /// 0: success.
+    var errno: Int32
+  }
+  @exclusivity(unchecked) private var token: UInt64 = 0
   /// The channel failed at the last harvest: new requests take the slow path until a harvest
   /// finds a healthy channel again.
-  private var faulted = false
+  @exclusivity(unchecked) private var faulted = false
   /// The context token when the failure was seen, and when to probe again regardless.
-  private var faultToken: UInt64 = 0
-  private var nextProbe: UInt64 = 0
-  private var nextDeadlineCheck: UInt64 = 0
-  private var reaper: pthread_t?
-  private var reaperIdle = false
-  private var stopping = false
+  @exclusivity(unchecked) private var faultToken: UInt64 = 0
+  @exclusivity(unchecked) private var nextProbe: UInt64 = 0
+  @exclusivity(unchecked) private var nextDeadlineCheck: UInt64 = 0
+  @exclusivity(unchecked) private var reaper: pthread_t?
+  @exclusivity(unchecked) private var reaperIdle = false
+  @exclusivity(unchecked) private var stopping = false
   private let owner = ProcessID.current
   /// When a caller last harvested (monotonic ns): the reaper keeps out of its way.
   private let lastCallerHarvest = Atomic<UInt64>(0)
@@ -157,6 +166,7 @@ final class AsyncEngine: @unchecked Sendable {
     timeoutNanoseconds = UInt64(max(1, Self.nanoseconds(configuration.commandTimeout)))
     slots = Array(repeating: Slot(), count: configuration.queueDepth)
     queue = RequestQueue(capacity: 2 * configuration.queueDepth)
+    completed.reserveCapacity(configuration.queueDepth)
   }
 
   private static func nanoseconds(_ duration: Duration) -> Int64 {
@@ -330,6 +340,7 @@ final class AsyncEngine: @unchecked Sendable {
           try withContext { (context) throws(SuperpipeError) in
             try context.pollCompletions { tag, result in dispatch(tag, result) }
           } ?? 0
+        postCompleted()
         faulted = false
       } catch {
         // The channel failed (adapter reset, adapter gone) or the context can do no I/O: no
@@ -358,7 +369,8 @@ final class AsyncEngine: @unchecked Sendable {
     return reported
   }
 
-  /// One reported command (lock held): posted to its request, or sent to the slow path.
+  /// One reported command (lock held): its completion noted for `postCompleted()`, or its request
+  /// sent to the slow path.
   private func dispatch(_ tag: IOTag, _ result: Result<Void, SuperpipeError>) {
     let index = Int(tag.rawValue)
     // Not ours any more (given up on after a loss or the timeout): the completion is dropped.
@@ -366,19 +378,39 @@ final class AsyncEngine: @unchecked Sendable {
     let record = slots[index].record
     slots[index].chunk = nil
     live -= 1
-    chunk._withUnsafeGuaranteedRef { chunk in
-      switch result {
-      case .success:
-        chunk.finish(record, nil)
-      case .failure(let error):
-        if let status = error.status, status.retryClass == .fatal {
-          chunk.finish(record, CError(error))
-        } else {
-          let sense = error.status?.retryClass == .verify ? error.status?.sense : nil
-          chunk.runOnWorker(record, reason: .retry, sense: sense)
-        }
+    switch result {
+    case .success:
+      completed.append(Completion(chunk: chunk, record: record, errno: 0))
+    case .failure(let error):
+      if let status = error.status, status.retryClass == .fatal {
+        completed.append(Completion(chunk: chunk, record: record, errno: CError(error).errno))
+      } else {
+        let sense = error.status?.retryClass == .verify ? error.status?.sense : nil
+        chunk._withUnsafeGuaranteedRef { $0.runOnWorker(record, reason: .retry, sense: sense) }
       }
     }
+  }
+
+  /// Posts the completions one harvest collected (lock held), taking each chunk's lock once per
+  /// run of its completions.
+  private func postCompleted() {
+    var start = 0
+    while start < completed.count {
+      let chunk = completed[start].chunk
+      var end = start + 1
+      while end < completed.count, completed[end].chunk.toOpaque() == chunk.toOpaque() { end += 1 }
+      chunk._withUnsafeGuaranteedRef { chunk in
+        chunk.lock.lock()
+        for position in start..<end {
+          let errno = completed[position].errno
+          chunk.finishLocked(completed[position].record, errno == 0 ? nil : CError(errno))
+        }
+        chunk.wakeSleepers()
+        chunk.lock.unlock()
+      }
+      start = end
+    }
+    completed.removeAll(keepingCapacity: true)
   }
 
   /// Gives up on the command in slot `index` (lock held): its request joins the batch that
@@ -482,6 +514,12 @@ extension Chunk {
     lock.lock()
     defer { lock.unlock() }
     if let generation, ownerPID != generation { return }
+    finishLocked(index, failure)
+    wakeSleepers()
+  }
+
+  /// `finish` with the lock held, waking nobody.
+  func finishLocked(_ index: Int32, _ failure: CError?) {
     guard requests[index].state == .active else { return }
     let request = requests[index]
     if let failure {
@@ -500,7 +538,6 @@ extension Chunk {
       status.pointee.status = failure == nil ? CBLK_ARW_STATUS_SUCCESS : CBLK_ARW_STATUS_FAIL
     }
     requests.complete(index, release: request.status != nil)
-    lock.broadcast()
   }
 
   /// Sends an active request to the slow path (takes the lock): a worker thread performs it.
@@ -561,7 +598,9 @@ extension Chunk {
         if reported > 0 || done() { continue }
         if pacer!.spinning() { continue }
       }
+      sleepers += 1
       lock.wait(until: min(now &+ pacer!.nextSleep(), deadline ?? .max))
+      sleepers -= 1
     }
     return true
   }

@@ -107,7 +107,7 @@ func closeChunk(_ chunk: Chunk) throws(CError) {
   chunk.closing = true
   let target = chunk.target
   chunk.target = nil
-  chunk.lock.broadcast()  // a request waiting for a free command gives up (EINVAL)
+  chunk.wakeSleepers()  // a request waiting for a free command gives up (EINVAL)
   chunk.lock.unlock()
   Registry.shared.remove(chunk.id)
   _ = target  // released here: DK_CXLFLASH_RELEASE, then (last user) the context detaches
@@ -214,7 +214,7 @@ func syncIO(_ chunk: Chunk, _ operation: Operation, _ buffer: UnsafeMutableRawPo
     if case .failure = result { chunk.countEnd(operation, async: false, blocks: 0, failed: true) } else {
       chunk.countEnd(operation, async: false, blocks: blocks, failed: false)
     }
-    chunk.lock.broadcast()
+    chunk.wakeSleepers()
   }
   return Int32(try result.get())
 }
