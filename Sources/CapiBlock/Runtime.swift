@@ -27,7 +27,10 @@ final class Lock: @unchecked Sendable {
     mutex.deallocate()
   }
 
-  func lock() { pthread_mutex_lock(mutex) }
+  func lock() {
+    PackageLocks.countAcquisition()
+    pthread_mutex_lock(mutex)
+  }
   func unlock() { pthread_mutex_unlock(mutex) }
 
   func withLock<R>(_ body: () throws -> R) rethrows -> R {

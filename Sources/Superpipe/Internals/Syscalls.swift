@@ -4,9 +4,10 @@
 // calls Glibc directly. The layers, as in swift-system:
 //   - raw wrappers that read errno right after the call (`KernelDevice` in DeviceBackend.swift for
 //     the device calls, the scheduling calls below);
-//   - one helper, `Syscall.run`, that applies a call's EINTR policy and, in debug builds, reports
-//     the call to the task's `SyscallInterposer`, which can record it and force an errno instead
-//     of making it (compiled out of release builds);
+//   - one helper, `Syscall.run`, that applies a call's EINTR policy, counts the call on the calling
+//     thread (`Instrumentation`, as do the scheduling calls) and, in debug builds, reports the call
+//     to the task's `SyscallInterposer`, which can record it and force an errno instead of making
+//     it (compiled out of release builds);
 //   - the typed calls above (`DriverCall`, `Context`, the I/O channel).
 // Device calls go to the installed `DeviceBackend` when there is one, else straight to the kernel:
 // one atomic load and a branch, no lock, no lookup. The library knows no backend but the kernel's.
@@ -48,6 +49,7 @@ enum Syscall {
           return .failure(forced)
         }
       #endif
+      countLibrarySystemCall()
       let outcome = body()
       #if DEBUG
         if let interposer {
@@ -165,24 +167,32 @@ enum Syscall {
   // MARK: Scheduling and waiting (not recorded: they carry no device traffic)
 
   /// `sched_yield(2)`: let another thread run (spin-wait back-off).
-  static func yield() { _ = sched_yield() }
+  static func yield() {
+    countLibrarySystemCall()
+    _ = sched_yield()
+  }
 
   /// Sleeps for `duration` (`nanosleep(2)`; an interrupted sleep just ends early).
   static func sleep(_ duration: Duration) {
     let components = duration.components
     var request = timespec(
       tv_sec: Int(components.seconds), tv_nsec: Int(components.attoseconds / 1_000_000_000))
-    if request.tv_sec > 0 || request.tv_nsec > 0 { _ = nanosleep(&request, nil) }
+    if request.tv_sec > 0 || request.tv_nsec > 0 {
+      countLibrarySystemCall()
+      _ = nanosleep(&request, nil)
+    }
   }
 
   /// `futex(2)` FUTEX_WAIT on a 32-bit word while it equals `expected`, at most
   /// `timeoutNanoseconds` (negative: no limit). EINTR, EAGAIN and ETIMEDOUT just return.
   static func futexWait(_ word: UnsafeRawPointer, expected: UInt32, timeoutNanoseconds: Int64) {
+    countLibrarySystemCall()
     _ = ccxl_futex_wait(word, expected, timeoutNanoseconds)
   }
 
   /// `futex(2)` FUTEX_WAKE of up to `count` waiters.
   static func futexWake(_ word: UnsafeRawPointer, count: Int32 = 1) {
+    countLibrarySystemCall()
     _ = ccxl_futex_wake(word, count)
   }
 
@@ -194,6 +204,7 @@ enum Syscall {
     }
     let box = Unmanaged.passRetained(Box(body))
     var thread = pthread_t()
+    countLibrarySystemCall()
     let rc = pthread_create(
       &thread, nil,
       { raw in
