@@ -583,6 +583,44 @@ static int test_cmd_room(void) {
     return 0;
 }
 
+static int test_adapter_fail(void) {
+    /* The adapter fails for good (FAILTERM) with async requests in flight, on a chunk with a reaper
+       and one without: every request ends, with -1 and an errno, and is counted as an error.
+       marker: a directory for the files the test process creates once it has held, then failed,
+       the adapter. */
+    enum { N = 8 };
+    char held[512], failed[512];
+    snprintf(held, sizeof held, "%s/held", marker);
+    snprintf(failed, sizeof failed, "%s/failed", marker);
+    chunk_id_t v = open_vlun(N, O_RDWR, 0);
+    chunk_id_t p = cblk_open(disk2, 0, O_RDWR, 0, CBLK_OPN_NO_INTRP_THREADS);
+    CHECK(p != NULL_CHUNK_ID);
+    char *b = blocks(2 * N);
+    say("hold");
+    wait_for_file(held);
+    int tags[2 * N];
+    for (int i = 0; i < N; i++) {
+        CHECK(cblk_aread(v, b + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+        CHECK(cblk_aread(p, b + (N + i) * BS, i, 1, &tags[N + i], NULL, 0) == 0);
+    }
+    say("fail");
+    wait_for_file(failed);
+    chunk_id_t ids[2] = {v, p};
+    for (int c = 0; c < 2; c++) {
+        for (int i = 0; i < N; i++) {
+            int t = -1;
+            uint64_t status = 0;
+            errno = 0;
+            CHECK(cblk_aresult(ids[c], &t, &status, CBLK_ARESULT_NEXT_TAG | CBLK_ARESULT_BLOCKING) == -1);
+            CHECK(errno != 0 && status == (uint64_t)errno);
+        }
+        chunk_stats_t s = stats_of(ids[c]);
+        CHECK(s.num_errors == N && s.num_act_areads == 0);
+    }
+    free(b);
+    return 0;
+}
+
 static int test_async_retry(void) {
     /* Statuses injected by the test process before each step (it answers "inject-N" with marker
        file N): a retryable status is re-issued (the request succeeds), a UNIT ATTENTION is answered
@@ -648,6 +686,7 @@ int main(int argc, char **argv) {
         {"bad-input", test_bad_input}, {"fork", test_fork}, {"groups", test_groups},
         {"reset", test_reset}, {"compat", test_compat}, {"reaper", test_reaper},
         {"reset-async", test_reset_async}, {"async-retry", test_async_retry}, {"cmd-room", test_cmd_room},
+        {"adapter-fail", test_adapter_fail},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (strcmp(argv[1], tests[i].name) == 0) {

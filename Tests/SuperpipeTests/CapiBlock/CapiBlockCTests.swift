@@ -180,6 +180,24 @@ struct CapiBlockCTests {
     Self.expectPass(try Self.runAnswering("cmd-room", fixture) { Self.holdAndResume(fixture, $0) })
   }
 
+  @Test("the adapter fails for good with async requests in flight: every request ends with an errno")
+  func adapterFail() throws {
+    let fixture = try MockFixture()
+    let result = try Self.runAnswering("adapter-fail", fixture) { line in
+      switch line {
+      case "hold":
+        fixture.adapter.holdCommands()
+        return "held"
+      case "fail":
+        fixture.adapter.failAdapter()
+        fixture.adapter.resumeCommands()
+        return "failed"
+      default: return nil
+      }
+    }
+    Self.expectPass(result)
+  }
+
   @Test("failed async commands: a retryable status and a unit attention are re-issued, a medium error is EIO")
   func asyncRetry() throws {
     let fixture = try MockFixture()
