@@ -34,11 +34,15 @@ func issueAsync(
     if job == nil { try chunk.check(operation, lba: lba, blocks: blocks) }
     if chunk.requests.inUse >= chunk.maxRequests {
       chunk.stats.num_no_cmds_free += 1
-      guard waitForCommand else {
-        chunk.stats.num_no_cmds_free_fail += 1
-        throw CError(EAGAIN)
+      if waitForCommand {
+        chunk.wait { chunk.closing || chunk.requests.inUse < chunk.maxRequests }
+      } else {
+        chunk.look()  // a user status may free a record
+        if chunk.requests.inUse >= chunk.maxRequests {
+          chunk.stats.num_no_cmds_free_fail += 1
+          throw CError(EAGAIN)
+        }
       }
-      chunk.wait { chunk.closing || chunk.requests.inUse < chunk.maxRequests }
       if chunk.closing { throw CError(EINVAL) }
     }
     if let userTag, chunk.requests.find(tag: userTag, user: true) != nil { throw CError(EINVAL) }  // in use
@@ -175,6 +179,7 @@ func aresult(_ chunk: Chunk, _ tag: UnsafeMutablePointer<Int32>, _ status: Unsaf
   let request = chunk.requests[index]
   chunk.requests.release(index)
   chunk.wakeSleepers()  // room for a request waiting for a free command
+  chunk.engine?.noteCallerActivity()
   if request.failErrno != 0 {
     status?.pointee = UInt64(request.failErrno)
     throw CError(request.failErrno)

@@ -6,8 +6,8 @@
 // which chunk and request the command slot (IOTag) carries; nothing is allocated and no other
 // thread is involved. Completions are harvested (`Context.pollCompletions`) by whoever looks:
 // cblk_aresult, cblk_listio, a request waiting for a free command, cblk_close, and, unless
-// CBLK_OPN_NO_INTRP_THREADS, the context's reaper thread, which harvests only while no caller has
-// looked for 100 µs and sleeps on a condition while nothing is in flight. A harvester posts each
+// CBLK_OPN_NO_INTRP_THREADS, the context's reaper thread, which harvests only while no caller
+// harvests or reaps, and sleeps on a condition while nothing is in flight. A harvester posts each
 // completion to its chunk (the chunk's completed list, or the caller's cblk_arw_status_t) and
 // wakes the chunk's waiters.
 //
@@ -116,8 +116,7 @@ final class AsyncEngine: @unchecked Sendable {
     var deadline: UInt64 = 0
   }
 
-  /// Guards everything below (so the properties skip Swift's dynamic exclusivity checks); its
-  /// condition is the reaper's.
+  /// Guards everything below (so the properties skip Swift's dynamic exclusivity checks).
   let lock = Lock()
   /// The box that owns the engine (set once, right after creation), unretained and used without
   /// retaining it: its deinit stops the engine under `lock`, so while the lock is held it is
@@ -152,13 +151,22 @@ final class AsyncEngine: @unchecked Sendable {
   @exclusivity(unchecked) private var nextProbe: UInt64 = 0
   @exclusivity(unchecked) private var nextDeadlineCheck: UInt64 = 0
   @exclusivity(unchecked) private var reaper: pthread_t?
-  @exclusivity(unchecked) private var reaperIdle = false
   @exclusivity(unchecked) private var stopping = false
+  /// The reaper's own lock and condition (it takes `lock` only with `tryLock`, so that a busy
+  /// program's submissions never have to wake it), and what it reads without `lock`: whether it
+  /// sleeps idle, and how many requests are in flight or queued.
+  private let reaperLock = Lock()
+  @exclusivity(unchecked) private var reaperStop = false
+  private let reaperIdle = Atomic<Bool>(false)
+  private let outstanding = Atomic<Int>(0)
   private let owner = ProcessID.current
-  /// When a caller last harvested (monotonic ns): the reaper keeps out of its way.
-  private let lastCallerHarvest = Atomic<UInt64>(0)
-  /// How long no caller must have harvested before the reaper does.
-  static let callerQuiet: UInt64 = 100_000
+  /// Counts the callers' harvests and reaps: the reaper harvests only when it did not move since
+  /// its last look (a caller at work collects the completions itself; the reaper would only
+  /// contend for the lock).
+  private let callerActivity = Atomic<UInt32>(0)
+
+  /// A caller reaped a completion (or harvested).
+  func noteCallerActivity() { callerActivity.wrappingAdd(1, ordering: .relaxed) }
 
   init(configuration: IOConfiguration, reaper: Bool) {
     reaperWanted = reaper
@@ -293,12 +301,15 @@ final class AsyncEngine: @unchecked Sendable {
     }
   }
 
+  /// After a submission (lock held): publishes the count in flight for the reaper, and starts the
+  /// reaper or wakes it from idle.
   private func wakeReaper() {
     guard reaperWanted else { return }
+    outstanding.store(live + queue.count, ordering: .sequentiallyConsistent)
     if reaper == nil {
       startReaper()
-    } else if reaperIdle {
-      lock.signal()
+    } else if reaperIdle.load(ordering: .sequentiallyConsistent) {
+      reaperLock.withLock { reaperLock.signal() }
     }
   }
 
@@ -310,7 +321,7 @@ final class AsyncEngine: @unchecked Sendable {
   func harvest() -> Int {
     lock.lock()
     defer { lock.unlock() }
-    if reaperWanted { lastCallerHarvest.store(monotonicNow(), ordering: .relaxed) }
+    if reaperWanted { noteCallerActivity() }
     return harvestLocked()
   }
 
@@ -366,6 +377,7 @@ final class AsyncEngine: @unchecked Sendable {
       }
     }
     reissueLost()
+    if reaperWanted { outstanding.store(live + queue.count, ordering: .sequentiallyConsistent) }
     return reported
   }
 
@@ -454,39 +466,57 @@ final class AsyncEngine: @unchecked Sendable {
     if result == 0 { reaper = thread } else { trace(2, "no reaper thread (pthread_create: \(result))") }
   }
 
-  /// The reaper: sleeps on the engine's condition while nothing is in flight; otherwise harvests
-  /// when no caller has for `callerQuiet`, sleeping 20 µs (after a harvest that found something)
-  /// doubling up to 1 ms between looks.
+  /// The reaper: harvests when no caller harvested or reaped since its last look and the engine's
+  /// lock is free, sleeping 20 µs (after a harvest that found something) doubling up to 1 ms
+  /// between looks; sleeps on its condition (until a submission signals it) once nothing is in
+  /// flight and the callers were quiet for a look. While callers are at work it neither harvests
+  /// nor goes idle.
   private func reap() {
-    lock.lock()
+    reaperLock.lock()
     var sleep: UInt64 = 20_000
-    while !stopping {
-      if live == 0 && queue.isEmpty {
-        reaperIdle = true
-        lock.wait()
-        reaperIdle = false
+    var seen = callerActivity.load(ordering: .relaxed)
+    while !reaperStop {
+      let activity = callerActivity.load(ordering: .relaxed)
+      let quiet = activity == seen
+      seen = activity
+      if quiet && outstanding.load(ordering: .sequentiallyConsistent) == 0 {
+        // Idle is published before the count is read again; a submission publishes the count
+        // before it reads idle: one of the two sees the other.
+        reaperIdle.store(true, ordering: .sequentiallyConsistent)
+        if outstanding.load(ordering: .sequentiallyConsistent) == 0 { reaperLock.wait() }
+        reaperIdle.store(false, ordering: .sequentiallyConsistent)
         sleep = 20_000
+        seen = callerActivity.load(ordering: .relaxed)
         continue
       }
       let now = monotonicNow()
-      if now &- lastCallerHarvest.load(ordering: .relaxed) >= Self.callerQuiet, harvestLocked() > 0 {
-        sleep = 20_000
-      } else {
-        sleep = min(sleep * 2, 1_000_000)
+      var found = 0
+      if quiet {
+        reaperLock.unlock()
+        if lock.tryLock() {
+          found = harvestLocked()
+          lock.unlock()
+        }
+        reaperLock.lock()
       }
-      lock.wait(until: now &+ sleep)
+      sleep = found > 0 ? 20_000 : min(sleep * 2, 1_000_000)
+      if !reaperStop { reaperLock.wait(until: now &+ sleep) }
     }
-    lock.unlock()
+    reaperLock.unlock()
   }
 
-  /// Stops the reaper and waits for it (the box's deinit, before the context detaches).
+  /// Stops the reaper and waits for it (the box's deinit, before the context detaches): no harvest
+  /// runs once `stopping` is set.
   func stop() {
     lock.lock()
     stopping = true
     let thread = reaper
     reaper = nil
-    lock.signal()
     lock.unlock()
+    reaperLock.lock()
+    reaperStop = true
+    reaperLock.signal()
+    reaperLock.unlock()
     // In a forked child the thread was not copied; the box is never released there anyway.
     if let thread, ProcessID.current == owner, pthread_equal(thread, pthread_self()) == 0 {
       pthread_join(thread, nil)

@@ -33,6 +33,13 @@ final class Lock: @unchecked Sendable {
   }
   func unlock() { pthread_mutex_unlock(mutex) }
 
+  /// Takes the lock if it is free; false (without waiting) when another thread holds it.
+  func tryLock() -> Bool {
+    guard pthread_mutex_trylock(mutex) == 0 else { return false }
+    PackageLocks.countAcquisition()
+    return true
+  }
+
   func withLock<R>(_ body: () throws -> R) rethrows -> R {
     lock()
     defer { unlock() }
