@@ -200,7 +200,10 @@ final class AsyncEngine: @unchecked Sendable {
   }
 
   /// The context token (lock held).
-  private var currentToken: UInt64 { (try? withContext { $0.token.rawValue }) ?? token }
+  private var currentToken: UInt64 {
+    guard let owningBox, !stopping else { return token }
+    return owningBox._withUnsafeGuaranteedRef { $0.context.token.rawValue }
+  }
 
   // MARK: Submission
 

@@ -381,7 +381,7 @@ final class Chunk: @unchecked Sendable {
 
   /// The maximum transfer in blocks the chunk accepts in one request.
   var maxTransfer: UInt64 {
-    if Environment.current.compat {
+    if Environment.compat {
       if virtual { return 1 }
       return UInt64(target?.maxTransferBlocks ?? 4096)
     }

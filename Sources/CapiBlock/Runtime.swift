@@ -84,6 +84,9 @@ struct Environment: Sendable {
   /// before EBUSY. Default 5000 (capiflash's 500 × 10 ms).
   var closeWaitNanoseconds: UInt64 = 5_000_000_000
 
+  /// `current.compat`, read once (every range check asks).
+  static let compat = current.compat
+
   static let current: Environment = {
     var environment = Environment()
     func value(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
