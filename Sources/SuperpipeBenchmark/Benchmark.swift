@@ -472,7 +472,9 @@ public enum SuperpipeBenchmark {
 
   /// capiblock at a deeper queue: `depth` requests kept in flight with cblk_aread/cblk_awrite (user
   /// tags: the buffer's index), each reaped by cblk_aresult(CBLK_ARESULT_NEXT_TAG |
-  /// CBLK_ARESULT_BLOCKING), from one thread; libcflsh_block's worker threads carry the requests.
+  /// CBLK_ARESULT_BLOCKING), from one thread: cblk_aread/cblk_awrite submit on this thread and
+  /// cblk_aresult harvests the completions (with `--completion interrupts` the chunk's reaper
+  /// thread may harvest too).
   private static func runCapiBlockQueued(
     _ chunk: chunk_id_t, depth: Int, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration
   ) throws -> BenchmarkRow {
@@ -517,7 +519,7 @@ public enum SuperpipeBenchmark {
       return Int(tag)
     }
 
-    // Warm up: start the worker threads (twice the depth of reads, reaped).
+    // Warm up (the context's channel, first touches): twice the depth of reads, reaped.
     for _ in 0..<2 {
       while let slot = freeSlots.popLast() {
         submit(slot, read: true, lba: Int(random.next() % configuration.lunBlocks))
