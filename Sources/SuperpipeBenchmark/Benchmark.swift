@@ -18,7 +18,7 @@ import Foundation
 import Histogram
 import MallocInterposerSwift
 import Synchronization
-public import Superpipe
+@_spi(Instrumentation) public import Superpipe
 import SuperpipeMock
 
 #if canImport(Glibc)
@@ -47,6 +47,9 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   public var threadCounts: [Int] = [1, 2, 4]
   /// Whether to run the served rows: the same depths against a mock served by another process.
   public var served = true
+  /// Whether to run the null-storage rows: randread at the queue depths against the in-process
+  /// mock completing commands without moving data.
+  public var nullStorage = true
 
   /// The queue depths of the capiblock rows (when they are among `queueDepths`, whose Swift row is
   /// the comparison).
@@ -57,7 +60,7 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   public init() {}
 
   enum CodingKeys: String, CodingKey {
-    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock, threadCounts, served
+    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock, threadCounts, served, nullStorage
   }
 
   /// Decodes a configuration; `capiblock` (added after schemaVersion 1 was published) defaults to
@@ -73,6 +76,7 @@ public struct BenchmarkConfiguration: Sendable, Codable {
     capiblock = try container.decodeIfPresent(Bool.self, forKey: .capiblock) ?? false
     threadCounts = try container.decodeIfPresent([Int].self, forKey: .threadCounts) ?? []
     served = try container.decodeIfPresent(Bool.self, forKey: .served) ?? false
+    nullStorage = try container.decodeIfPresent(Bool.self, forKey: .nullStorage) ?? false
   }
 
   /// The fio workload names.
@@ -122,8 +126,27 @@ public struct BenchmarkRow: Sendable, Codable {
   public var threads: Int?
   /// Thread rows: "per-thread" (a context each) or "shared" (one context and handle for all).
   public var contexts: String?
-  /// Where the mock ran: "in-process" or "served" (another process); absent in the baselines.
+  /// Where the mock ran: "in-process", "served" (another process) or "null-storage" (in-process,
+  /// commands complete without moving data); absent in the baselines.
   public var mock: String?
+  /// Per I/O on the application thread (synchronous and submit/poll rows), from the package's
+  /// per-thread counters (`Instrumentation.onThisThread`): locks and system calls of the Superpipe
+  /// library, and of the mock adapter where it ran on that thread (in-process, inline).
+  public var perIO: PerIO?
+  /// Nanoseconds per I/O on the issuing thread (1e9 / IOPS).
+  public var nanosecondsPerIO: Double?
+
+  /// Locks and system calls per I/O on the application thread.
+  public struct PerIO: Sendable, Codable {
+    /// Locks the library took.
+    public var libraryLocks: Double
+    /// System calls the library made.
+    public var librarySyscalls: Double
+    /// Locks the mock took on the application thread.
+    public var mockLocks: Double
+    /// System calls the mock made on the application thread.
+    public var mockSyscalls: Double
+  }
 
   /// Latency percentiles and extremes in microseconds.
   public struct Latency: Sendable, Codable {
@@ -167,6 +190,9 @@ public struct BenchmarkReport: Sendable, Codable {
   public var threadRows: [BenchmarkRow]?
   /// The served rows: the queue depths against a mock served by another process.
   public var served: [BenchmarkRow]?
+  /// The null-storage rows: the queue depths against the in-process mock with null storage (the
+  /// protocol cost of library plus mock alone).
+  public var nullStorage: [BenchmarkRow]?
 }
 
 /// Runs the benchmark.
@@ -260,6 +286,28 @@ public enum SuperpipeBenchmark {
       try context.detach()
     }
 
+    // Null storage: the in-process mock completes every command without moving data, so what is
+    // left is the protocol cost of library plus mock.
+    var nullRows: [BenchmarkRow] = []
+    if configuration.nullStorage {
+      adapter.nullStorage = true
+      let context = try Context(lun: disk)
+      for depth in configuration.queueDepths {
+        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+        var row = try context.withPhysicalLUN { lun in
+          depth <= 1
+            ? try runSynchronous(lun, workload: .randread, configuration: configuration, countAllocations: verified)
+            : try runQueued(context, lun, depth: depth, workload: .randread, configuration: configuration)
+        }
+        finish(&row, baseline: baseline, api: "swift", mock: "null-storage")
+        row.nanosecondsPerIO = row.iops > 0 ? 1e9 / row.iops : nil
+        nullRows.append(row)
+        progress(describe(row, label: "superpipe null-storage"))
+      }
+      try context.detach()
+      adapter.nullStorage = false
+    }
+
     // The C API on the same LUN, after the Swift context has detached (one context at a time, as
     // for the Swift rows).
     var capiblock: [BenchmarkRow] = []
@@ -294,7 +342,7 @@ public enum SuperpipeBenchmark {
       machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
       baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock,
-      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows)
+      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows, nullStorage: nullRows)
   }
 
   /// Fills in a row's ratio to the single-thread baseline of its workload, its API and its mock.
@@ -316,6 +364,12 @@ public enum SuperpipeBenchmark {
       + "BW=\(String(format: "%.1f", row.bandwidthMiBps))MiB/s, lat (usec): p50=\(String(format: "%.2f", latency.p50)) "
       + "p99=\(String(format: "%.2f", latency.p99)) p99.9=\(String(format: "%.2f", latency.p99_9))"
     if let allocations = row.allocationsPerIO { text += ", allocs/io=\(String(format: "%.3f", allocations))" }
+    if let perIO = row.perIO {
+      text +=
+        ", locks/io=\(String(format: "%.2f", perIO.libraryLocks))+\(String(format: "%.2f", perIO.mockLocks))"
+        + " syscalls/io=\(String(format: "%.2f", perIO.librarySyscalls))+\(String(format: "%.2f", perIO.mockSyscalls))"
+    }
+    if let nanoseconds = row.nanosecondsPerIO { text += ", ns/io=\(Int(nanoseconds.rounded()))" }
     if row.baselineIOPS > 0 { text += ", ratio=\(String(format: "%.2f", row.ratio))x" }
     if let toSwift = row.ratioToSwift { text += ", ratio-to-swift=\(String(format: "%.2f", toSwift))x" }
     return text
@@ -418,6 +472,7 @@ public enum SuperpipeBenchmark {
       MallocInterposerSwift.reset()
       MallocInterposerSwift.hook()
     }
+    let counts = Instrumentation.onThisThread
     let start = now()
     var ios: UInt64 = 0
     var last = start
@@ -434,7 +489,9 @@ public enum SuperpipeBenchmark {
       ios += 1
     }
     let allocations = countAllocations ? allocationsPerIO(ios) : nil
-    return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+    var result = row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+    result.perIO = perIO(since: counts, ios: ios)
+    return result
   }
 
   /// Stops counting allocations (malloc-interposer, hooked before the measured loop) and returns
@@ -458,6 +515,7 @@ public enum SuperpipeBenchmark {
     var bufferOf = [Int](repeating: 0, count: context.ioConfiguration.queueDepth)
     var freeBuffers = Array((0..<depth).reversed())
     let duration = UInt64(configuration.seconds * 1e9)
+    let counts = Instrumentation.onThisThread
     let start = now()
     var ios: UInt64 = 0
     var inflight = 0
@@ -490,7 +548,18 @@ public enum SuperpipeBenchmark {
         if inflight == 0 { throw failure }
       }
     }
-    return row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+    var result = row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+    result.perIO = perIO(since: counts, ios: ios)
+    return result
+  }
+
+  /// The calling thread's locks and system calls per I/O since `counts`.
+  private static func perIO(since counts: Instrumentation.Counts, ios: UInt64) -> BenchmarkRow.PerIO {
+    let done = Instrumentation.onThisThread - counts
+    let n = Double(max(ios, 1))
+    return .init(
+      libraryLocks: Double(done.libraryLocks) / n, librarySyscalls: Double(done.librarySyscalls) / n,
+      mockLocks: Double(done.otherLocks) / n, mockSyscalls: Double(done.otherSyscalls) / n)
   }
 
   // MARK: capiblock rows

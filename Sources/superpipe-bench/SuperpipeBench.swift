@@ -67,6 +67,9 @@ struct SuperpipeBench: ParsableCommand {
   @Flag(inversion: .prefixedNo, help: "Run the served rows (the queue depths against a mock served by another process).")
   var served = true
 
+  @Flag(inversion: .prefixedNo, help: "Run the null-storage rows (randread at the queue depths; the mock moves no data).")
+  var nullStorage = true
+
   @Option(help: .hidden)
   var internalServeMock: String?
 
@@ -128,6 +131,7 @@ struct SuperpipeBench: ParsableCommand {
     configuration.capiblock = capiblock
     configuration.threadCounts = parsedThreads ?? []
     configuration.served = served
+    configuration.nullStorage = nullStorage
     let showProgress = !json
     // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
     let capiblockDepths =
@@ -135,9 +139,11 @@ struct SuperpipeBench: ParsableCommand {
     let threadRows = configuration.threadCounts.reduce(0) { $0 + ($1 == 1 ? 1 : 2) }
     let baselineThreads = Set(configuration.threadCounts + configuration.queueDepths).filter { $0 > 1 }.count
     let servedRows = served ? configuration.queueDepths.count : 0
+    let nullRows = nullStorage ? configuration.queueDepths.count : 0
     let rows =
       configuration.workloads.count
       * (configuration.queueDepths.count + 1 + capiblockDepths + threadRows + baselineThreads + servedRows)
+      + nullRows
     let started = Date()
     var finished = 0
     let terminal = isatty(STDERR_FILENO) != 0
