@@ -49,10 +49,14 @@ let package = Package(
     // (No unsafeFlags: they would make the library unusable as a dependency. The C warning gate
     // is the compile check in Tests/SuperpipeTests/KernelHeaderCompatibilityTests.swift.)
     .target(name: "CCXLFlash"),
+    // Per-thread counters of locks and system calls (C11 thread-locals, static inline adds) and the
+    // pthread mutex behind the package's lock in ThreadSanitizer builds (Internals/Instrumentation.swift).
+    .target(name: "CSuperpipeCounters"),
     .target(
       name: "Superpipe",
       dependencies: [
         "CCXLFlash",
+        "CSuperpipeCounters",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
       swiftSettings: strictSwift
@@ -170,12 +174,12 @@ let package = Package(
       path: "Examples/TestingWithTheMock/Tests/RecordStoreTests", swiftSettings: testSwift),
     .testTarget(
       name: "AFUExecutorTests",
-      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash"],
       swiftSettings: testSwift
     ),
     .testTarget(
       name: "DriverModelTests",
-      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash"],
       swiftSettings: testSwift
     ),
     .testTarget(

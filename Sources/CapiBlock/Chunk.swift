@@ -14,12 +14,23 @@ final class ContextBox: Sendable {
   let path: String
   let access: AccessMode
 
+  /// The context on `path`, configured from the library's configuration (the environment and
+  /// its file: command timeout, spin time, recovery policy) with cblk_open's queue depth and
+  /// completion mode. A configuration value that cannot be used is EINVAL, traced at the default
+  /// verbosity with the key it names.
   init(path: String, access: AccessMode, queueDepth: Int, polling: Bool) throws(SuperpipeError) {
+    let configuration: SuperpipeConfiguration
+    switch Environment.current.configuration {
+    case .success(let value): configuration = value
+    case .failure(let error):
+      trace(1, "configuration: \(error)")
+      throw SuperpipeError(code: .invalidArgument, operation: "configuration", message: error.description)
+    }
     context = try Context(lun: path, access: access, interrupts: 4)
-    context.configureIO(
-      IOConfiguration(
-        queueDepth: min(max(queueDepth, 1), 4096), completion: polling ? .polling : .interrupts,
-        commandTimeout: Environment.current.commandTimeout))
+    var io = configuration.io
+    io.queueDepth = min(max(queueDepth, 1), 4096)
+    io.completion = polling ? .polling : .interrupts
+    context.apply(SuperpipeConfiguration(io: io, recovery: configuration.recovery))
     self.path = path
     self.access = access
   }

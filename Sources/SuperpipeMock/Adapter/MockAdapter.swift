@@ -17,6 +17,7 @@ import Synchronization
 ///     <directory>/luns/lunN.img      LUN data (sparse files; persistent)
 ///     <directory>/dev/sda ...        disk nodes, one per LUN and FC port (while served)
 ///     <directory>/dev/cxlflash/cxlflash0   the host node (while served)
+///     <directory>/sys/...            the driver's sysfs view (MockSysfsTree), for discovery
 ///
 /// Serve it in-process with `start()` (tests, the embedded demo) or as its own process with
 /// `superpipectl mock serve` (which calls `serve()`); several processes can use one adapter at
@@ -75,6 +76,7 @@ public final class MockAdapter: Sendable {
       thread.name = "superpipe-mock-scheduled-reset"
       thread.start()
     }
+    refreshSysfs()
   }
 
   deinit {
@@ -215,6 +217,15 @@ public final class MockAdapter: Sendable {
         return state.diskNodes.first { $0.lun == lun && $0.port == port }?.name
       }.sorted()
       try? state.save(to: directory.appendingPathComponent("adapter.json"))
+      MockSysfsTree(directory: directory).write(state: state, snapshot: snapshot, portsOnline: Set(portsOnline))
+    }
+  }
+
+  /// Rewrites `<directory>/sys` (MockSysfsTree) from the state now.
+  private func refreshSysfs() {
+    let snapshot = model.snapshot()
+    persistent.withLock { state in
+      MockSysfsTree(directory: directory).write(state: state, snapshot: snapshot, portsOnline: Set(portsOnline))
     }
   }
 
@@ -370,6 +381,7 @@ public final class MockAdapter: Sendable {
   ///   - inFlight: How many commands routed to the port fail LINKDOWN before the AFU avoids it.
   public func linkDown(port: Int, inFlight: Int = 1) {
     executor.setLink(port: port, up: false, inFlight: inFlight)
+    refreshSysfs()
   }
 
   /// Brings FC port `port`'s link back up: the AFU selects it again.
@@ -377,6 +389,7 @@ public final class MockAdapter: Sendable {
   /// - Parameter port: The FC port.
   public func linkUp(port: Int) {
     executor.setLink(port: port, up: true)
+    refreshSysfs()
   }
 
   /// The ports whose link is up.
