@@ -25,6 +25,14 @@ struct APIHygieneTests {
     #expect(!manifest.contains("unsafeFlags("))
   }
 
+  @Test("Superpipe's code knows nothing of the mock: no Swift source of the library names it")
+  func libraryNamesNoMock() throws {
+    // The DocC catalog (Superpipe.docc) may: its articles tell applications how to test with it.
+    for (path, text) in try Self.sources("Sources/Superpipe") {
+      #expect(!text.lowercased().contains("mock"), "\(path)")
+    }
+  }
+
   @Test("no @_lifetime annotation in Superpipe or SuperpipeMock")
   func noLifetimeAnnotations() throws {
     for (path, text) in try Self.sources("Sources/Superpipe") + Self.sources("Sources/SuperpipeMock") {

@@ -48,6 +48,13 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
   public var message: String
 
   /// Creates the value from its parts.
+  ///
+  /// - Parameters:
+  ///   - code: What kind of failure this is.
+  ///   - key: The key (variable or file key) whose value cannot be used, when there is one.
+  ///   - value: The offending value as written.
+  ///   - source: `environment`, or the file's path.
+  ///   - message: A sentence a person can act on.
   public init(code: Code, key: String?, value: String?, source: String, message: String) {
     self.code = code
     self.key = key
@@ -87,6 +94,10 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   public var recovery: RecoveryPolicy
 
   /// The given settings (the defaults when omitted).
+  ///
+  /// - Parameters:
+  ///   - io: The data-path settings.
+  ///   - recovery: The recovery policy.
   public init(io: IOConfiguration = IOConfiguration(), recovery: RecoveryPolicy = RecoveryPolicy()) {
     self.io = io
     self.recovery = recovery
@@ -98,7 +109,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// The defaults, then the configuration file, then the environment: the file at `file`, or,
   /// when `file` is nil, the one `SUPERPIPE_CONFIG_FILE` names (none when it is unset).
   ///
-  /// - Parameter environment: The variables to read (the process environment by default).
+  /// - Parameters:
+  ///   - file: The configuration file (JSON) to read; nil for the one `SUPERPIPE_CONFIG_FILE` names.
+  ///   - environment: The variables to read (the process environment by default).
   /// - Throws: `ConfigurationError` naming the first key whose value cannot be used; a file that
   ///   cannot be read or parsed.
   public static func load(
@@ -113,6 +126,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   }
 
   /// The defaults overridden by the environment (no file).
+  ///
+  /// - Parameter environment: The variables to read.
+  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used.
   public init(environment: [String: String]) throws(ConfigurationError) {
     self.init()
     try apply(environment: environment)
@@ -125,6 +141,10 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// `CFLSH_BLK_TIMEOUT` first, then Superpipe's own (`SUPERPIPE_COMMAND_TIMEOUT_MS` wins over
   /// `CFLSH_BLK_TIMEOUT` when both are set).
   /// On an error nothing is changed.
+  ///
+  /// - Parameter environment: The variables to read.
+  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used, or
+  ///   values that contradict each other.
   public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
     var result = self
     try result.applyCapiflashTimeout(environment)
@@ -139,6 +159,10 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
 
   /// Overrides these settings with the JSON configuration file at `path`. On an error nothing is
   /// changed.
+  ///
+  /// - Parameter path: The configuration file.
+  /// - Throws: `ConfigurationError`: a file that cannot be read or parsed, or the first key whose
+  ///   value cannot be used.
   public mutating func apply(file path: String) throws(ConfigurationError) {
     let bytes: [UInt8]
     switch Syscall.readFile(path) {
@@ -154,7 +178,11 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// Overrides these settings with a JSON document (the configuration file's contents). On an
   /// error nothing is changed.
   ///
-  /// - Parameter source: What to call the document in errors (a path).
+  /// - Parameters:
+  ///   - bytes: The JSON document.
+  ///   - source: What to call the document in errors (a path).
+  /// - Throws: `ConfigurationError` naming the first key whose value cannot be used, or a document
+  ///   that does not parse.
   public mutating func apply(json bytes: [UInt8], source: String = "configuration") throws(ConfigurationError) {
     var result = self
     try result.applyDocument(bytes, source: source)
@@ -437,6 +465,7 @@ extension IOConfiguration {
   /// capiflash's `CFLSH_BLK_TIMEOUT` with `CFLSH_BLK_TIMEOUT_UNITS`). Pass
   /// `SuperpipeConfiguration.processEnvironment` for the process's own environment.
   ///
+  /// - Parameter environment: The variables to read.
   /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used (the
   ///   recovery keys are checked too: a bad one is an error here as well).
   public init(environment: [String: String]) throws(ConfigurationError) {
@@ -448,6 +477,7 @@ extension RecoveryPolicy {
   /// The defaults overridden by the environment's recovery keys (`SUPERPIPE_RECOVERY_*`; pass
   /// `SuperpipeConfiguration.processEnvironment` for the process's own).
   ///
+  /// - Parameter environment: The variables to read.
   /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used (the
   ///   data-path keys are checked too: a bad one is an error here as well).
   public init(environment: [String: String]) throws(ConfigurationError) {
@@ -458,6 +488,8 @@ extension RecoveryPolicy {
 extension Context {
   /// Applies a configuration: the data-path settings (`configureIO(_:)`, so call it with no I/O
   /// in flight) and the recovery policy.
+  ///
+  /// - Parameter configuration: The settings, e.g. from `SuperpipeConfiguration.load()`.
   public func apply(_ configuration: SuperpipeConfiguration) {
     configureIO(configuration.io)
     recoveryPolicy = configuration.recovery

@@ -31,12 +31,18 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
   public var devices: String
 
   /// A sysfs tree and a device directory.
+  ///
+  /// - Parameters:
+  ///   - sysfs: The sysfs mount.
+  ///   - devices: The device directory.
   public init(sysfs: String = "/sys", devices: String = "/dev") {
     self.sysfs = sysfs
     self.devices = devices
   }
 
   /// A directory laid out as the root file system: `<directory>/sys` and `<directory>/dev`.
+  ///
+  /// - Parameter directory: The directory that stands for `/`.
   public init(directory: String) {
     self.init(sysfs: directory + "/sys", devices: directory + "/dev")
   }
@@ -60,6 +66,12 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   public var lun: UInt64
 
   /// An address from its parts.
+  ///
+  /// - Parameters:
+  ///   - host: The SCSI host number.
+  ///   - channel: The channel (the FC port).
+  ///   - target: The target.
+  ///   - lun: The LUN as Linux numbers it.
   public init(host: Int, channel: Int, target: Int, lun: UInt64) {
     self.host = host
     self.channel = channel
@@ -68,6 +80,8 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   }
 
   /// Parses `H:C:T:L`; nil for anything else (`host3`, `target3:0:0`).
+  ///
+  /// - Parameter text: An address as sysfs names a SCSI device (`2:0:0:1`).
   public init?(_ text: String) {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)
     guard parts.count == 4, let host = Int(parts[0]), let channel = Int(parts[1]), let target = Int(parts[2]),
@@ -88,6 +102,8 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   }
 
   /// The Linux LUN number of a SAM LUN id (`scsilun_to_int`).
+  ///
+  /// - Parameter id: The 8-byte SAM LUN id.
   public static func linuxLUN(samLUNID id: UInt64) -> UInt64 {
     var lun: UInt64 = 0
     for level in 0..<4 {
@@ -126,6 +142,10 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var lunID: UInt64
 
     /// An entry from its parts.
+    ///
+    /// - Parameters:
+    ///   - index: The slot, 0...511.
+    ///   - lunID: The SAM LUN id.
     public init(index: Int, lunID: UInt64) {
       self.index = index
       self.lunID = lunID
@@ -142,6 +162,11 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var lunTable: [LUNTableEntry]
 
     /// A port from its parts.
+    ///
+    /// - Parameters:
+    ///   - index: The FC port number.
+    ///   - state: The link state.
+    ///   - lunTable: The used entries of the port's LUN table.
     public init(index: Int, state: PortState, lunTable: [LUNTableEntry] = []) {
       self.index = index
       self.state = state
@@ -167,6 +192,15 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var portState: PortState?
 
     /// A path from its parts.
+    ///
+    /// - Parameters:
+    ///   - device: The disk node (`/dev/sdX`).
+    ///   - port: The FC port (the SCSI channel).
+    ///   - mode: The mode; nil when sysfs does not say.
+    ///   - scsiAddress: The SCSI address.
+    ///   - genericDevice: The SCSI generic node (`/dev/sgN`), when there is one.
+    ///   - adapter: The adapter's name (`cxlflash0`).
+    ///   - portState: The link state of the path's port, when known.
     public init(
       device: String, port: Int, mode: LUNMode?, scsiAddress: SCSIAddress, genericDevice: String? = nil,
       adapter: String, portState: PortState? = nil
@@ -198,6 +232,13 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var paths: [Path]
 
     /// A LUN from its parts.
+    ///
+    /// - Parameters:
+    ///   - wwid: The WWID, when sysfs gives a 16-byte NAA identifier.
+    ///   - wwidText: sysfs `wwid` as written.
+    ///   - blockSize: The logical block size in bytes.
+    ///   - capacity: The capacity in bytes.
+    ///   - paths: The paths, ordered by port.
     public init(wwid: WWID?, wwidText: String? = nil, blockSize: UInt64?, capacity: UInt64?, paths: [Path]) {
       self.wwid = wwid
       self.wwidText = wwidText
@@ -224,6 +265,10 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var host: Int
 
     /// The versions from their parts.
+    ///
+    /// - Parameters:
+    ///   - disk: The DK ioctls' version.
+    ///   - host: The HT ioctls' version.
     public init(disk: Int, host: Int) {
       self.disk = disk
       self.host = host
@@ -249,6 +294,15 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var luns: [LUN]
 
     /// An adapter from its parts.
+    ///
+    /// - Parameters:
+    ///   - name: The host node's name (`cxlflash0`), or `hostH`.
+    ///   - hostNode: The host node, when sysfs lists one.
+    ///   - scsiHost: The SCSI host number, when known.
+    ///   - lunMode: sysfs `lun_mode`.
+    ///   - interfaceVersions: sysfs `ioctl_version`.
+    ///   - ports: The FC ports.
+    ///   - luns: The LUNs.
     public init(
       name: String, hostNode: String?, scsiHost: Int?, lunMode: Int? = nil, interfaceVersions: InterfaceVersions? = nil,
       ports: [Port] = [], luns: [LUN] = []
@@ -269,22 +323,32 @@ public struct CXLFlashInventory: Sendable, Hashable {
   /// Reads the adapters, ports and LUNs under `root`. An absent tree (no cxlflash driver, as on
   /// every kernel since 6.15) gives no adapters; an attribute that cannot be read is left out
   /// (nil), as the kernel refuses some (`port2` on a two-port card reads EINVAL).
+  ///
+  /// - Parameter root: Where sysfs and the device nodes are (`/sys` and `/dev` by default).
   public static func discover(in root: DiscoveryRoot = .system) -> CXLFlashInventory {
     SysfsReader(root: root).inventory()
   }
 
   /// The adapters from their parts (a tree read elsewhere, tests).
+  ///
+  /// - Parameter adapters: The adapters.
   public init(adapters: [Adapter]) { self.adapters = adapters }
 
   /// The LUNs with this WWID: one per adapter that reaches it.
+  ///
+  /// - Parameter wwid: The LUN's WWID.
   public func luns(wwid: WWID) -> [LUN] {
     adapters.flatMap(\.luns).filter { $0.wwid == wwid }
   }
 
   /// Every path to the LUN with this WWID, across adapters.
+  ///
+  /// - Parameter wwid: The LUN's WWID.
   public func paths(wwid: WWID) -> [Path] { luns(wwid: wwid).flatMap(\.paths) }
 
   /// The LUN and path whose disk node is `device` (a full path, or a node name such as `sdc`).
+  ///
+  /// - Parameter device: A disk node's path or name.
   public func path(device: String) -> (lun: LUN, path: Path)? {
     for lun in adapters.flatMap(\.luns) {
       if let path = lun.paths.first(where: { $0.device == device || $0.device.lastPathComponent == device }) {
@@ -295,9 +359,13 @@ public struct CXLFlashInventory: Sendable, Hashable {
   }
 
   /// "naa.60050768018000000000000000000001" → the WWID; nil for other identifier kinds.
+  ///
+  /// - Parameter text: sysfs `wwid` as written.
   public static func wwid(sysfsText text: String) -> WWID? { WWID(hex: normalizedWWID(text)) }
 
   /// The identifier without its designator prefix (`naa.`, `eui.`, `t10.`, `0x`), lowercased.
+  ///
+  /// - Parameter text: An identifier as sysfs or a user writes it.
   public static func normalizedWWID(_ text: String) -> String {
     var value = text.lowercased()
     for prefix in ["naa.", "0x", "eui.", "t10."] where value.hasPrefix(prefix) {
@@ -463,6 +531,9 @@ extension Context {
   /// the first; the others follow, online ports first. Paths in legacy mode are left out (the
   /// driver refuses them).
   ///
+  /// - Parameters:
+  ///   - wwid: The LUN's WWID.
+  ///   - root: Where to discover its paths (`/sys` and `/dev` by default).
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when no LUN has this WWID under `root`,
   ///   `.invalidArgument` when none of its paths is in superpipe mode (both without an ioctl);
   ///   otherwise what `openPhysicalLUN(_:alternatePaths:)` throws.
@@ -478,6 +549,9 @@ extension Context {
   /// (other FC ports, other adapters) as its alternate paths, found by discovery: the
   /// discovering form of `openPhysicalLUN(_:alternatePaths:)`.
   ///
+  /// - Parameters:
+  ///   - path: A disk node of the LUN, in superpipe mode, the primary path.
+  ///   - root: Where to discover the LUN's other paths.
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when discovery under `root` does not list
   ///   `path`, `.invalidArgument` when it lists no WWID for it (both without an ioctl); otherwise
   ///   what `openPhysicalLUN(_:alternatePaths:)` throws.

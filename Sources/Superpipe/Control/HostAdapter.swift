@@ -15,7 +15,7 @@ public struct HostAdapter: ~Copyable, Sendable {
 
   /// Opens the host node (open(2) with O_RDWR).
   ///
-  /// - Parameter path: The host node: `/dev/cxlflash/cxlflashN`, or a mock's
+  /// - Parameter path: The host node: `/dev/cxlflash/cxlflashN`, or a stand-in adapter's
   ///   `DIR/dev/cxlflash/cxlflash0`.
   /// - Throws: `SuperpipeError` from `open`: `.noSuchDevice` (ENOENT, ENXIO), `.permissionDenied`
   ///   (EACCES, EPERM: the node needs CAP_SYS_ADMIN).
