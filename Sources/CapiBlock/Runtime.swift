@@ -1,5 +1,5 @@
-// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads that carry
-// asynchronous requests, the environment, and errno mapping.
+// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads of the
+// asynchronous slow path, the environment, and errno mapping.
 
 import CCapiBlock
 import Glibc
@@ -32,6 +32,13 @@ final class Lock: @unchecked Sendable {
     pthread_mutex_lock(mutex)
   }
   func unlock() { pthread_mutex_unlock(mutex) }
+
+  /// Takes the lock if it is free; false (without waiting) when another thread holds it.
+  func tryLock() -> Bool {
+    guard pthread_mutex_trylock(mutex) == 0 else { return false }
+    PackageLocks.countAcquisition()
+    return true
+  }
 
   func withLock<R>(_ body: () throws -> R) rethrows -> R {
     lock()
@@ -79,6 +86,9 @@ struct Environment: Sendable {
   /// CFLSH_BLK_CLOSE_WAIT_MS (Superpipe's own): how long cblk_close waits for active commands
   /// before EBUSY. Default 5000 (capiflash's 500 × 10 ms).
   var closeWaitNanoseconds: UInt64 = 5_000_000_000
+
+  /// `current.compat`, read once (every range check asks).
+  static let compat = current.compat
 
   static let current: Environment = {
     var environment = Environment()
@@ -157,10 +167,11 @@ func entry(_ name: @autoclosure () -> String, _ body: () throws(CError) -> Int32
   }
 }
 
-/// The threads that carry asynchronous requests: each takes a job and performs it with the Swift
-/// library's synchronous path (which recovers from adapter resets and retries by itself). Threads
-/// are started on demand, up to `maximumThreads`, and sleep on a condition when idle. After fork()
-/// the child starts its own.
+/// The threads of the asynchronous slow path (AsyncEngine.swift): each takes a job and performs it
+/// with the Swift library's synchronous path (which recovers from adapter resets and retries by
+/// itself): requests without a low-level form, and re-issues of commands that failed or were lost.
+/// Threads are started on demand, up to `maximumThreads`, and sleep on a condition when idle.
+/// After fork() the child starts its own.
 final class WorkerPool: @unchecked Sendable {
   static let shared = WorkerPool()
   static let maximumThreads = 64
