@@ -231,15 +231,22 @@ enum Syscall {
 extension Syscall {
   /// Reads a whole file (`open(2)`, `read(2)` to end of file, `close(2)`), at most `limit` bytes:
   /// a configuration file or a sysfs attribute. Not a device call: it never goes to a device
-  /// backend and is not recorded. EINTR is retried.
+  /// backend and is not recorded (each call is counted). EINTR is retried.
   static func readFile(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
     var fd: CInt
-    repeat { fd = Glibc.open(path, O_RDONLY | O_CLOEXEC) } while fd == -1 && errno == EINTR
+    repeat {
+      countLibrarySystemCall()
+      fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    } while fd == -1 && errno == EINTR
     if fd == -1 { return .failure(Errno(rawValue: errno)) }
-    defer { _ = Glibc.close(fd) }
+    defer {
+      countLibrarySystemCall()
+      _ = Glibc.close(fd)
+    }
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while bytes.count < limit {
+      countLibrarySystemCall()
       let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, min($0.count, limit - bytes.count)) }
       if n == -1 {
         if errno == EINTR { continue }
@@ -251,10 +258,16 @@ extension Syscall {
     return .success(bytes)
   }
 
-  /// The names in a directory (`opendir(3)`, `readdir(3)`), without `.` and `..`, sorted.
+  /// The names in a directory (`opendir(3)`, `readdir(3)`), without `.` and `..`, sorted. Counted
+  /// as its open, one read and its close.
   static func listDirectory(_ path: String) -> Result<[String], Errno> {
+    countLibrarySystemCall()
     guard let directory = opendir(path) else { return .failure(Errno(rawValue: errno)) }
-    defer { closedir(directory) }
+    countLibrarySystemCall()
+    defer {
+      countLibrarySystemCall()
+      closedir(directory)
+    }
     var names: [String] = []
     while let entry = readdir(directory) {
       let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
@@ -264,9 +277,6 @@ extension Syscall {
     }
     return .success(names.sorted())
   }
-
-  /// Whether `path` names an existing file or directory (`access(2)`, F_OK; follows links).
-  static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
   /// The process environment (`environ`), as the process sees it now.
   static func environment() -> [String: String] {
