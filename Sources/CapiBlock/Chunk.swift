@@ -16,15 +16,26 @@ final class ContextBox: Sendable {
   let access: AccessMode
   let engine: AsyncEngine
 
+  /// The context on `path`, configured from the library's configuration (the environment and
+  /// its file: command timeout, spin time, recovery policy) with cblk_open's queue depth and
+  /// completion mode. A configuration value that cannot be used is EINVAL, traced at the default
+  /// verbosity with the key it names.
   init(path: String, access: AccessMode, queueDepth: Int, polling: Bool) throws(SuperpipeError) {
+    let configuration: SuperpipeConfiguration
+    switch Environment.current.configuration {
+    case .success(let value): configuration = value
+    case .failure(let error):
+      trace(1, "configuration: \(error)")
+      throw SuperpipeError(code: .invalidArgument, operation: "configuration", message: error.description)
+    }
     context = try Context(lun: path, access: access, interrupts: 4)
-    let configuration = IOConfiguration(
-      queueDepth: min(max(queueDepth, 1), 4096), completion: polling ? .polling : .interrupts,
-      commandTimeout: Environment.current.commandTimeout)
-    context.configureIO(configuration)
+    var io = configuration.io
+    io.queueDepth = min(max(queueDepth, 1), 4096)
+    io.completion = polling ? .polling : .interrupts
+    context.apply(SuperpipeConfiguration(io: io, recovery: configuration.recovery))
     self.path = path
     self.access = access
-    engine = AsyncEngine(configuration: configuration, reaper: !polling)
+    engine = AsyncEngine(configuration: io, reaper: !polling)
     engine.attach(to: self)
   }
 

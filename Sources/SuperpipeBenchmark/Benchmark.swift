@@ -42,6 +42,11 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   /// Whether to run the capiblock rows (the C API, at the depths of `capiblockDepths` that are
   /// among `queueDepths`).
   public var capiblock = true
+  /// Application-thread counts of the thread rows (each thread at queue depth 1, synchronous API;
+  /// once with a context per thread, once with one shared context); empty: no thread rows.
+  public var threadCounts: [Int] = [1, 2, 4]
+  /// Whether to run the served rows: the same depths against a mock served by another process.
+  public var served = true
 
   /// The queue depths of the capiblock rows (when they are among `queueDepths`, whose Swift row is
   /// the comparison).
@@ -52,7 +57,7 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   public init() {}
 
   enum CodingKeys: String, CodingKey {
-    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock
+    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock, threadCounts, served
   }
 
   /// Decodes a configuration; `capiblock` (added after schemaVersion 1 was published) defaults to
@@ -66,6 +71,8 @@ public struct BenchmarkConfiguration: Sendable, Codable {
     directory = try container.decode(String.self, forKey: .directory)
     completion = try container.decode(CompletionMode.self, forKey: .completion)
     capiblock = try container.decodeIfPresent(Bool.self, forKey: .capiblock) ?? false
+    threadCounts = try container.decodeIfPresent([Int].self, forKey: .threadCounts) ?? []
+    served = try container.decodeIfPresent(Bool.self, forKey: .served) ?? false
   }
 
   /// The fio workload names.
@@ -111,6 +118,12 @@ public struct BenchmarkRow: Sendable, Codable {
   public var swiftIOPS: Double?
   /// capiblock rows: iops / swiftIOPS.
   public var ratioToSwift: Double?
+  /// Thread rows and threaded baselines: application threads, each at queue depth 1.
+  public var threads: Int?
+  /// Thread rows: "per-thread" (a context each) or "shared" (one context and handle for all).
+  public var contexts: String?
+  /// Where the mock ran: "in-process" or "served" (another process); absent in the baselines.
+  public var mock: String?
 
   /// Latency percentiles and extremes in microseconds.
   public struct Latency: Sendable, Codable {
@@ -146,6 +159,14 @@ public struct BenchmarkReport: Sendable, Codable {
   /// The capiblock rows (the C API), one per (queue depth 1 or 32, workload); empty with
   /// `configuration.capiblock` false, absent in reports written before they existed.
   public var capiblock: [BenchmarkRow]?
+  /// The baseline with several threads (pread/pwrite, fio's psync with numjobs=N), one row per
+  /// (thread count > 1 of the thread rows or queue depth > 1, workload); `ratio` is against the
+  /// single-thread baseline.
+  public var baselineThreads: [BenchmarkRow]?
+  /// The thread rows: per (thread count, per-thread or shared context, workload).
+  public var threadRows: [BenchmarkRow]?
+  /// The served rows: the queue depths against a mock served by another process.
+  public var served: [BenchmarkRow]?
 }
 
 /// Runs the benchmark.
@@ -184,15 +205,61 @@ public enum SuperpipeBenchmark {
             ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: verified)
             : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
         }
-        let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
-        row.baselineIOPS = base
-        row.ratio = base > 0 ? row.iops / base : 0
-        row.api = "swift"
+        finish(&row, baseline: baseline, api: "swift", mock: "in-process")
         rows.append(row)
         progress(describe(row, label: "superpipe"))
       }
     }
     try context.detach()
+
+    // Several application threads, then several pread threads for comparison.
+    var threadRows: [BenchmarkRow] = []
+    for threads in configuration.threadCounts where threads > 0 {
+      for shared in [false, true] where !(shared && threads == 1) {
+        for workload in configuration.workloads {
+          var row = try runThreads(
+            disk: disk, threads: threads, sharedContext: shared, workload: workload, configuration: configuration)
+          finish(&row, baseline: baseline, api: "swift", mock: "in-process")
+          threadRows.append(row)
+          progress(describe(row, label: "superpipe"))
+        }
+      }
+    }
+    var baselineThreads: [BenchmarkRow] = []
+    let baselineCounts = Set(configuration.threadCounts + configuration.queueDepths).filter { $0 > 1 }.sorted()
+    for threads in baselineCounts {
+      for workload in configuration.workloads {
+        var row = try runBaselineThreads(file: lunFile, threads: threads, workload: workload, configuration: configuration)
+        finish(&row, baseline: baseline, api: nil, mock: nil)
+        baselineThreads.append(row)
+        progress(describe(row, label: "baseline pread/pwrite"))
+      }
+    }
+
+    // The mock in another process: the same depths through the device-backend client.
+    var servedRows: [BenchmarkRow] = []
+    if configuration.served {
+      let served = try ServedMock(parent: directory, blocks: configuration.lunBlocks)
+      defer { served.stop() }
+      try Superpipe.setMode(.superpipe, wwid: WWID(bytes: adapter.wwid(lun: 0))!, path: served.disk)
+      try prefill(served.lunFile, blocks: configuration.lunBlocks)
+      let context = try Context(lun: served.disk)
+      for depth in configuration.queueDepths {
+        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+        for workload in configuration.workloads {
+          var row = try context.withPhysicalLUN { lun in
+            depth <= 1
+              ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: false)
+              : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
+          }
+          finish(&row, baseline: baseline, api: "swift", mock: "served")
+          servedRows.append(row)
+          progress(describe(row, label: "superpipe served"))
+        }
+      }
+      try context.detach()
+    }
+
     // The C API on the same LUN, after the Swift context has detached (one context at a time, as
     // for the Swift rows).
     var capiblock: [BenchmarkRow] = []
@@ -211,10 +278,7 @@ public enum SuperpipeBenchmark {
             ? try runCapiBlockSynchronous(
               chunk, workload: workload, configuration: configuration, countAllocations: verified)
             : try runCapiBlockQueued(chunk, depth: depth, workload: workload, configuration: configuration)
-          let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
-          row.baselineIOPS = base
-          row.ratio = base > 0 ? row.iops / base : 0
-          row.api = "capiblock"
+          finish(&row, baseline: baseline, api: "capiblock", mock: "in-process")
           let swift = rows.first { $0.iodepth == depth && $0.workload == workload.rawValue }?.iops ?? 0
           row.swiftIOPS = swift
           row.ratioToSwift = swift > 0 ? row.iops / swift : 0
@@ -229,14 +293,26 @@ public enum SuperpipeBenchmark {
     return BenchmarkReport(
       machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
-      baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock)
+      baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock,
+      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows)
+  }
+
+  /// Fills in a row's ratio to the single-thread baseline of its workload, its API and its mock.
+  private static func finish(_ row: inout BenchmarkRow, baseline: [BenchmarkRow], api: String?, mock: String?) {
+    let base = baseline.first { $0.workload == row.workload }?.iops ?? 0
+    row.baselineIOPS = base
+    row.ratio = base > 0 ? row.iops / base : 0
+    row.api = api
+    row.mock = mock
   }
 
   /// One line in fio's words.
   public static func describe(_ row: BenchmarkRow, label: String) -> String {
     let latency = row.latencyMicroseconds
     var text =
-      "\(label) \(row.workload) iodepth=\(row.iodepth) bs=\(row.blockSize / 1024)k: IOPS=\(Int(row.iops)), "
+      "\(label) \(row.workload) iodepth=\(row.iodepth)"
+      + (row.threads.map { " numjobs=\($0)" } ?? "") + (row.contexts.map { " contexts=\($0)" } ?? "")
+      + " bs=\(row.blockSize / 1024)k: IOPS=\(Int(row.iops)), "
       + "BW=\(String(format: "%.1f", row.bandwidthMiBps))MiB/s, lat (usec): p50=\(String(format: "%.2f", latency.p50)) "
       + "p99=\(String(format: "%.2f", latency.p99)) p99.9=\(String(format: "%.2f", latency.p99_9))"
     if let allocations = row.allocationsPerIO { text += ", allocs/io=\(String(format: "%.3f", allocations))" }
@@ -279,7 +355,7 @@ public enum SuperpipeBenchmark {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
   }
 
-  private static func row(
+  static func row(
     _ workload: BenchmarkConfiguration.Workload, depth: Int, ios: UInt64, elapsed: UInt64, histogram: Histogram<UInt64>,
     allocations: Double?
   ) -> BenchmarkRow {

@@ -20,6 +20,7 @@ struct BenchExecutableTests {
     #expect(result.status == 0, "\(result.stderr)")
     let report = try result.json()
     #expect(report["schemaVersion"] as? Int == 1)
+    try CLI.expectConforms(result.stdout, to: "superpipe-bench.schema.json", "superpipe-bench --json")
     CLI.expectKey(report, "machine", String.self)
     CLI.expectKey(report, "cores", Int.self)
     // The executable re-runs itself with malloc-interposer preloaded; the control allocation was seen.
@@ -78,6 +79,7 @@ struct BenchExecutableTests {
     let result = try Self.bench(Self.quick + ["--depths", "1", "--workloads", "randread", "--no-capiblock", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     let report = try result.json()
+    try CLI.expectConforms(result.stdout, to: "superpipe-bench.schema.json", "superpipe-bench --no-capiblock --json")
     #expect((report["capiblock"] as? [Any])?.isEmpty == true, "\(report)")
     #expect((report["configuration"] as? [String: Any])?["capiblock"] as? Bool == false)
     #expect((report["rows"] as? [Any])?.count == 1)
