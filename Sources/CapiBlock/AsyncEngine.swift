@@ -354,7 +354,6 @@ final class AsyncEngine: @unchecked Sendable {
           try withContext { (context) throws(SuperpipeError) in
             try context.pollCompletions { tag, result in dispatch(tag, result) }
           } ?? 0
-        postCompleted()
         faulted = false
       } catch {
         // The channel failed (adapter reset, adapter gone) or the context can do no I/O: no
@@ -368,6 +367,7 @@ final class AsyncEngine: @unchecked Sendable {
         for index in slots.indices where slots[index].chunk != nil { lose(index, timedOut: false) }
         flushQueue()
       }
+      postCompleted()
     }
     if !queue.isEmpty { drainQueue() }
     if live > 0 || !queue.isEmpty {
