@@ -24,15 +24,19 @@
 //     under the lock as well (the sq_tail store that publishes them is a barrier).
 //
 // Who consumes. In the mock's own process (in-process hosting) the application thread that stores
-// to IOARRIN runs the command itself (MockInlineEngine) unless the engine thread is awake and idle,
-// in which case the command is handed to it; the engine thread sleeps on the doorbell and is awake
-// only while it is useful: the application keeps several commands in flight (consecutive IOARRIN
-// stores of different IOARCBs wake it), and it stays awake for `inProcessSpinNanoseconds` after it
-// last found another command running or queued beside its own. So a synchronous caller (one command
-// at a time) runs every command inline with no thread switch, and one that submits several at once
-// gets both cores: it submits, harvests and runs some commands; the engine thread runs the others.
-// For an application in another process the engine thread does all the work, with a helper thread
-// that it wakes when it finds commands queued behind the one it took.
+// to IOARRIN runs the command itself (MockInlineEngine), unless the application keeps several
+// commands in flight (its IOARRIN stores name different IOARCBs in a row; a synchronous caller
+// reuses one slot) and the engine thread is idle and spinning right now (its heartbeat moved):
+// then the command is handed to it. The engine thread sleeps on the doorbell; three such stores in
+// a row wake it, and it stays awake (spinning, taking what it is handed) while it is useful: until
+// it has run no command for `inProcessSpinNanoseconds` (a wake that gave it nothing to do holds
+// the next one back for `wakeCooldownCommands` stores). So a synchronous caller runs every command
+// inline with no thread switch, and one that submits several at once gets both cores when both
+// are free: it submits, harvests and runs some commands; the engine thread runs the others. A
+// thread of the application that polls the adapter fd (waiting) first runs whatever is queued
+// (`assist`), so a command handed to an engine thread that was preempted waits at most until
+// then. For an application in another process the engine thread does all the work, with a helper
+// thread that it wakes when it finds commands queued behind the one it took.
 //
 // Memory: in-process, IOARCBs are read and IOASAs written directly when they lie wholly inside
 // memory the library declared as its command memory for this context (its command slots, the SQ
@@ -44,7 +48,7 @@
 // Idle policy: nobody burns a core while idle. Serving another process, the engine thread spins for
 // `spinNanoseconds` after the last piece of work, then sleeps on the doorbell futex (a store to a
 // sleeping engine pays one futex wake); the helper sleeps on its own futex until woken. In-process
-// the engine thread sleeps unless it is useful (above).
+// the engine thread spins only while it is useful (above).
 
 import CCXLFlash
 import Foundation
@@ -67,11 +71,11 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let commandRoom: Int
   /// Serving another process: how long an engine thread spins after its last piece of work.
   static let spinNanoseconds: Int64 = 50_000
-  /// In-process: how long the engine thread stays awake after it last saw parallel work.
+  /// In-process: how long the engine thread stays awake after it last ran a command (or woke).
   static let inProcessSpinNanoseconds: Int64 = 50_000
   /// In-process: IOARRIN stores of different IOARCBs in a row that wake the engine thread.
   static let wakeAfterDistinctCommands = 3
-  /// In-process: commands stored after a wake that found no parallel work before the next wake.
+  /// In-process: IOARRIN stores to let pass after a wake that found the engine thread nothing to do.
   static let wakeCooldownCommands = 4096
 
   private let stopped = Atomic<Bool>(false)
@@ -93,8 +97,6 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     var sqStart: UInt64 = 0
     var sqEnd: UInt64 = 0
     var sqHead: UInt64 = 0
-    /// When the engine thread was last woken by the doorbell (0: it was not; engine thread only).
-    var wokenAt: Int64 = 0
   }
   /// The response queue, set by barriers and read by every command: plain values, read in place.
   private struct ResponseQueue {
@@ -125,13 +127,23 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     static let busy: UInt8 = 2
   }
   private let availability = Atomic<UInt8>(Availability.busy)
-  /// When the engine thread last saw another command running or queued beside its own (ns).
-  private let lastParallelWork = Atomic<Int64>(0)
-  /// The last IOARCB stored, and how many stores in a row named a different one than the last.
+  /// The last IOARCB stored, and how many stores in a row named a different one than the last
+  /// (plain loads and stores: a race between application threads only blurs the heuristic).
   private let lastStored = Atomic<UInt64>(0)
   private let distinctStores = Atomic<Int>(0)
-  /// Stores to let pass before the next wake after a wake that found no parallel work.
+  /// Stores to let pass before the next wake (after a wake that found nothing to do).
   private let wakeCooldown = Atomic<Int>(0)
+  /// Advanced by the idle engine thread as it spins; an application thread hands a command over
+  /// only when it moved since that thread last looked (the engine thread is really running, not
+  /// preempted in its spin loop).
+  private let heartbeat = Atomic<UInt64>(0)
+  private let heartbeatSeen = Atomic<UInt64>(0)
+  /// Engine thread only: when it last ran a command, and when it was last woken by the doorbell (ns).
+  private struct EngineClock {
+    var lastRun: Int64 = 0
+    var wokenAt: Int64 = 0
+  }
+  private let engineClock = UnsafeMutablePointer<EngineClock>.allocate(capacity: 1)
 
   // Served to another process: the helper thread's futex word and whether it sleeps.
   private let helperWord: UnsafeMutablePointer<UInt32>
@@ -164,6 +176,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     lockedState.pointee.batch.reserveCapacity(64)
     responseQueue = UnsafeMutablePointer<ResponseQueue>.allocate(capacity: 1)
     responseQueue.initialize(to: ResponseQueue())
+    engineClock.initialize(to: EngineClock())
   }
 
   deinit {
@@ -171,6 +184,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     lockedState.deinitialize(count: 1)
     lockedState.deallocate()
     responseQueue.deallocate()
+    engineClock.deallocate()
   }
 
   func start() {
@@ -289,11 +303,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   /// Runs queued work on the calling thread until none is left or another thread holds the
   /// consumer lock (which then sees what was queued: every holder looks at the FIFO again after it
-  /// releases the lock). Returns whether anything was done and whether another command was
-  /// running or queued beside one this thread ran.
-  private func consume(onEngineThread: Bool) -> (worked: Bool, parallel: Bool) {
+  /// releases the lock). Returns whether anything was done.
+  private func consume(onEngineThread: Bool) -> Bool {
     var worked = false
-    var parallel = false
     var attempts = 0
     while true {
       guard control.tryLockConsumer() else {
@@ -313,14 +325,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         if !inProcess, control.hasPendingWrites { wakeHelper(force: false) }
         run(command.address, submissionQueue: false, queueDepth: command.queueDepth)
         if onEngineThread { engineThreadRuns.add(1, ordering: .relaxed) }
-        parallel = parallel || running.load(ordering: .relaxed) > 1 || control.hasPendingWrites
         running.subtract(1, ordering: .releasing)
       }
       // The lock is free again: an entry queued by a store that found it taken is ours.
       ccxl_atomic_fence()
       if !control.hasPendingWrites { break }
     }
-    return (worked, parallel)
+    return worked
   }
 
   /// Waits (consumer lock held) until no command runs outside the lock. Commands take
@@ -349,37 +360,41 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       return
     }
     if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
-      // Hand the command to an idle engine thread (it is spinning on the FIFO).
-      if availability.load(ordering: .relaxed) == Availability.idle,
-        availability.compareExchange(expected: Availability.idle, desired: Availability.busy, ordering: .acquiringAndReleasing)
-          .exchanged
-      {
-        return
+      // Several commands in flight: the application stores IOARCBs of different slots in a row (a
+      // synchronous caller reuses one).
+      let distinct = value != lastStored.load(ordering: .relaxed) ? distinctStores.load(ordering: .relaxed) + 1 : 0
+      lastStored.store(value, ordering: .relaxed)
+      distinctStores.store(distinct, ordering: .relaxed)
+      if distinct > 0 {
+        switch availability.load(ordering: .relaxed) {
+        case Availability.idle:
+          // Hand the command to the idle engine thread if it is spinning on the FIFO right now.
+          let beat = heartbeat.load(ordering: .relaxed)
+          guard beat != heartbeatSeen.load(ordering: .relaxed) else { break }
+          heartbeatSeen.store(beat, ordering: .relaxed)
+          if availability.compareExchange(
+            expected: Availability.idle, desired: Availability.busy, ordering: .acquiringAndReleasing
+          ).exchanged {
+            return
+          }
+        case Availability.asleep where distinct >= Self.wakeAfterDistinctCommands:
+          let cooldown = wakeCooldown.load(ordering: .relaxed)
+          if cooldown > 0 {
+            wakeCooldown.store(cooldown - 1, ordering: .relaxed)
+            break
+          }
+          // One wake per sleep: the first store to see it asleep marks it busy (it will be).
+          if availability.compareExchange(
+            expected: Availability.asleep, desired: Availability.busy, ordering: .acquiringAndReleasing
+          ).exchanged {
+            control.ringDoorbell()
+          }
+        default:
+          break
+        }
       }
-      wakeEngineIfUseful(value)
     }
     _ = consume(onEngineThread: false)
-  }
-
-  /// Wakes a sleeping engine thread when the application keeps several commands in flight:
-  /// `wakeAfterDistinctCommands` IOARRIN stores in a row of different IOARCBs (a synchronous
-  /// caller reuses one slot), unless a recent wake found nothing to do in parallel.
-  private func wakeEngineIfUseful(_ address: UInt64) {
-    let distinct = address != lastStored.load(ordering: .relaxed) ? distinctStores.load(ordering: .relaxed) + 1 : 0
-    lastStored.store(address, ordering: .relaxed)
-    distinctStores.store(distinct, ordering: .relaxed)
-    let cooldown = wakeCooldown.load(ordering: .relaxed)
-    if cooldown > 0 {
-      wakeCooldown.store(cooldown - 1, ordering: .relaxed)
-      return
-    }
-    // One wake per sleep: the first store to see it asleep marks it busy (it will be) and rings.
-    guard distinct >= Self.wakeAfterDistinctCommands, availability.load(ordering: .relaxed) == Availability.asleep,
-      availability.compareExchange(expected: Availability.asleep, desired: Availability.busy, ordering: .acquiringAndReleasing)
-        .exchanged
-    else { return }
-    distinctStores.store(0, ordering: .relaxed)
-    control.ringDoorbell()
   }
 
   /// MockInlineEngine: a thread of this process waits on this context.
@@ -401,9 +416,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     var idleSince: Int64?
     while !stopped.load(ordering: .acquiring), !control.isClosed {
       let sequence = control.doorbellSequence
-      let (worked, parallel) = consume(onEngineThread: true)
-      if parallel { lastParallelWork.store(MonotonicClock.now(), ordering: .relaxed) }
-      if worked {
+      let runs = engineThreadRuns.load(ordering: .relaxed)
+      if consume(onEngineThread: true) {
+        if engineThreadRuns.load(ordering: .relaxed) != runs { engineClock.pointee.lastRun = MonotonicClock.now() }
         idleSince = nil
         continue
       }
@@ -422,12 +437,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
   }
 
-  /// In-process, nothing queued: spin while parallel work was seen recently, or for a while after a
-  /// wake (application threads may hand commands over meanwhile), then sleep on the doorbell.
-  /// Engine thread only.
+  /// In-process, nothing queued: spin (application threads may hand commands over meanwhile)
+  /// while the engine thread is useful: it ran a command, or was woken, within the last
+  /// `inProcessSpinNanoseconds`; then sleep on the doorbell. A wake that found nothing to do backs
+  /// the next wake off by `wakeCooldownCommands` stores. Engine thread only.
   private func idleInProcess(sequence: UInt32) {
-    let parallelWork = lastParallelWork.load(ordering: .relaxed)
-    let deadline = max(parallelWork, locked.wokenAt) + Self.inProcessSpinNanoseconds
+    let clock = engineClock.pointee
+    let deadline = max(clock.lastRun, clock.wokenAt) + Self.inProcessSpinNanoseconds
     if MonotonicClock.now() < deadline {
       availability.store(Availability.idle, ordering: .releasing)
       var rounds = 0
@@ -436,13 +452,16 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       {
         ccxl_cpu_relax()
         rounds += 1
+        heartbeat.store(UInt64(truncatingIfNeeded: rounds), ordering: .relaxed)
         if rounds & 255 == 0, MonotonicClock.now() >= deadline { break }
       }
-      // Handed a command (an application thread made it busy), or work queued: go and take it.
-      let asleep = availability.compareExchange(
-        expected: Availability.idle, desired: Availability.asleep, ordering: .acquiringAndReleasing
-      ).exchanged
-      guard asleep, !control.hasPendingWrites, MonotonicClock.now() >= deadline else {
+      // Handed a command (an application thread made it busy), work queued, or stopping: go on.
+      guard
+        availability.compareExchange(
+          expected: Availability.idle, desired: Availability.asleep, ordering: .acquiringAndReleasing
+        ).exchanged,
+        !control.hasPendingWrites, !stopped.load(ordering: .relaxed)
+      else {
         availability.store(Availability.busy, ordering: .releasing)
         return
       }
@@ -453,15 +472,14 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         return
       }
     }
-    // A wake that found no parallel work backs the application threads' wake-ups off.
-    if locked.wokenAt != 0, parallelWork < locked.wokenAt {
+    if clock.wokenAt != 0, clock.lastRun < clock.wokenAt {
       wakeCooldown.store(Self.wakeCooldownCommands, ordering: .relaxed)
     }
-    locked.wokenAt = 0
+    engineClock.pointee.wokenAt = 0
     control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
     availability.store(Availability.busy, ordering: .releasing)
-    // Rung (not a timeout): stay awake a while to find out whether there is parallel work.
-    if control.doorbellSequence != sequence { locked.wokenAt = MonotonicClock.now() }
+    // Rung (not a timeout): stay awake a while to find out whether it is useful.
+    if control.doorbellSequence != sequence { engineClock.pointee.wokenAt = MonotonicClock.now() }
   }
 
   /// Serving another process: a second consumer, woken by the engine thread when commands queue up
@@ -478,7 +496,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       helperSleeping.store(false, ordering: .releasing)
       var idleSince = MonotonicClock.now()
       while !stopped.load(ordering: .acquiring), !control.isClosed {
-        if consume(onEngineThread: true).worked {
+        if consume(onEngineThread: true) {
           idleSince = MonotonicClock.now()
         } else if MonotonicClock.now() - idleSince >= Self.spinNanoseconds {
           break
