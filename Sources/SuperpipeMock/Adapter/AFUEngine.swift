@@ -685,8 +685,11 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, ioasaBytes) }
       }
     }
-    postResponse(submissionQueue ? ioasaAddress : address)
+    // The room comes back with the completion, before its RRQ entry is visible: a host that sees
+    // the entry and submits again at once (as it may: it had no more than cmd_room outstanding)
+    // must find the room, or its new command would be dropped with PERM_ERR_CMDROOM.
     if !submissionQueue { giveBackCommandRoom() }
+    postResponse(submissionQueue ? ioasaAddress : address)
     if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
   }
 
