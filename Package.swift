@@ -39,6 +39,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    // Documentation only: `swift package generate-documentation` (Scripts/build-docs.sh). A
+    // command plugin; no target depends on it, so it is never built into a product.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -139,6 +142,36 @@ let package = Package(
       path: "Tests/SuperpipeTestChild",
       swiftSettings: testSwift
     ),
+    // Examples/: small programs built with the package and run by ExamplesTests (each runs on a
+    // mock adapter of its own, or on the disk node given as its argument). Not products.
+    .target(
+      name: "ExampleSupport",
+      dependencies: ["Superpipe", "SuperpipeMock"],
+      path: "Examples/Support",
+      swiftSettings: testSwift
+    ),
+    .executableTarget(
+      name: "example-sync-io", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/SyncIO",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-async-io", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/AsyncIO",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-submit-poll", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/SubmitPoll",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-fork-clone", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/ForkClone",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-recovery-events", dependencies: ["Superpipe", "ExampleSupport"],
+      path: "Examples/RecoveryEvents", swiftSettings: testSwift),
+    // An application's own code and its test suite against SuperpipeMock (Examples/TestingWithTheMock).
+    .target(
+      name: "RecordStore", dependencies: ["Superpipe"], path: "Examples/TestingWithTheMock/Sources/RecordStore",
+      swiftSettings: testSwift),
+    .testTarget(
+      name: "RecordStoreTests", dependencies: ["RecordStore", "Superpipe", "SuperpipeMock"],
+      path: "Examples/TestingWithTheMock/Tests/RecordStoreTests", swiftSettings: testSwift),
     .testTarget(
       name: "AFUExecutorTests",
       dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash"],
@@ -154,6 +187,7 @@ let package = Package(
       dependencies: [
         "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
         "superpipectl", "superpipe-bench",
+        "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),
       ],
       swiftSettings: testSwift

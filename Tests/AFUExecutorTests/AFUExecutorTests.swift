@@ -582,6 +582,97 @@ struct AFUExecutorTests {
   }
 }
 
+/// The executor's lock-free paths (its translation cache and its "pending" bits) answer exactly
+/// what the driver model and the injected state say at the moment a command runs.
+@Suite("AFU executor: cached translations and pending state")
+struct AFUExecutorCacheTests {
+  @Test("a cached physical translation follows RELEASE and an administrative capacity change")
+  func physicalCacheFollowsTheModel() throws {
+    let rig = try Rig()
+    let a = try rig.attach(lun: 1)
+    let h = try rig.direct(a)
+    let buffer = Buffer(block, fill: 0x3C)
+    let generation = rig.model.generation
+    // Twice: the second command is served from the cache (the model did not change).
+    #expect(rig.run(ioarcb(a, handle: h, .write16, lba: 200, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 200, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(rig.model.generation == generation, "commands do not change the model")
+    // The LUN shrinks below LBA 200: the next command sees the new last LBA.
+    rig.model.setLUNCapacity(lun: 1, lastLBA: 100)
+    #expect(rig.model.generation != generation)
+    let c = rig.run(ioarcb(a, handle: h, .read16, lba: 200, blocks: 1, ea: buffer.ea), a)
+    #expect(c.scsiRC == 0x02 && c.senseTriple == (0x05, 0x21, 0x00))
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 100, blocks: 1, ea: buffer.ea), a).isGood)
+    // The handle released: 0x05 at once, although its translation was cached.
+    try rig.release(a, handle: h, lun: 1)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 100, blocks: 1, ea: buffer.ea), a).afuRC == 0x05)
+  }
+
+  @Test("a cached virtual translation follows VLUN_RESIZE: shrunk away 0x13, grown back to the new chunk")
+  func virtualCacheFollowsTheModel() throws {
+    let rig = try Rig()
+    let a = try rig.attach()
+    let h = try rig.virtual(a, size: 2 * chunk)
+    let buffer = Buffer(block)
+    buffer.set(0, pattern(block, seed: 0x11))
+    #expect(rig.run(ioarcb(a, handle: h, .write16, lba: chunk + 5, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: chunk + 5, blocks: 1, ea: buffer.ea), a).isGood)
+    try rig.resize(a, handle: h, size: chunk)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: chunk + 5, blocks: 1, ea: buffer.ea), a).afuRC == 0x13)
+    try rig.resize(a, handle: h, size: 2 * chunk)
+    let second = rig.chunks(a, h)[1]
+    buffer.set(0, pattern(block, seed: 0x22))
+    #expect(rig.run(ioarcb(a, handle: h, .write16, lba: chunk + 5, blocks: 1, ea: buffer.ea), a).isGood)
+    // The data went to the chunk the handle has now.
+    #expect(rig.lunBytes(lun: 0, offset: (second * chunk + 5) * UInt64(block), count: block) == pattern(block, seed: 0x22))
+  }
+
+  @Test("unit attentions, queued faults and hooks raised between commands are seen by the next command")
+  func pendingStateBetweenCommands() throws {
+    let rig = try Rig()
+    let a = try rig.attach(lun: 1)
+    let h = try rig.direct(a)
+    let buffer = Buffer(block)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).isGood)
+    rig.afu.raiseUnitAttention(lun: 1, port: 0, asc: 0x2A, ascq: 0x09)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).senseTriple == (0x06, 0x2A, 0x09))
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).isGood)
+    rig.afu.failNextCommands(1, with: .afuError(rc: 0x30))
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).afuRC == 0x30)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).isGood)
+    rig.afu.setFaultHook { $0.lba == 7 ? .fcError(rc: 0x54) : nil }
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 7, blocks: 1, ea: buffer.ea), a).fcRC == 0x54)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 1, blocks: 1, ea: buffer.ea), a).isGood)
+    rig.afu.setFaultHook(nil)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 7, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(!rig.afu.hasPendingInjections)
+  }
+
+  @Test("null storage: commands complete after every check without moving data")
+  func nullStorage() throws {
+    let rig = try Rig()
+    let a = try rig.attach(lun: 1)
+    let h = try rig.direct(a)
+    rig.setLUNBytes(lun: 1, offset: 3 * UInt64(block), pattern(block, seed: 0x44))
+    rig.afu.nullStorage.store(true, ordering: .relaxed)
+    let buffer = Buffer(block, fill: 0x99)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 3, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(buffer.bytes() == [UInt8](repeating: 0x99, count: block), "a read leaves the buffer as it was")
+    #expect(rig.run(ioarcb(a, handle: h, .write16, lba: 3, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(rig.run(ioarcb(a, handle: h, .writeSame16, lba: 3, blocks: 4, ea: buffer.ea), a).isGood)
+    #expect(rig.lunBytes(lun: 1, offset: 3 * UInt64(block), count: block) == pattern(block, seed: 0x44), "a write changes nothing")
+    // The checks before the data phase still apply.
+    let last = rig.model.configuration.luns[1].lastLBA
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: last + 1, blocks: 1, ea: buffer.ea), a).senseTriple == (0x05, 0x21, 0x00))
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 3, blocks: 1, ea: buffer.ea, flags: UInt16(SISL_REQ_FLAGS_RES_HNDL) | UInt16(SISL_REQ_FLAGS_HOST_WRITE)), a).fcRC == 0x58)
+    rig.afu.failNextCommands(1, with: .checkCondition(key: 0x03, asc: 0x11, ascq: 0))
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 3, blocks: 1, ea: buffer.ea), a).senseTriple == (0x03, 0x11, 0x00))
+    rig.afu.nullStorage.store(false, ordering: .relaxed)
+    #expect(rig.run(ioarcb(a, handle: h, .read16, lba: 3, blocks: 1, ea: buffer.ea), a).isGood)
+    #expect(buffer.bytes() == pattern(block, seed: 0x44))
+  }
+}
+
 /// Memory in which every address is accessible (nothing is really written): counts the bytes moved.
 final class AcceptAllMemory: MockAFUMemory, Sendable {
   let moved = Mutex(0)

@@ -66,6 +66,13 @@ public struct IOConfiguration: Sendable, Hashable {
   public var spinTime: Duration
 
   /// Settings with the given depth, completion mode, timeout and spin time.
+  ///
+  /// - Parameters:
+  ///   - queueDepth: Commands in flight at most, 1...4096 (command slots and RRQ entries).
+  ///   - completion: Poll the response queue, or sleep until an interrupt
+  ///     (SISL_MSI_RRQ_UPDATED) reports completions.
+  ///   - commandTimeout: How long a command may take before it is reported as timed out.
+  ///   - spinTime: Polling mode: how long a waiting thread spins before it sleeps between looks.
   public init(
     queueDepth: Int = 32, completion: CompletionMode = .polling, commandTimeout: Duration = .seconds(30),
     spinTime: Duration = .microseconds(100)
@@ -213,6 +220,9 @@ final class IOChannel: @unchecked Sendable {
         completedUser: Self.emptyList(capacity: depth), waiters: Array(repeating: nil, count: depth),
         deadlines: Array(repeating: 0, count: depth)))
     self.room.store(room == .max ? depth : min(depth, Int(room)), ordering: .relaxed)
+    // A stand-in adapter may read IOARCBs and write IOASAs there directly (nothing on hardware).
+    window.declareCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
+    if let ring = submissionQueue { window.declareCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
     program()
     if configuration.completion == .interrupts { startThread() }
   }
@@ -231,6 +241,8 @@ final class IOChannel: @unchecked Sendable {
     // for frees its memory.
     let quiet = state.withLock { freeSlots.freeCount + $0.completedUser.count == depth }
     if quiet {
+      window.withdrawCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
+      if let ring = submissionQueue { window.withdrawCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
       slots.deallocate()
       rrq.deallocate()
       submissionQueue?.deallocate()

@@ -488,7 +488,12 @@ extension IOTarget {
 /// One request of a batch (`submitBatch`).
 public struct IORequest: @unchecked Sendable {
   /// Read or write.
-  public enum Operation: Sendable { case read, write }
+  public enum Operation: Sendable {
+    /// READ(16): the device's data into the buffer.
+    case read
+    /// WRITE(16): the buffer's data to the device.
+    case write
+  }
   /// Read or write.
   public var operation: Operation
   /// The first LBA.
@@ -497,6 +502,11 @@ public struct IORequest: @unchecked Sendable {
   public var buffer: UnsafeMutableRawBufferPointer
 
   /// A request.
+  ///
+  /// - Parameters:
+  ///   - operation: READ(16) or WRITE(16).
+  ///   - lba: The first LBA.
+  ///   - buffer: Whole blocks, at most max_xfer of them; valid until the completion is polled.
   public init(_ operation: Operation, lba: UInt64, buffer: UnsafeMutableRawBufferPointer) {
     self.operation = operation
     self.lba = lba

@@ -67,6 +67,22 @@ public protocol RegisterStoreHandler: AnyObject, Sendable {
   /// Stores `value` (host order) to the 64-bit register at byte `offset` of the window at `base`,
   /// after all earlier memory stores of the calling thread, as an MMIO store would.
   func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer)
+  /// The library declares `memory` as command memory of the context whose window is at `base`:
+  /// the command slots (IOARCBs, each followed by its IOASA) and the SQ ring it writes IOARCB
+  /// addresses of to ioarrin/sq_tail. It stays allocated and in place until withdrawn, so a
+  /// stand-in may read IOARCBs and write IOASAs there directly. Default: nothing.
+  func declareCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer)
+  /// Withdraws a declaration of exactly `memory`, before the memory is freed (no command in it is
+  /// outstanding). Default: nothing.
+  func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer)
+}
+
+@_spi(DeviceBackend)
+extension RegisterStoreHandler {
+  /// Nothing: a handler that reads command memory like any other memory needs no declaration.
+  public func declareCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {}
+  /// Nothing.
+  public func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {}
 }
 
 /// The installed backend (see the file comment).

@@ -35,7 +35,7 @@ public enum LibraryLocks: LockCountingDomain {
   public static func countAcquisition() { superpipe_count_library_lock() }
 }
 
-/// The locks of the package's other modules: the adapter stand-in, libcflsh_block, the tools, the tests
+/// The locks of the package's other modules: the stand-in adapter, libcflsh_block, the tools, the tests
 /// (`Instrumentation.Counts.otherLocks`).
 @_spi(Instrumentation)
 public enum PackageLocks: LockCountingDomain {
@@ -138,7 +138,7 @@ public enum Instrumentation {
     /// System calls the Superpipe library made (every call through its system-call layer: device
     /// calls, and also futex, sched_yield, nanosleep and thread creation).
     public var librarySyscalls: UInt64
-    /// Locks the package's other modules took (the adapter stand-in, libcflsh_block, tools, tests).
+    /// Locks the package's other modules took (the stand-in adapter, libcflsh_block, tools, tests).
     public var otherLocks: UInt64
     /// System calls the package's other modules counted (`Instrumentation.countSystemCall()`).
     public var otherSyscalls: UInt64
@@ -180,7 +180,7 @@ public enum Instrumentation {
   /// System calls the Superpipe library made on the calling thread so far.
   public static var syscallsOnThisThread: UInt64 { onThisThread.librarySyscalls }
 
-  /// Counts one system call made by a module other than the library (an adapter stand-in's pread,
+  /// Counts one system call made by a module other than the library (the stand-in adapter's pread,
   /// pwrite, process_vm_readv, socket calls), in `Counts.otherSyscalls`.
   package static func countSystemCall() { superpipe_count_other_syscall() }
 }

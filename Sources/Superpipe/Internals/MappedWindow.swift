@@ -38,6 +38,17 @@ struct MappedWindow: @unchecked Sendable {
     MMIO.load(base, register)
   }
 
+  /// Declares the library's command memory for this window to a backend that performs the stores
+  /// (`RegisterStoreHandler.declareCommandMemory`); nothing on hardware.
+  func declareCommandMemory(_ memory: UnsafeRawBufferPointer) {
+    stores?.declareCommandMemory(memory, window: base)
+  }
+
+  /// Withdraws a declaration before the memory is freed; nothing on hardware.
+  func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer) {
+    stores?.withdrawCommandMemory(memory, window: base)
+  }
+
   /// Stores a register (host order), after all earlier memory stores.
   @inline(__always)
   func store(_ register: SISLiteRegister, _ value: UInt64) {

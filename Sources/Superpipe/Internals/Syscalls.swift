@@ -226,6 +226,74 @@ enum Syscall {
   static func processID() -> pid_t { ProcessIdentity.current }
 }
 
+// MARK: Files and the environment (configuration files, sysfs attributes; no device traffic)
+
+extension Syscall {
+  /// Reads a whole file (`open(2)`, `read(2)` to end of file, `close(2)`), at most `limit` bytes:
+  /// a configuration file or a sysfs attribute. Not a device call: it never goes to a device
+  /// backend and is not recorded (each call is counted). EINTR is retried.
+  static func readFile(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
+    var fd: CInt
+    repeat {
+      countLibrarySystemCall()
+      fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    } while fd == -1 && errno == EINTR
+    if fd == -1 { return .failure(Errno(rawValue: errno)) }
+    defer {
+      countLibrarySystemCall()
+      _ = Glibc.close(fd)
+    }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+      countLibrarySystemCall()
+      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, min($0.count, limit - bytes.count)) }
+      if n == -1 {
+        if errno == EINTR { continue }
+        return .failure(Errno(rawValue: errno))
+      }
+      if n == 0 { break }
+      bytes.append(contentsOf: chunk[..<n])
+    }
+    return .success(bytes)
+  }
+
+  /// The names in a directory (`opendir(3)`, `readdir(3)`), without `.` and `..`, sorted. Counted
+  /// as its open, one read and its close.
+  static func listDirectory(_ path: String) -> Result<[String], Errno> {
+    countLibrarySystemCall()
+    guard let directory = opendir(path) else { return .failure(Errno(rawValue: errno)) }
+    countLibrarySystemCall()
+    defer {
+      countLibrarySystemCall()
+      closedir(directory)
+    }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+      let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if name != ".", name != ".." { names.append(name) }
+    }
+    return .success(names.sorted())
+  }
+
+  /// The process environment (`environ`), as the process sees it now.
+  static func environment() -> [String: String] {
+    var values: [String: String] = [:]
+    let start: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
+    guard var entry = start else { return values }
+    while let pointer = entry.pointee {
+      let text = String(cString: pointer)
+      if let equals = text.firstIndex(of: "=") {
+        values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+      }
+      entry += 1
+    }
+    return values
+  }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).
 /// CLOCK_MONOTONIC in nanoseconds (also used by the package's other targets).
 package enum MonotonicClock {

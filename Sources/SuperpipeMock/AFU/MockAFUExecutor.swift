@@ -57,6 +57,10 @@
 //      SUP_UNDERRUN set: good completion (ioasc 0) with resid = the excess.
 //  17. Otherwise good completion: ioasc 0, resid 0.
 //
+// Cost per command: while nothing is pending (no queued fault, hook or unit attention: one atomic
+// word of bits) and the translation is cached (MockTranslationCache.swift, valid while the driver
+// model's generation is unchanged), a command takes no lock; the LUN's file is found without one.
+//
 // Other fields: ioadl_len, msi, rrq, timeout, rsvd1 and the SQ IOASA EA are the transport's
 // business and are ignored here. The IOASA's `port` is the FC port used (the lowest live port of
 // the translation's port mask); host_use is never written (the transport must copy bytes 0..<32 only).
@@ -85,8 +89,8 @@ package protocol MockAFUBackingStore: Sendable {
 }
 
 extension FileLUNStorage: MockAFUBackingStore {
-  /// The backing file opened by `open(_:)`.
-  func afuFile(lun: Int) -> MockAFULUNFile? { file(lun: lun).map { MockAFULUNFile(fd: $0.fd) } }
+  /// The backing file opened by `open(_:)` (no lock: see `descriptor(lun:)`).
+  func afuFile(lun: Int) -> MockAFULUNFile? { descriptor(lun: lun).map { MockAFULUNFile(fd: $0) } }
 }
 
 // MARK: - Completion
@@ -140,6 +144,17 @@ package final class MockAFUExecutor: Sendable {
   package let model: MockDriverModel
   private let storage: any MockAFUBackingStore
   private let state = Mutex(State())
+  /// What `state` holds that a command must look at (`Pending` bits), stored under the lock
+  /// after every change: with none set, a command takes no lock.
+  private let pending = Atomic<UInt32>(0)
+  /// Successful translations (see MockTranslationCache.swift).
+  private let translations = MockTranslationCache()
+
+  private enum Pending {
+    static let faults: UInt32 = 1
+    static let hook: UInt32 = 2
+    static let unitAttentions: UInt32 = 4
+  }
 
   private struct State {
     var unitAttentions: [Nexus: [MockUnitAttention]] = [:]
@@ -153,6 +168,19 @@ package final class MockAFUExecutor: Sendable {
   private struct Nexus: Hashable {
     var lun: Int
     var port: Int
+  }
+
+  /// Runs `body` on the state under the lock, then publishes its `Pending` bits.
+  private func update<Result>(_ body: (inout State) -> Result) -> Result {
+    state.withLock { s in
+      let result = body(&s)
+      var bits: UInt32 = 0
+      if !s.queuedFaults.isEmpty { bits |= Pending.faults }
+      if s.hook != nil { bits |= Pending.hook }
+      if !s.unitAttentions.isEmpty { bits |= Pending.unitAttentions }
+      pending.store(bits, ordering: .releasing)
+      return result
+    }
   }
 
   /// Largest READ/WRITE transfer (max_xfer × block size, spec §2.2 and 8.21).
@@ -183,7 +211,7 @@ package final class MockAFUExecutor: Sendable {
   /// Makes a UNIT ATTENTION pending on one I_T nexus (LUN, port); same queueing as above.
   package func raiseUnitAttention(lun: Int, port: Int, asc: UInt8, ascq: UInt8) {
     let condition = MockUnitAttention(asc: asc, ascq: ascq)
-    state.withLock { s in
+    update { s in
       let nexus = Nexus(lun: lun, port: port)
       if asc == 0x29 {
         s.unitAttentions[nexus] = [condition]
@@ -200,7 +228,7 @@ package final class MockAFUExecutor: Sendable {
 
   /// Drops every pending unit attention.
   package func clearUnitAttentions() {
-    state.withLock { $0.unitAttentions.removeAll() }
+    update { $0.unitAttentions.removeAll() }
   }
 
   // MARK: Fault injection
@@ -218,7 +246,7 @@ package final class MockAFUExecutor: Sendable {
     guard count > 0 else { return }
     let entry = MockAFUQueuedFault(
       remaining: count, matching: matching, fault: fault, contextID: contextID, minimumQueueDepth: max(1, queueDepth))
-    state.withLock { $0.queuedFaults.append(entry) }
+    update { $0.queuedFaults.append(entry) }
   }
 
   // MARK: FC links
@@ -280,21 +308,23 @@ package final class MockAFUExecutor: Sendable {
   /// Installs (or with nil removes) a hook asked about every command before the queued faults;
   /// a non-nil answer fails the command with that fault.
   package func setFaultHook(_ hook: MockAFUFaultHook?) {
-    state.withLock { $0.hook = hook }
+    update { $0.hook = hook }
   }
 
   /// Removes the hook and every queued fault.
   package func clearInjectedFaults() {
-    state.withLock { s in
+    update { s in
       s.queuedFaults.removeAll()
       s.hook = nil
     }
   }
 
   private func injectedFault(for info: MockAFUCommandInfo) -> MockAFUInjectedFault? {
-    let hook = state.withLock { $0.hook }
-    if let hook, let fault = hook(info) { return fault }
-    return state.withLock { s -> MockAFUInjectedFault? in
+    let bits = pending.load(ordering: .acquiring)
+    guard bits & (Pending.faults | Pending.hook) != 0 else { return nil }
+    if bits & Pending.hook != 0, let hook = state.withLock({ $0.hook }), let fault = hook(info) { return fault }
+    guard bits & Pending.faults != 0 else { return nil }
+    return update { s -> MockAFUInjectedFault? in
       guard let index = s.queuedFaults.firstIndex(where: { $0.matches(info) }) else { return nil }
       let fault = s.queuedFaults[index].fault
       s.queuedFaults[index].remaining -= 1
@@ -304,7 +334,8 @@ package final class MockAFUExecutor: Sendable {
   }
 
   private func takeUnitAttention(lun: Int, port: Int) -> MockUnitAttention? {
-    state.withLock { s in
+    guard pending.load(ordering: .acquiring) & Pending.unitAttentions != 0 else { return nil }
+    return update { s in
       let nexus = Nexus(lun: lun, port: port)
       guard var queue = s.unitAttentions[nexus], !queue.isEmpty else { return nil }
       let first = queue.removeFirst()
@@ -325,6 +356,9 @@ package final class MockAFUExecutor: Sendable {
   let delayedCommands = Atomic<Int>(0)
   /// Fault injection: the next `corruptedReads` successful reads return data with one byte flipped.
   let corruptedReads = Atomic<Int>(0)
+  /// Null storage (`MockAdapter.nullStorage`): commands complete without moving data (fio's null
+  /// engine), every check before the data phase still applies.
+  let nullStorage = Atomic<Bool>(false)
   /// FC links up (bit n = port n) and ports with LINKDOWN aborts pending (see `setLink`).
   private let linkMask = Atomic<UInt8>(0x0F)
   private let abortMask = Atomic<UInt8>(0)
@@ -350,9 +384,12 @@ package final class MockAFUExecutor: Sendable {
 
     // 4. Translation of the first LBA and permission (items 92-94, 96).
     var extent: MockPhysicalExtent
-    switch model.translate(contextID: contextID, handle: handle, virtualLBA: cdb.lba) {
-    case .afuError(let rc): return .afu(rc)
-    case .mapped(let e): extent = e
+    let geometry: (blockSize: UInt64, lastLBA: UInt64)?
+    switch translate(contextID: contextID, handle: handle, virtualLBA: cdb.lba) {
+    case (.afuError(let rc), _): return .afu(rc)
+    case (.mapped(let e), let g):
+      extent = e
+      geometry = g
     }
     guard extent.permissions & needed != 0 else { return .afu(UInt8(SISL_AFU_RC_RHT_RW_PERM)) }
     let isVirtual = !extent.isPhysicalHandle
@@ -363,10 +400,8 @@ package final class MockAFUExecutor: Sendable {
     var portByte = UInt8(truncatingIfNeeded: port)
 
     // The target's geometry (READ CAPACITY as currently configured).
-    let configuration = model.configuration
-    let lunConfiguration = configuration.luns.indices.contains(lun) ? configuration.luns[lun] : nil
-    let blockSize = UInt64(lunConfiguration?.blockSize ?? 0)
-    let lastLBA = lunConfiguration?.lastLBA ?? 0
+    let blockSize = geometry?.blockSize ?? 0
+    let lastLBA = geometry?.lastLBA ?? 0
     // blocks < 2^32 and blockSize < 2^32: the products cannot overflow.
     let transferBytes = cdb.blocks * blockSize
     let dataBytes = cdb.isWriteSame ? (cdb.blocks > 0 ? blockSize : 0) : transferBytes
@@ -390,7 +425,7 @@ package final class MockAFUExecutor: Sendable {
       let (next, overflow) = virtualLBA.addingReportingOverflow(take)
       guard !overflow else { return .afu(UInt8(SISL_AFU_RC_LXT_OUT_OF_BOUNDS), port: portByte) }
       virtualLBA = next
-      switch model.translate(contextID: contextID, handle: handle, virtualLBA: virtualLBA) {
+      switch translate(contextID: contextID, handle: handle, virtualLBA: virtualLBA).translation {
       case .afuError(let rc): return .afu(rc, port: portByte)
       case .mapped(let e): extent = e
       }
@@ -409,14 +444,17 @@ package final class MockAFUExecutor: Sendable {
     }
 
     // 7. Injected fault.
-    let info = MockAFUCommandInfo(
-      contextID: contextID, resourceHandle: handle, opcode: cdb.opcode, isWrite: cdb.isWrite, lba: cdb.lba,
-      blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len,
-      queueDepth: queueDepth)
-    if let fault = injectedFault(for: info) { return .injected(fault, port: portByte, dataEA: ioarcb.data_ea) }
+    let bits = pending.load(ordering: .acquiring)
+    if bits & (Pending.faults | Pending.hook) != 0 {
+      let info = MockAFUCommandInfo(
+        contextID: contextID, resourceHandle: handle, opcode: cdb.opcode, isWrite: cdb.isWrite, lba: cdb.lba,
+        blocks: cdb.blocks, lun: lun, port: port, dataEA: ioarcb.data_ea, dataLength: ioarcb.data_len,
+        queueDepth: queueDepth)
+      if let fault = injectedFault(for: info) { return .injected(fault, port: portByte, dataEA: ioarcb.data_ea) }
+    }
 
     // 8. Unit attention (item 71).
-    if let ua = takeUnitAttention(lun: lun, port: port) {
+    if bits & Pending.unitAttentions != 0, let ua = takeUnitAttention(lun: lun, port: port) {
       return .check(key: 0x06, asc: ua.asc, ascq: ua.ascq, port: portByte)
     }
     // 9. A LUN the target cannot serve.
@@ -448,9 +486,11 @@ package final class MockAFUExecutor: Sendable {
                     resid: UInt32(clamping: dataBytes - dataLength))
     }
 
-    // 15. Data movement (items 101, 103).
+    // 15. Data movement (items 101, 103); none with null storage.
     let failure: MoveFailure?
-    if cdb.isWriteSame {
+    if nullStorage.load(ordering: .relaxed) {
+      failure = nil
+    } else if cdb.isWriteSame {
       failure = writeSame(pieces: pieces, unmap: cdb.unmap, fd: file.fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
     } else {
       failure = transfer(pieces: pieces, isWrite: cdb.isWrite, fd: file.fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
@@ -476,6 +516,36 @@ package final class MockAFUExecutor: Sendable {
   }
 
   private static let capViolation = UInt8(SISL_AFU_RC_CAP_VIOLATION)
+
+  /// Whether something is pending that a command must look at or that changes how commands run:
+  /// queued faults, a hook, unit attentions, LINKDOWN aborts, held commands, added latency,
+  /// corrupted reads. The AFU engines run commands one at a time, in order, while it is true.
+  var hasPendingInjections: Bool {
+    pending.load(ordering: .acquiring) != 0 || holding.load(ordering: .acquiring)
+      || delayedCommands.load(ordering: .relaxed) > 0 || corruptedReads.load(ordering: .relaxed) > 0
+      || abortMask.load(ordering: .relaxed) != 0
+  }
+
+  /// The model's translation of `virtualLBA` and the geometry of its LUN, from the cache when the
+  /// model has not changed since (no lock), else from the model (which the cache then keeps).
+  private func translate(contextID: UInt32, handle: UInt32, virtualLBA: UInt64)
+    -> (translation: MockTranslation, geometry: (blockSize: UInt64, lastLBA: UInt64)?)
+  {
+    let generation = model.generation
+    let chunk = virtualLBA >> Limits.chunkShift
+    if let cached = translations.lookup(generation: generation, contextID: contextID, handle: handle, chunk: chunk) {
+      return (.mapped(cached.extent(virtualLBA: virtualLBA)), (cached.blockSize, cached.lastLBA))
+    }
+    let answer = model.translateWithGeometry(contextID: contextID, handle: handle, virtualLBA: virtualLBA)
+    if case .mapped(let extent) = answer.translation, let geometry = answer.geometry {
+      let entry = MockCachedTranslation(
+        lun: extent.lun, chunkBase: extent.isPhysicalHandle ? 0 : extent.lba & ~(Limits.chunkSize - 1),
+        permissions: extent.permissions, portMask: extent.portMask, lunID: extent.lunID,
+        isPhysicalHandle: extent.isPhysicalHandle, blockSize: geometry.blockSize, lastLBA: geometry.lastLBA)
+      translations.store(entry, generation: answer.generation, contextID: contextID, handle: handle, chunk: chunk)
+    }
+    return (answer.translation, answer.geometry)
+  }
 
   // MARK: Data movement
 
@@ -635,32 +705,26 @@ struct MockAFUCDB: Equatable {
 
   /// Decodes READ(16), WRITE(16), WRITE SAME(16), READ(10), WRITE(10); nil for any other opcode.
   init?(_ cdb: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) {
-    // Decoded in place: no copy to the heap (this runs for every command).
-    let bytes = withUnsafeBytes(of: cdb) { raw in (0..<16).reduce(into: (UInt64(0), UInt64(0))) { words, index in
-        if index < 8 { words.0 |= UInt64(raw[index]) << (56 - 8 * UInt64(index)) }
-        else { words.1 |= UInt64(raw[index]) << (56 - 8 * UInt64(index - 8)) }
-      }
+    // Decoded in place with big-endian loads: no copy to the heap (this runs for every command).
+    let (head, tail) = withUnsafeBytes(of: cdb) { raw in
+      (UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)), UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
     }
-    // bytes.0 = cdb[0..<8], bytes.1 = cdb[8..<16], both big-endian.
-    func byte(_ index: Int) -> UInt8 {
-      UInt8(truncatingIfNeeded: (index < 8 ? bytes.0 : bytes.1) >> (56 - 8 * UInt64(index % 8)))
-    }
-    func be(_ range: Range<Int>) -> UInt64 { range.reduce(0) { $0 << 8 | UInt64(byte($1)) } }
-    opcode = byte(0)
+    // head = cdb[0..<8], tail = cdb[8..<16], both as big-endian numbers.
+    opcode = UInt8(truncatingIfNeeded: head >> 56)
     unmap = false
     isWriteSame = false
-    let flags = byte(1)
+    let flags = UInt8(truncatingIfNeeded: head >> 48)
     switch Int32(opcode) {
     case CCXL_SCSI_READ_16, CCXL_SCSI_WRITE_16, CCXL_SCSI_WRITE_SAME_16:
       isWrite = opcode != UInt8(CCXL_SCSI_READ_16)
       isWriteSame = opcode == UInt8(CCXL_SCSI_WRITE_SAME_16)
       unmap = isWriteSame && flags & UInt8(CCXL_SCSI_WRITE_SAME_UNMAP) != 0
-      lba = be(2..<10)
-      blocks = be(10..<14)
+      lba = head << 16 | tail >> 48  // cdb[2..<10]
+      blocks = tail >> 16 & 0xFFFF_FFFF  // cdb[10..<14]
     case CCXL_SCSI_READ_10, CCXL_SCSI_WRITE_10:
       isWrite = opcode == UInt8(CCXL_SCSI_WRITE_10)
-      lba = be(2..<6)
-      blocks = be(7..<9)
+      lba = head >> 16 & 0xFFFF_FFFF  // cdb[2..<6]
+      blocks = (head & 0xFF) << 8 | tail >> 56  // cdb[7..<9]
     default:
       return nil
     }
@@ -699,7 +763,13 @@ extension MockAFUCompletion {
     return MockAFUCompletion(ioasa: ioasa, dataStorageFault: fault)
   }
 
-  static func good(port: UInt8, resid: UInt32 = 0) -> MockAFUCompletion { build(resid: resid, port: port) }
+  static func good(port: UInt8, resid: UInt32 = 0) -> MockAFUCompletion {
+    // Built directly: every successful command comes here.
+    var ioasa = sisl_ioasa()
+    ioasa.resid = resid
+    ioasa.port = port
+    return MockAFUCompletion(ioasa: ioasa)
+  }
 
   static func afu(_ rc: UInt8, extra: UInt8 = 0, port: UInt8 = 0, fault: UInt64? = nil) -> MockAFUCompletion {
     build(afu: rc, port: port, afuExtra: extra, fault: fault)
@@ -727,11 +797,12 @@ extension MockAFUCompletion {
 
 /// The physical pieces of one command's LBA range. A command within max_xfer touches at most two
 /// 256 MiB chunks, so two pieces are stored inline; more (raw, oversized commands) spill to an
-/// array. Keeps the per-command path free of heap allocation.
+/// array, created only then. Keeps the per-command path free of heap allocation and reference
+/// counting.
 struct Pieces: RandomAccessCollection {
   private var first = MockAFUExecutor.Piece(lba: 0, blocks: 0)
   private var second = MockAFUExecutor.Piece(lba: 0, blocks: 0)
-  private var overflow: [MockAFUExecutor.Piece] = []
+  private var overflow: [MockAFUExecutor.Piece]?
   private(set) var count = 0
 
   var startIndex: Int { 0 }
@@ -741,7 +812,7 @@ struct Pieces: RandomAccessCollection {
     switch index {
     case 0: first
     case 1: second
-    default: overflow[index - 2]
+    default: overflow?[index - 2] ?? MockAFUExecutor.Piece(lba: 0, blocks: 0)
     }
   }
 
@@ -749,7 +820,11 @@ struct Pieces: RandomAccessCollection {
     switch count {
     case 0: first = piece
     case 1: second = piece
-    default: overflow.append(piece)
+    default:
+      var spilled = overflow ?? []
+      overflow = nil
+      spilled.append(piece)
+      overflow = spilled
     }
     count += 1
   }

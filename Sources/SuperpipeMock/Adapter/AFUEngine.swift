@@ -1,27 +1,54 @@
-// One context's AFU: the thread that plays the adapter's command processing for one mock context.
+// One context's AFU: the adapter's command processing for one mock context.
 //
-// It drains the register-write FIFO of the context's control page in order (MockControlPage),
-// reacting to each store as the SISLite hardware would: IOARRIN fetches and executes a command
-// (MockAFUExecutor), then writes its IOASA after the IOARCB, posts the RRQ entry with the toggle
-// bit, gives the command room back and raises the IOARCB's interrupt; rrq_end re-arms the response
-// queue; intr_clear clears status bits; writing IOARRIN with no room sets PERM_ERR_CMDROOM.
+// Register stores arrive, in program order, on the FIFO of the context's control page
+// (MockControlPage). Whoever holds the page's consumer lock pops them, in order, and reacts as the
+// SISLite hardware would: IOARRIN fetches and executes a command (MockAFUExecutor), writes its
+// IOASA after the IOARCB, posts the RRQ entry with the toggle bit, gives the command room back and
+// raises the IOARCB's interrupt; rrq_end re-arms the response queue; intr_clear clears status
+// bits; writing IOARRIN with no room sets PERM_ERR_CMDROOM.
 //
-// Memory: in the mock's own process (in-process hosting) the engine reads IOARCBs and writes IOASAs
-// and RRQ entries directly, after checking with process_vm_readv that the IOARCB+IOASA range is
-// mapped, so that a bad address becomes a CXL data-storage event instead of a crash; in another
-// process it uses process_vm_readv/writev. Data moves by pread/pwrite straight into and out of the
-// application's buffers (MockAFUMemory).
+// More than one consumer. The lock is held only to pop (and for the work that must stay in order):
+//   - an IOARRIN command is counted as running and executed after the lock is released, so the
+//     next one can be popped and executed by another thread meanwhile. Completions go to the RRQ
+//     with atomics: a poster claims the next entry with one atomic add and derives the toggle bit
+//     from the claimed index (the host consumes in ring order by toggle, so an entry posted ahead
+//     of an earlier one is simply waited for); cmd_room rises with a compare-and-swap.
+//   - every other register store (rrq_start/rrq_end, a context reset through IOARRIN bit 0 or
+//     sq_ctx_reset, sq_tail, intr_clear, ctx_ctrl ...) and an IOARRIN store made without room are
+//     barriers: their popper waits until no command is running, handles the store, and only then
+//     pops the next entry, so no command executes across them.
+//   - while anything is pending that makes the order of commands matter (a queued fault or hook,
+//     a unit attention, a held command, added latency, corrupted reads, LINKDOWN aborts:
+//     `MockAFUExecutor.hasPendingInjections`), or with `reorderCompletions`, commands run one at a
+//     time under the lock, in order, exactly as a single consumer runs them. SQ mode's commands run
+//     under the lock as well (the sq_tail store that publishes them is a barrier).
 //
-// Who runs commands: whoever holds the control page's consumer lock drains the FIFO. When the
-// mock is hosted in the application's own process, the application thread that stores to IOARRIN
-// takes the lock and runs the command itself (MockInlineEngine), so a command costs no thread
-// switch; the engine thread then only picks up what arrives while someone else holds the lock.
-// For an application in another process the engine thread does all the work.
+// Who consumes. In the mock's own process (in-process hosting) the application thread that stores
+// to IOARRIN runs the command itself (MockInlineEngine), unless the application keeps several
+// commands in flight (its IOARRIN stores name different IOARCBs in a row; a synchronous caller
+// reuses one slot) and the engine thread is idle and spinning right now (its heartbeat moved):
+// then the command is handed to it. The engine thread sleeps on the doorbell; three such stores in
+// a row wake it, and it stays awake (spinning, taking what it is handed) while it is useful: until
+// it has run no command for `inProcessSpinNanoseconds` (a wake that gave it nothing to do holds
+// the next one back for `wakeCooldownCommands` stores). So a synchronous caller runs every command
+// inline with no thread switch, and one that submits several at once gets both cores when both
+// are free: it submits, harvests and runs some commands; the engine thread runs the others. A
+// thread of the application that polls the adapter fd (waiting) first runs whatever is queued
+// (`assist`), so a command handed to an engine thread that was preempted waits at most until
+// then. For an application in another process the engine thread does all the work, with a helper
+// thread that it wakes when it finds commands queued behind the one it took.
 //
-// Idle policy: serving another process, the thread spins for `spinNanoseconds` after the last
-// piece of work (fast wake for back-to-back commands), then sleeps on the doorbell futex; a store
-// to a sleeping engine pays one futex wake. In-process it sleeps at once (application threads
-// drive it). It never burns a core while idle.
+// Memory: in-process, IOARCBs are read and IOASAs written directly when they lie wholly inside
+// memory the library declared as its command memory for this context (its command slots, the SQ
+// ring: `RegisterStoreHandler.declareCommandMemory`); any other address is first checked with
+// process_vm_readv, so that a bad address becomes a CXL data-storage event instead of a crash
+// (spec 7.8). In another process the engine uses process_vm_readv/writev. Data moves by
+// pread/pwrite straight into and out of the application's buffers (MockAFUMemory).
+//
+// Idle policy: nobody burns a core while idle. Serving another process, the engine thread spins for
+// `spinNanoseconds` after the last piece of work, then sleeps on the doorbell futex (a store to a
+// sleeping engine pays one futex wake); the helper sleeps on its own futex until woken. In-process
+// the engine thread spins only while it is useful (above).
 
 import CCXLFlash
 import Foundation
@@ -42,28 +69,90 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let reorderCompletions: Bool
   let unmapSupported: Bool
   let commandRoom: Int
+  /// Serving another process: how long an engine thread spins after its last piece of work.
   static let spinNanoseconds: Int64 = 50_000
+  /// In-process: how long the engine thread stays awake after it last ran a command (or woke).
+  static let inProcessSpinNanoseconds: Int64 = 50_000
+  /// In-process: IOARRIN stores of different IOARCBs in a row that wake the engine thread.
+  static let wakeAfterDistinctCommands = 3
+  /// In-process: IOARRIN stores to let pass after a wake that found the engine thread nothing to do.
+  static let wakeCooldownCommands = 4096
 
   private let stopped = Atomic<Bool>(false)
   private let finished = DispatchSemaphore(value: 0)
   private let inProcess: Bool
+  /// Consumer threads of the engine: one in-process, two serving another process.
+  private let threadCount: Int
 
   private var inlineID: UInt64 = 0
 
-  // State of whoever holds the consumer lock.
-  private var batch: [UInt64] = []
-  /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode, queue depth at
-  /// acceptance).
-  private var held: [(UInt64, Bool, Int)] = []
-  private var rrqStart: UInt64 = 0
-  private var rrqEnd: UInt64 = 0
-  private var producer: UInt64 = 0
-  private var toggle: UInt64 = 1
-  private var rrqArmed = false
-  // SQ mode (spec 7.6): the ring and the adapter's head.
-  private var sqStart: UInt64 = 0
-  private var sqEnd: UInt64 = 0
-  private var sqHead: UInt64 = 0
+  /// State of whoever holds the consumer lock; the response queue's geometry is also read by the
+  /// commands running outside it (barriers, which change it, never overlap them).
+  private struct Locked {
+    var batch: [UInt64] = []
+    /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode, queue depth at
+    /// acceptance).
+    var held: [(UInt64, Bool, Int)] = []
+    // SQ mode (spec 7.6): the ring and the adapter's head.
+    var sqStart: UInt64 = 0
+    var sqEnd: UInt64 = 0
+    var sqHead: UInt64 = 0
+  }
+  /// The response queue, set by barriers and read by every command: plain values, read in place.
+  private struct ResponseQueue {
+    var start: UInt64 = 0
+    var entries: UInt64 = 0
+    var armed = false
+  }
+  private let responseQueue: UnsafeMutablePointer<ResponseQueue>
+  private let lockedState: UnsafeMutablePointer<Locked>
+  /// `lockedState` in place, without the exclusivity bookkeeping of a class's stored property
+  /// (the consumer lock and the barriers are what order these accesses).
+  private var locked: Locked {
+    unsafeAddress { UnsafePointer(lockedState) }
+    unsafeMutableAddress { lockedState }
+  }
+  /// RRQ entries claimed since the queue was armed: entry `n % entries`, toggle 1 on even laps.
+  private let rrqClaims = Atomic<UInt64>(0)
+
+  /// Commands popped and executing outside the consumer lock.
+  private let running = Atomic<Int>(0)
+  /// The application's declared command memory (in-process).
+  private let declared = MockDeclaredMemory()
+
+  // In-process engine thread (see the file comment).
+  private enum Availability {
+    static let asleep: UInt8 = 0
+    static let idle: UInt8 = 1
+    static let busy: UInt8 = 2
+  }
+  private let availability = Atomic<UInt8>(Availability.busy)
+  /// The last IOARCB stored, and how many stores in a row named a different one than the last
+  /// (plain loads and stores: a race between application threads only blurs the heuristic).
+  private let lastStored = Atomic<UInt64>(0)
+  private let distinctStores = Atomic<Int>(0)
+  /// Stores to let pass before the next wake (after a wake that found nothing to do).
+  private let wakeCooldown = Atomic<Int>(0)
+  /// Advanced by the idle engine thread as it spins; an application thread hands a command over
+  /// only when it moved since that thread last looked (the engine thread is really running, not
+  /// preempted in its spin loop).
+  private let heartbeat = Atomic<UInt64>(0)
+  private let heartbeatSeen = Atomic<UInt64>(0)
+  /// Engine thread only: when it last ran a command, and when it was last woken by the doorbell (ns).
+  private struct EngineClock {
+    var lastRun: Int64 = 0
+    var wokenAt: Int64 = 0
+  }
+  private let engineClock = UnsafeMutablePointer<EngineClock>.allocate(capacity: 1)
+
+  // Served to another process: the helper thread's futex word and whether it sleeps.
+  private let helperWord: UnsafeMutablePointer<UInt32>
+  private let helperSleeping = Atomic<Bool>(false)
+
+  /// Statistics (for tests): IOARCBs read through process_vm_readv (not declared command memory),
+  /// and commands run outside the consumer lock by the engine's own threads.
+  let checkedFetches = Atomic<Int>(0)
+  let engineThreadRuns = Atomic<Int>(0)
 
   init(
     window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
@@ -79,7 +168,23 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     self.executor = executor
     self.reorderCompletions = reorderCompletions
     self.inProcess = ownerPID == getpid()
-    batch.reserveCapacity(64)
+    helperWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    helperWord.initialize(to: 0)
+    threadCount = inProcess ? 1 : 2
+    lockedState = UnsafeMutablePointer<Locked>.allocate(capacity: 1)
+    lockedState.initialize(to: Locked())
+    lockedState.pointee.batch.reserveCapacity(64)
+    responseQueue = UnsafeMutablePointer<ResponseQueue>.allocate(capacity: 1)
+    responseQueue.initialize(to: ResponseQueue())
+    engineClock.initialize(to: EngineClock())
+  }
+
+  deinit {
+    helperWord.deallocate()
+    lockedState.deinitialize(count: 1)
+    lockedState.deallocate()
+    responseQueue.deallocate()
+    engineClock.deallocate()
   }
 
   func start() {
@@ -87,15 +192,17 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       inlineID = MockInlineEngines.register(self)
       control.engineID = inlineID
     }
-    let thread = Thread { [self] in
-      run()
-      finished.signal()
+    for index in 0..<threadCount {
+      let thread = Thread { [self] in
+        if index == 0 { serve() } else { help() }
+        finished.signal()
+      }
+      thread.name = "superpipe-mock-afu-\(processElement)\(index == 0 ? "" : "-helper")"
+      thread.start()
     }
-    thread.name = "superpipe-mock-afu-\(processElement)"
-    thread.start()
   }
 
-  /// Stops the thread and waits for it (before the window is unmapped).
+  /// Stops the threads and waits for them (before the window is unmapped).
   /// Idempotent: an engine stopped at an adapter reset is stopped again when its adapter fd is
   /// finally released.
   func stop() {
@@ -105,11 +212,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       MockInlineEngines.unregister(inlineID)
     }
     control.ringDoorbell()
-    finished.wait()
+    wakeHelper(force: true)
+    for _ in 0..<threadCount { finished.wait() }
     // An application thread may still be running commands inline (it took the consumer lock
-    // before `stopped` was set); the caller unmaps or overwrites the window next, so wait for it.
-    // The lock stays taken: nothing drains this context again.
+    // before `stopped` was set, or executes a command it popped); the caller unmaps or overwrites
+    // the window next, so wait for it. The lock stays taken: nothing drains this context again.
     while !control.tryLockConsumer() { sched_yield() }
+    while running.load(ordering: .acquiring) > 0 { sched_yield() }
   }
 
   // MARK: Registers
@@ -127,23 +236,37 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
   }
 
-  /// Sets intr_status bits and raises the synchronous-error LISN (ctx_ctrl low byte) when unmasked.
+  /// Sets intr_status bits (atomically: commands running in parallel may report at once) and raises
+  /// the synchronous-error LISN (ctx_ctrl low byte) when unmasked.
   private func reportStatus(_ bits: UInt64) {
-    setRegister(CCXL_MMIO_INTR_STATUS, register(CCXL_MMIO_INTR_STATUS) | bits)
+    let pointer = window + Int(CCXL_MMIO_INTR_STATUS)
+    while true {
+      let raw = ccxl_atomic_load_acquire_u64(pointer)
+      if ccxl_atomic_cas_u64(pointer, raw, ccxl_cpu_to_be64(ccxl_be64_to_cpu(raw) | bits)) != 0 { break }
+    }
     if bits & ~register(CCXL_MMIO_INTR_MASK) != 0 {
       let lisn = Int(register(CCXL_MMIO_CTX_CTRL) & SISL_CTX_CTRL_LISN_MASK)
       if lisn != 0 { raiseInterrupt(lisn) }
     }
   }
 
-  // MARK: Loop
+  // MARK: Consuming
 
-  /// Pops and handles every queued register store (consumer lock held). True if there was any.
-  private func drainLocked() -> Bool {
+  /// An IOARRIN command popped to run outside the consumer lock.
+  private struct Command {
+    var address: UInt64
+    var queueDepth: Int
+  }
+
+  /// Pops and handles queued register stores in order (consumer lock held) until the FIFO is
+  /// empty, or until an IOARRIN command may run in parallel: that one is returned, counted in
+  /// `running`, for the caller to execute once it has released the lock.
+  private func drainLocked() -> (worked: Bool, parallel: Command?) {
     var worked = false
-    if !held.isEmpty, !executor.holding.load(ordering: .acquiring) {
-      let parked = held
-      held.removeAll()
+    if !locked.held.isEmpty, !executor.holding.load(ordering: .acquiring) {
+      waitForRunningCommands()
+      let parked = locked.held
+      locked.held.removeAll()
       for (address, submissionQueue, depth) in parked {
         execute(ioarcbAddress: address, submissionQueue: submissionQueue, queueDepth: depth)
       }
@@ -152,44 +275,159 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     while let (offset, value) = control.popRegisterWrite() {
       worked = true
       if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
-        batch.append(value)
-        if !reorderCompletions || batch.count == 64 { flush(&batch) }
+        if reorderCompletions {
+          locked.batch.append(value)
+          if locked.batch.count == 64 { flush() }
+          continue
+        }
+        let depth = ioarrinDepth
+        if executor.holding.load(ordering: .acquiring) {
+          locked.held.append((value, false, depth))
+        } else if executor.hasPendingInjections {
+          // Something makes the order matter: one at a time, after what is running.
+          waitForRunningCommands()
+          execute(ioarcbAddress: value, queueDepth: depth)
+        } else {
+          running.add(1, ordering: .relaxed)
+          return (true, Command(address: value, queueDepth: depth))
+        }
       } else {
-        flush(&batch)
+        flush()
+        waitForRunningCommands()
         handleRegisterWrite(offset: offset, value: value)
       }
     }
-    flush(&batch)
+    if reorderCompletions { flush() }
+    return (worked, nil)
+  }
+
+  /// Runs queued work on the calling thread until none is left or another thread holds the
+  /// consumer lock (which then sees what was queued: every holder looks at the FIFO again after it
+  /// releases the lock). Returns whether anything was done.
+  private func consume(onEngineThread: Bool) -> Bool {
+    var worked = false
+    var attempts = 0
+    while true {
+      guard control.tryLockConsumer() else {
+        // Held only to pop, usually: try again a little while there is work to take.
+        attempts += 1
+        if attempts < 64, control.hasPendingWrites {
+          ccxl_cpu_relax()
+          continue
+        }
+        break
+      }
+      attempts = 0
+      let (did, command) = drainLocked()
+      control.unlockConsumer()
+      worked = worked || did
+      if let command {
+        if !inProcess, control.hasPendingWrites { wakeHelper(force: false) }
+        run(command.address, submissionQueue: false, queueDepth: command.queueDepth)
+        if onEngineThread { engineThreadRuns.add(1, ordering: .relaxed) }
+        running.subtract(1, ordering: .releasing)
+      }
+      // The lock is free again: an entry queued by a store that found it taken is ours.
+      ccxl_atomic_fence()
+      if !control.hasPendingWrites { break }
+    }
     return worked
   }
 
-  /// MockInlineEngine: an application thread of this process runs the queued commands itself.
-  func drainInline() -> Bool {
-    guard !control.isClosed, !stopped.load(ordering: .acquiring), control.tryLockConsumer() else { return false }
-    _ = drainLocked()
-    control.unlockConsumer()
-    return true
+  /// Waits (consumer lock held) until no command runs outside the lock. Commands take
+  /// microseconds; the wait spins briefly, then sleeps in growing steps.
+  private func waitForRunningCommands() {
+    var spins = 0
+    var pause: Int64 = 1_000
+    while running.load(ordering: .acquiring) > 0 {
+      if spins < 2_000 {
+        spins += 1
+        ccxl_cpu_relax()
+      } else {
+        var request = timespec(tv_sec: 0, tv_nsec: Int(pause))
+        _ = nanosleep(&request, nil)
+        pause = min(pause * 2, 1_000_000)
+      }
+    }
   }
 
-  private func run() {
+  // MARK: Application threads (in-process)
+
+  /// MockInlineEngine: a thread of this process queued a register store on this context.
+  func stored(offset: Int, value: UInt64) {
+    guard !control.isClosed, !stopped.load(ordering: .acquiring) else {
+      control.ringDoorbell()
+      return
+    }
+    if offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0 {
+      // Several commands in flight: the application stores IOARCBs of different slots in a row (a
+      // synchronous caller reuses one).
+      let distinct = value != lastStored.load(ordering: .relaxed) ? distinctStores.load(ordering: .relaxed) + 1 : 0
+      lastStored.store(value, ordering: .relaxed)
+      distinctStores.store(distinct, ordering: .relaxed)
+      if distinct > 0 {
+        switch availability.load(ordering: .relaxed) {
+        case Availability.idle:
+          // Hand the command to the idle engine thread if it is spinning on the FIFO right now.
+          let beat = heartbeat.load(ordering: .relaxed)
+          guard beat != heartbeatSeen.load(ordering: .relaxed) else { break }
+          heartbeatSeen.store(beat, ordering: .relaxed)
+          if availability.compareExchange(
+            expected: Availability.idle, desired: Availability.busy, ordering: .acquiringAndReleasing
+          ).exchanged {
+            return
+          }
+        case Availability.asleep where distinct >= Self.wakeAfterDistinctCommands:
+          let cooldown = wakeCooldown.load(ordering: .relaxed)
+          if cooldown > 0 {
+            wakeCooldown.store(cooldown - 1, ordering: .relaxed)
+            break
+          }
+          // One wake per sleep: the first store to see it asleep marks it busy (it will be).
+          if availability.compareExchange(
+            expected: Availability.asleep, desired: Availability.busy, ordering: .acquiringAndReleasing
+          ).exchanged {
+            control.ringDoorbell()
+          }
+        default:
+          break
+        }
+      }
+    }
+    _ = consume(onEngineThread: false)
+  }
+
+  /// MockInlineEngine: a thread of this process waits on this context.
+  func assist() {
+    guard !control.isClosed, !stopped.load(ordering: .acquiring), control.hasPendingWrites else { return }
+    _ = consume(onEngineThread: false)
+  }
+
+  /// MockInlineEngine: `memory` is command memory of this context's application.
+  func declareCommandMemory(_ memory: UnsafeRawBufferPointer) { declared.declare(memory) }
+
+  /// MockInlineEngine: `memory` is no longer command memory.
+  func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer) { declared.withdraw(memory) }
+
+  // MARK: Engine threads
+
+  /// The engine thread.
+  private func serve() {
     var idleSince: Int64?
-    let spin = inProcess ? 0 : Self.spinNanoseconds
     while !stopped.load(ordering: .acquiring), !control.isClosed {
       let sequence = control.doorbellSequence
-      var worked = false
-      if control.tryLockConsumer() {
-        worked = drainLocked()
-        control.unlockConsumer()
-      }
-      // When an application thread holds the lock it drains what it queued; a store that finds
-      // the lock taken rings the doorbell, so sleeping here loses nothing.
-      if worked {
+      let runs = engineThreadRuns.load(ordering: .relaxed)
+      if consume(onEngineThread: true) {
+        if engineThreadRuns.load(ordering: .relaxed) != runs { engineClock.pointee.lastRun = MonotonicClock.now() }
         idleSince = nil
-        if !control.hasPendingWrites { ccxl_cpu_relax() }
+        continue
+      }
+      if inProcess {
+        idleInProcess(sequence: sequence)
         continue
       }
       let now = MonotonicClock.now()
-      if let since = idleSince, now - since >= spin {
+      if let since = idleSince, now - since >= Self.spinNanoseconds {
         control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
         idleSince = nil
       } else {
@@ -199,13 +437,94 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
   }
 
-  private func flush(_ batch: inout [UInt64]) {
-    guard !batch.isEmpty else { return }
+  /// In-process, nothing queued: spin (application threads may hand commands over meanwhile)
+  /// while the engine thread is useful: it ran a command, or was woken, within the last
+  /// `inProcessSpinNanoseconds`; then sleep on the doorbell. A wake that found nothing to do backs
+  /// the next wake off by `wakeCooldownCommands` stores. Engine thread only.
+  private func idleInProcess(sequence: UInt32) {
+    let clock = engineClock.pointee
+    let deadline = max(clock.lastRun, clock.wokenAt) + Self.inProcessSpinNanoseconds
+    if MonotonicClock.now() < deadline {
+      availability.store(Availability.idle, ordering: .releasing)
+      var rounds = 0
+      while availability.load(ordering: .acquiring) == Availability.idle, !control.hasPendingWrites,
+        !stopped.load(ordering: .relaxed)
+      {
+        ccxl_cpu_relax()
+        rounds += 1
+        heartbeat.store(UInt64(truncatingIfNeeded: rounds), ordering: .relaxed)
+        if rounds & 255 == 0, MonotonicClock.now() >= deadline { break }
+      }
+      // Handed a command (an application thread made it busy), work queued, or stopping: go on.
+      guard
+        availability.compareExchange(
+          expected: Availability.idle, desired: Availability.asleep, ordering: .acquiringAndReleasing
+        ).exchanged,
+        !control.hasPendingWrites, !stopped.load(ordering: .relaxed)
+      else {
+        availability.store(Availability.busy, ordering: .releasing)
+        return
+      }
+    } else {
+      availability.store(Availability.asleep, ordering: .releasing)
+      if control.hasPendingWrites {
+        availability.store(Availability.busy, ordering: .releasing)
+        return
+      }
+    }
+    if clock.wokenAt != 0, clock.lastRun < clock.wokenAt {
+      wakeCooldown.store(Self.wakeCooldownCommands, ordering: .relaxed)
+    }
+    engineClock.pointee.wokenAt = 0
+    control.waitForDoorbell(after: sequence, timeoutNanoseconds: 200_000_000)
+    availability.store(Availability.busy, ordering: .releasing)
+    // Rung (not a timeout): stay awake a while to find out whether it is useful.
+    if control.doorbellSequence != sequence { engineClock.pointee.wokenAt = MonotonicClock.now() }
+  }
+
+  /// Serving another process: a second consumer, woken by the engine thread when commands queue up
+  /// behind the one it took; it spins for `spinNanoseconds` after its last piece of work, then
+  /// sleeps again.
+  private func help() {
+    while !stopped.load(ordering: .acquiring), !control.isClosed {
+      helperSleeping.store(true, ordering: .releasing)
+      ccxl_atomic_fence()
+      let word = ccxl_atomic_load_acquire_u32(helperWord)
+      if !control.hasPendingWrites, !stopped.load(ordering: .acquiring) {
+        _ = ccxl_futex_wait(helperWord, word, 200_000_000)
+      }
+      helperSleeping.store(false, ordering: .releasing)
+      var idleSince = MonotonicClock.now()
+      while !stopped.load(ordering: .acquiring), !control.isClosed {
+        if consume(onEngineThread: true) {
+          idleSince = MonotonicClock.now()
+        } else if MonotonicClock.now() - idleSince >= Self.spinNanoseconds {
+          break
+        } else {
+          ccxl_cpu_relax()
+        }
+      }
+    }
+  }
+
+  /// Wakes the helper thread if it sleeps (`force`: also when it is about to).
+  private func wakeHelper(force: Bool) {
+    guard threadCount > 1 else { return }
+    guard force || helperSleeping.load(ordering: .acquiring) else { return }
+    _ = ccxl_atomic_fetch_add_u32(helperWord, 1)
+    _ = ccxl_futex_wake(helperWord, 1)
+  }
+
+  // MARK: Register stores
+
+  /// Runs the commands batched with `reorderCompletions` (consumer lock held).
+  private func flush() {
+    guard !locked.batch.isEmpty else { return }
     // Commands of one context may complete out of order: with reordering on, a batch completes
     // last-submitted first.
-    if reorderCompletions { batch.reverse() }
-    for address in batch { execute(ioarcbAddress: address) }
-    batch.removeAll(keepingCapacity: true)
+    if reorderCompletions { locked.batch.reverse() }
+    for address in locked.batch { execute(ioarcbAddress: address) }
+    locked.batch.removeAll(keepingCapacity: true)
   }
 
   private func handleRegisterWrite(offset rawOffset: Int, value: UInt64) {
@@ -223,17 +542,17 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     case CCXL_MMIO_RRQ_END:
       armResponseQueue(start: register(CCXL_MMIO_RRQ_START), end: value)
     case CCXL_MMIO_SQ_END:
-      sqStart = register(CCXL_MMIO_SQ_START)
-      sqEnd = value
-      sqHead = sqStart
-      setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+      locked.sqStart = register(CCXL_MMIO_SQ_START)
+      locked.sqEnd = value
+      locked.sqHead = locked.sqStart
+      setRegister(CCXL_MMIO_SQ_HEAD, locked.sqHead)
     case CCXL_MMIO_SQ_TAIL:
       consumeSubmissionQueue(tail: value)
     case CCXL_MMIO_SQ_CTX_RESET:
       if value & 1 != 0 {
         resetContext()
-        sqHead = sqStart
-        setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+        locked.sqHead = locked.sqStart
+        setRegister(CCXL_MMIO_SQ_HEAD, locked.sqHead)
         setRegister(CCXL_MMIO_SQ_CTX_RESET, 0)
       }
     case CCXL_MMIO_INTR_CLEAR:
@@ -252,19 +571,18 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   /// Context reset (IOARRIN or sq_ctx_reset bit 0): abort what has not completed.
   private func resetContext() {
-    held.removeAll()
-    rrqArmed = false
+    locked.held.removeAll()
+    responseQueue.pointee.armed = false
     setRegister(CCXL_MMIO_CMD_ROOM, UInt64(commandRoom))
   }
 
   /// rrq_start/rrq_end written: the producer restarts at the first entry with toggle 1 (spec 7.7).
   private func armResponseQueue(start: UInt64, end: UInt64) {
-    rrqStart = start
-    rrqEnd = end
-    producer = start
-    toggle = 1
     let length = end >= start ? Int(end - start) + 8 : 0
-    rrqArmed = length > 0 && start & 7 == 0 && accessible(start, length)
+    responseQueue.pointee = ResponseQueue(
+      start: start, entries: end >= start ? (end - start) / 8 + 1 : 0,
+      armed: length > 0 && start & 7 == 0 && accessible(start, length))
+    rrqClaims.store(0, ordering: .relaxed)
   }
 
   // MARK: Commands
@@ -281,17 +599,18 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// sq_end; each names its IOASA (ioasa_ea) and is answered with an RRQ entry holding the IOASA's
   /// address.
   private func consumeSubmissionQueue(tail: UInt64) {
-    guard sqEnd >= sqStart, sqStart & 63 == 0, tail >= sqStart, tail <= sqEnd, (tail - sqStart) % 64 == 0 else {
+    let (start, end) = (locked.sqStart, locked.sqEnd)
+    guard end >= start, start & 63 == 0, tail >= start, tail <= end, (tail - start) % 64 == 0 else {
       reportStatus(SISL_ISTATUS_PERM_ERR_RCB_READ)
       return
     }
-    while sqHead != tail {
+    while locked.sqHead != tail {
       // Queue depth: the entries from here to the tail, plus any held ones.
-      let ringBytes = sqEnd - sqStart + 64
-      let ahead = Int(((tail &+ ringBytes &- sqHead) % ringBytes) / 64)
-      execute(ioarcbAddress: sqHead, submissionQueue: true, queueDepth: ahead + held.count)
-      sqHead = sqHead >= sqEnd ? sqStart : sqHead + 64
-      setRegister(CCXL_MMIO_SQ_HEAD, sqHead)
+      let ringBytes = locked.sqEnd - locked.sqStart + 64
+      let ahead = Int(((tail &+ ringBytes &- locked.sqHead) % ringBytes) / 64)
+      execute(ioarcbAddress: locked.sqHead, submissionQueue: true, queueDepth: ahead + locked.held.count)
+      locked.sqHead = locked.sqHead >= locked.sqEnd ? locked.sqStart : locked.sqHead + 64
+      setRegister(CCXL_MMIO_SQ_HEAD, locked.sqHead)
     }
   }
 
@@ -302,28 +621,44 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     return room == .max ? 1 : max(1, commandRoom - Int(clamping: room))
   }
 
+  /// Executes a command under the consumer lock, or parks it while the adapter holds commands.
   private func execute(ioarcbAddress address: UInt64, submissionQueue: Bool = false, queueDepth: Int? = nil) {
     let depth = queueDepth ?? ioarrinDepth
     if executor.holding.load(ordering: .acquiring) {
-      held.append((address, submissionQueue, depth))
+      locked.held.append((address, submissionQueue, depth))
       return
     }
-    var command = sisl_ioarcb()
-    // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
-    // written directly) through process_vm_readv: an unmapped address fails instead of faulting.
+    run(address, submissionQueue: submissionQueue, queueDepth: depth)
+  }
+
+  /// Fetches, executes and completes one command (under the consumer lock, or outside it for a
+  /// command counted in `running`).
+  private func run(_ address: UInt64, submissionQueue: Bool, queueDepth depth: Int) {
+    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (ioasa_ea).
     let span = inProcess && !submissionQueue ? 128 : 64
-    let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
-      guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
-        ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
-      else { return false }
-      withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<64])) }
-      return true
-    }
-    guard fetched else {
-      // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
-      sendDataStorageEvent(address: address)
-      if !submissionQueue { giveBackCommandRoom() }
-      return
+    var command = sisl_ioarcb()
+    let direct = inProcess && declared.contains(address, span)
+    if direct {
+      withUnsafeMutableBytes(of: &command) {
+        $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: 64))
+      }
+    } else {
+      // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
+      // written directly) through process_vm_readv: an unmapped address fails instead of faulting.
+      let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
+        guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
+          ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
+        else { return false }
+        withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<64])) }
+        return true
+      }
+      checkedFetches.add(1, ordering: .relaxed)
+      guard fetched else {
+        // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
+        sendDataStorageEvent(address: address)
+        if !submissionQueue { giveBackCommandRoom() }
+        return
+      }
     }
     // Injected latency: the command takes longer (the storing thread waits in-process).
     if executor.delayedCommands.load(ordering: .relaxed) > 0,
@@ -338,15 +673,17 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory(), queueDepth: depth)
       : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID), queueDepth: depth)
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
-    corruptIfInjected(command, completion)
+    if executor.corruptedReads.load(ordering: .relaxed) > 0 { corruptIfInjected(command, completion) }
     var ioasa = completion.ioasa
-    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (ioasa_ea).
     let ioasaAddress = submissionQueue ? command.ioasa_ea : address + UInt64(MemoryLayout<sisl_ioarcb>.size)
-    if inProcess, !submissionQueue, let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
-      // Everything but host_use (not written by the AFU).
-      withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: Int(CCXL_IOASA_HOST_USE_OFFSET)) }
-    } else if let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
-      _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, Int(CCXL_IOASA_HOST_USE_OFFSET)) }
+    let ioasaBytes = Int(CCXL_IOASA_HOST_USE_OFFSET)  // everything but host_use (not written by the AFU)
+    if let pointer = UnsafeMutableRawPointer(bitPattern: UInt(ioasaAddress)) {
+      if inProcess, !submissionQueue || declared.contains(ioasaAddress, ioasaBytes) {
+        // Declared memory, or (IOARRIN mode) the IOASA checked with the IOARCB above.
+        withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: ioasaBytes) }
+      } else {
+        _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, ioasaBytes) }
+      }
     }
     postResponse(submissionQueue ? ioasaAddress : address)
     if !submissionQueue { giveBackCommandRoom() }
@@ -368,24 +705,26 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     _ = ccxl_process_vm_write(ownerPID, &byte, target, 1)
   }
 
-  /// Writes the RRQ entry (IOARCB address | toggle) and advances, wrapping with a toggle flip.
+  /// Writes the next RRQ entry (IOARCB address | toggle): the entry is claimed with one atomic
+  /// add, its toggle is 1 on even laps of the ring (spec 7.7).
   private func postResponse(_ address: UInt64) {
-    guard rrqArmed, let entry = UnsafeMutableRawPointer(bitPattern: UInt(producer)) else {
+    let queue = responseQueue.pointee
+    guard queue.armed, queue.entries > 0 else {
       reportStatus(SISL_ISTATUS_PERM_ERR_RRQ_WRITE)
       return
     }
-    let value = address | toggle
+    let claim = rrqClaims.wrappingAdd(1, ordering: .relaxed).oldValue
+    let lap = claim / queue.entries
+    let value = address | (1 ^ (lap & 1))
+    guard let entry = UnsafeMutableRawPointer(bitPattern: UInt(queue.start + (claim - lap * queue.entries) * 8)) else {
+      reportStatus(SISL_ISTATUS_PERM_ERR_RRQ_WRITE)
+      return
+    }
     if inProcess {
       ccxl_store_release64(entry, value)
     } else {
       var copy = value
       _ = withUnsafeBytes(of: &copy) { ccxl_process_vm_write(ownerPID, $0.baseAddress, entry, 8) }
-    }
-    if producer >= rrqEnd {
-      producer = rrqStart
-      toggle ^= 1
-    } else {
-      producer += 8
     }
   }
 
@@ -419,3 +758,76 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   }
 }
 
+/// Command memory an in-process application declared for one context (its command slots, its SQ
+/// ring): the AFU reads IOARCBs and writes IOASAs there directly. A handful of ranges; lookups take
+/// no lock (a sequence number, odd while a range changes, makes a lookup racing a change answer
+/// "not declared", which only costs the checked path).
+final class MockDeclaredMemory: @unchecked Sendable {
+  static let capacity = 16
+  /// start, end (exclusive) pairs; 0, 0 is a free entry.
+  private let ranges: UnsafeMutablePointer<UInt64>
+  private let sequence = Atomic<UInt64>(0)
+  private let writers = Mutex<Void>(())
+
+  init() {
+    ranges = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.capacity * 2)
+    ranges.initialize(repeating: 0, count: Self.capacity * 2)
+  }
+
+  deinit { ranges.deallocate() }
+
+  /// Declares `memory` (ignored when the table is full: its addresses take the checked path).
+  func declare(_ memory: UnsafeRawBufferPointer) {
+    guard let base = memory.baseAddress, memory.count > 0 else { return }
+    let start = UInt64(UInt(bitPattern: base))
+    change {
+      for index in 0..<Self.capacity where ccxl_atomic_load_relaxed_u64(ranges + 2 * index) == 0 {
+        ccxl_atomic_store_release_u64(ranges + 2 * index + 1, start + UInt64(memory.count))
+        ccxl_atomic_store_release_u64(ranges + 2 * index, start)
+        return
+      }
+    }
+  }
+
+  /// Withdraws a declaration of exactly `memory`.
+  func withdraw(_ memory: UnsafeRawBufferPointer) {
+    guard let base = memory.baseAddress else { return }
+    let start = UInt64(UInt(bitPattern: base))
+    change {
+      for index in 0..<Self.capacity
+      where ccxl_atomic_load_relaxed_u64(ranges + 2 * index) == start
+        && ccxl_atomic_load_relaxed_u64(ranges + 2 * index + 1) == start + UInt64(memory.count)
+      {
+        ccxl_atomic_store_release_u64(ranges + 2 * index, 0)
+        ccxl_atomic_store_release_u64(ranges + 2 * index + 1, 0)
+        return
+      }
+    }
+  }
+
+  private func change(_ body: () -> Void) {
+    writers.withLock { _ in
+      sequence.wrappingAdd(1, ordering: .acquiringAndReleasing)
+      body()
+      sequence.wrappingAdd(1, ordering: .releasing)
+    }
+  }
+
+  /// Whether `length` bytes at `address` lie wholly inside one declared range.
+  func contains(_ address: UInt64, _ length: Int) -> Bool {
+    let before = sequence.load(ordering: .acquiring)
+    guard before & 1 == 0 else { return false }
+    let (end, overflow) = address.addingReportingOverflow(UInt64(length))
+    guard !overflow else { return false }
+    var found = false
+    for index in 0..<Self.capacity {
+      let start = ccxl_atomic_load_acquire_u64(ranges + 2 * index)
+      guard start != 0, address >= start else { continue }
+      if end <= ccxl_atomic_load_acquire_u64(ranges + 2 * index + 1) {
+        found = true
+        break
+      }
+    }
+    return found && sequence.load(ordering: .acquiring) == before
+  }
+}

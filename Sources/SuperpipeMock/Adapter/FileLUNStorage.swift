@@ -10,7 +10,7 @@ import Synchronization
 #endif
 
 /// The backing store of a mock adapter's LUNs: one sparse file per LUN.
-final class FileLUNStorage: MockLUNStorage, Sendable {
+final class FileLUNStorage: MockLUNStorage, @unchecked Sendable {
   struct LUNFile: Sendable {
     var fd: CInt
     var blockSize: UInt64
@@ -19,15 +19,22 @@ final class FileLUNStorage: MockLUNStorage, Sendable {
 
   let directory: URL
   private let files = Mutex<[Int: LUNFile]>([:])
+  /// The descriptors of LUNs 0..<`directSlots` again, as fd + 1 (0: none), for the AFU's lookup
+  /// on every command without the lock (written under it; hence `@unchecked Sendable`).
+  private let direct: UnsafeMutablePointer<UInt64>
+  static let directSlots = 256
 
   init(directory: URL) {
     self.directory = directory
+    direct = UnsafeMutablePointer<UInt64>.allocate(capacity: Self.directSlots)
+    direct.initialize(repeating: 0, count: Self.directSlots)
   }
 
   deinit {
     files.withLock { files in
       for file in files.values { Glibc.close(file.fd) }
     }
+    direct.deallocate()
   }
 
   static func fileName(lun: Int) -> String { "lun\(lun).img" }
@@ -50,12 +57,22 @@ final class FileLUNStorage: MockLUNStorage, Sendable {
       Glibc.close(fd)
       throw MockAdapterError.io("ftruncate \(path)", error)
     }
-    let old = files.withLock { $0.updateValue(LUNFile(fd: fd, blockSize: UInt64(lun.blockSize), blocks: blocks), forKey: index) }
+    let old = files.withLock { files in
+      if (0..<Self.directSlots).contains(index) { ccxl_atomic_store_release_u64(direct + index, UInt64(fd) + 1) }
+      return files.updateValue(LUNFile(fd: fd, blockSize: UInt64(lun.blockSize), blocks: blocks), forKey: index)
+    }
     if let old { Glibc.close(old.fd) }
   }
 
   /// The backing file of a LUN.
   func file(lun: Int) -> LUNFile? { files.withLock { $0[lun] } }
+
+  /// The descriptor of a LUN's backing file: one atomic load for LUNs below `directSlots`.
+  func descriptor(lun: Int) -> CInt? {
+    guard (0..<Self.directSlots).contains(lun) else { return file(lun: lun)?.fd }
+    let value = ccxl_atomic_load_acquire_u64(direct + lun)
+    return value == 0 ? nil : CInt(truncatingIfNeeded: value - 1)
+  }
 
   /// WRITE SAME(16) of zeroes (the NEED_WRITE_SAME scrub): deallocates the range with UNMAP,
   /// writes zeroes otherwise.

@@ -14,8 +14,9 @@
 //   4   u32 AFU-sleeping flag
 //   8   u32 pending-interrupt bits (bit n = LISN n), for CXL's coalescing of AFU interrupts
 //   12  u32 closed flag: the context is gone or in the error state; stores are dropped
-//   16  u32 consumer lock: whoever holds it drains the FIFO (the AFU thread, or, in-process, the
-//       application thread that just stored, which then runs the command itself)
+//   16  u32 consumer lock: whoever holds it pops the FIFO, in order (the AFU threads, or, in-process,
+//       the application thread that just stored, which then runs the command itself); IOARRIN
+//       commands popped may run after it is released, in parallel (AFUEngine.swift)
 //   24  u64 engine id: identifies an in-process AFU engine (0: none in this process)
 //   64  u64 FIFO enqueue position          128 u64 FIFO dequeue position
 //   192 FIFO slots: `capacity` x { u64 sequence, u64 offset, u64 value }
@@ -170,10 +171,19 @@ struct MockControlPage: @unchecked Sendable {
   }
 }
 
-/// An AFU engine running in this process, which an application thread may drive itself.
+/// An AFU engine running in this process, which application threads drive themselves.
 protocol MockInlineEngine: AnyObject, Sendable {
-  /// Drains the register FIFO on the calling thread if no one else is; false if someone is.
-  func drainInline() -> Bool
+  /// The calling thread queued a register store (`offset` as queued, with its flags): run what the
+  /// engine lets it run on this thread, or hand the work to the engine's thread.
+  func stored(offset: Int, value: UInt64)
+  /// `memory` is the application's command memory for this context (IOARCBs, IOASAs, SQ ring): the
+  /// engine reads and writes it directly.
+  func declareCommandMemory(_ memory: UnsafeRawBufferPointer)
+  /// `memory` (declared before) is about to be freed.
+  func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer)
+  /// A thread of this process waits on the context (it polls the adapter fd): run what is queued,
+  /// e.g. a command handed to an engine thread that has not been scheduled since.
+  func assist()
 }
 
 /// The in-process AFU engines, by the id they write into their control page.

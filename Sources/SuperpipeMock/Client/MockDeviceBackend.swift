@@ -105,8 +105,13 @@ final class MockClientBackend: DeviceBackend {
   }
 
   func poll(_ fd: CInt, events: Int16, timeoutMilliseconds: Int32) -> Result<Int16, Errno> {
+    let adapter = MockDevices.descriptor(for: fd)
+    if case .adapter(_, let control)? = adapter?.kind {
+      // A thread waiting on its context runs the context's queued commands first (in-process).
+      MockInlineEngines.engine(control.engineID)?.assist()
+    }
     let outcome = KernelDevice.poll(fd, events: events, timeoutMilliseconds: timeoutMilliseconds)
-    guard case .success(let revents) = outcome, revents != 0, case .adapter? = MockDevices.descriptor(for: fd)?.kind
+    guard case .success(let revents) = outcome, revents != 0, case .adapter? = adapter?.kind
     else { return outcome }
     return .success(MockDevices.translatePoll(fd, revents: revents))
   }
@@ -128,15 +133,21 @@ final class MockClientBackend: DeviceBackend {
 /// page for the AFU. An IOARRIN store takes a unit of cmd_room first, as hardware does (the AFU
 /// gives it back when it posts the completion); a store made without room carries
 /// `MockControlPage.noRoomFlag` and the AFU answers it with PERM_ERR_CMDROOM. When the AFU engine
-/// runs in this process, the storing thread runs the command itself (no thread switch).
+/// runs in this process, the storing thread runs the command itself (no thread switch) unless the
+/// engine's thread is idle and takes it, and command memory the library declares is read and
+/// written directly by the engine.
 final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   let control: MockControlPage
   /// The in-process engine serving this window, looked up once.
   let inlineEngine: (any MockInlineEngine)?
+  /// The same, for every store without reference counting (`inlineEngine` keeps it alive).
+  private let engine: Unmanaged<AFUEngine>?
 
   init(control: MockControlPage) {
     self.control = control
-    self.inlineEngine = MockInlineEngines.engine(control.engineID)
+    let engine = MockInlineEngines.engine(control.engineID)
+    self.inlineEngine = engine
+    self.engine = (engine as? AFUEngine).map { Unmanaged.passUnretained($0) }
   }
 
   func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer) {
@@ -145,12 +156,23 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
       entry |= MockControlPage.noRoomFlag
     }
     ccxl_mmio_write64(base, offset, value)
-    if let inlineEngine {
+    if let engine {
       control.pushRegisterWrite(offset: entry, value: value, ring: false)
-      if !inlineEngine.drainInline() { control.ringDoorbell() }
+      engine._withUnsafeGuaranteedRef { $0.stored(offset: entry, value: value) }
     } else {
       control.pushRegisterWrite(offset: entry, value: value)
     }
+  }
+
+  /// The library's command memory: an in-process engine reads IOARCBs and writes IOASAs there
+  /// directly (an engine in another process keeps using process_vm_readv/writev).
+  func declareCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {
+    inlineEngine?.declareCommandMemory(memory)
+  }
+
+  /// Withdraws a declaration before the memory is freed.
+  func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {
+    inlineEngine?.withdrawCommandMemory(memory)
   }
 
   /// cmd_room falls at the IOARRIN write; false when there was no room.

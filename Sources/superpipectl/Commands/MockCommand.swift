@@ -253,10 +253,15 @@ extension SuperpipeCtl {
           Creates the adapter first when the directory holds none (with --luns, --blocks, ...).
           When the nodes are up it prints the adapter and `ready pid=N` (with --json: one document,
           "command": "mock serve", whose "servedBy" is this process).
+          With --null-storage the AFU completes every read and write without moving data (fio's
+          null engine: reads leave the buffer as it was, writes change nothing), to measure the
+          protocol cost of the library and the mock alone.
           """)
       @OptionGroup var options: Options
       @OptionGroup var layout: Layout
       @OptionGroup var common: CommonOptions
+      @Flag(name: .long, help: "Complete reads and writes without moving data (a protocol-cost benchmark).")
+      var nullStorage = false
 
       func run() throws {
         let exists = FileManager.default.fileExists(atPath: options.url.appendingPathComponent("adapter.json").path)
@@ -265,6 +270,7 @@ extension SuperpipeCtl {
           exists
           ? try MockAdapter.open(at: options.url)
           : try MockAdapter.create(at: options.url, configuration: layout.configuration, randomSeed: layout.seed)
+        adapter.nullStorage = nullStorage
         try adapter.serve {
           let document = Mock.document(adapter, command: "mock serve", directory: options.dir, served: true, live: true)
           if common.json {

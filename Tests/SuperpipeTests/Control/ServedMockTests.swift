@@ -39,6 +39,48 @@ struct ServedMockTests {
     #expect(status.output.contains("superpipe"), "\(status.output)")
   }
 
+  @Test("a served mock with 16 commands in flight from one thread: every completion once, data intact", arguments: [false, true])
+  func servedInFlight(nullStorage: Bool) throws {
+    TestSupport.reachServedMocks()
+    let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory, "--luns", "1", "--blocks", "131072", "--ports", "1"]
+        + (nullStorage ? ["--null-storage"] : []))
+    defer {
+      kill(server.process.processIdentifier, SIGTERM)
+      _ = server.wait()
+    }
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let disk = directory + "/dev/sda"
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
+    let context = try Context(lun: disk)
+    context.configureIO(IOConfiguration(queueDepth: 16))
+    let blocks = 512
+    let buffer = AlignedBuffer(count: blocks * 4096)
+    try context.withPhysicalLUN { lun in
+      for round in 1...2 as ClosedRange<UInt64> {
+        BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: round)
+        try MockEngineTests.keepInFlight(depth: 16, count: blocks) { index in
+          try lun.submitWrite(at: UInt64(index), from: UnsafeRawBufferPointer(MockEngineTests.piece(buffer, index)))
+        } poll: { try context.pollCompletions($0) }
+        buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        try MockEngineTests.keepInFlight(depth: 16, count: blocks) { index in
+          try lun.submitRead(at: UInt64(index), into: MockEngineTests.piece(buffer, index))
+        } poll: { try context.pollCompletions($0) }
+        if nullStorage {
+          // --null-storage: the commands complete, no data moves.
+          #expect(buffer.bytes.allSatisfy { $0 == 0 })
+        } else {
+          #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: round) == nil)
+        }
+      }
+    }
+    try context.detach()
+  }
+
   @Test("an unchanged application (public API only) reaches a served mock through SUPERPIPE_MOCK, by the hardware path /dev/sda")
   func environmentVariable() throws {
     TestSupport.reachServedMocks()
