@@ -22,7 +22,11 @@ struct APIHygieneTests {
   func manifest() throws {
     let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
     #expect(!manifest.contains("enableExperimentalFeature("))
-    #expect(!manifest.contains("unsafeFlags("))
+    // Unsafe flags only inside the block that Scripts/sanitize.sh thread turns on with
+    // SUPERPIPE_SANITIZE_THREAD=1 (never set for a package that depends on Superpipe).
+    let marker = "if Context.environment[\"SUPERPIPE_SANITIZE_THREAD\"] == \"1\" {"
+    let before = manifest.range(of: marker).map { String(manifest[..<$0.lowerBound]) } ?? manifest
+    #expect(!before.contains("unsafeFlags("))
   }
 
   @Test("Superpipe's code knows nothing of the mock: no Swift source of the library names it")
@@ -43,7 +47,7 @@ struct APIHygieneTests {
   @Test(
     "the modules a client sees through the public API: SystemPackage (Errno) for Superpipe, Foundation (URL) and Superpipe for SuperpipeMock",
     arguments: [
-      ("Sources/Superpipe", Set(["SystemPackage"])),
+      ("Sources/Superpipe", Set(["SystemPackage", "Synchronization", "CSuperpipeCounters"])),
       ("Sources/SuperpipeMock", Set(["Foundation", "Superpipe", "SystemPackage"])),
     ])
   func publicImports(_ directory: String, _ allowed: Set<String>) throws {
