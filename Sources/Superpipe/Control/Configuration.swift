@@ -16,6 +16,7 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private let name: String
     private init(_ name: String) { self.name = name }
+    /// The code's name (`invalidValue`, ...).
     public var description: String { name }
 
     /// The value does not parse as the key's type (not an integer, not a boolean, not one of
@@ -48,6 +49,13 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
   public var message: String
 
   /// Creates the value from its parts.
+  ///
+  /// - Parameters:
+  ///   - code: What went wrong.
+  ///   - key: The environment variable or file key, nil for a whole-file error.
+  ///   - value: The offending value as written, if any.
+  ///   - source: `environment`, or the file's path.
+  ///   - message: A sentence a person can act on.
   public init(code: Code, key: String?, value: String?, source: String, message: String) {
     self.code = code
     self.key = key
@@ -74,6 +82,7 @@ public struct ConfigurationKey: Sendable, Hashable, CustomStringConvertible {
   /// What the value may be: `1...4096`, `polling|interrupts`, `boolean`, `integer ≥ 0 (ms)`.
   public let accepts: String
 
+  /// `SUPERPIPE_QUEUE_DEPTH / io.queueDepth (1...4096)`.
   public var description: String { "\(environmentName) / \(fileKey) (\(accepts))" }
 }
 
@@ -87,6 +96,10 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   public var recovery: RecoveryPolicy
 
   /// The given settings (the defaults when omitted).
+  ///
+  /// - Parameters:
+  ///   - io: The data-path settings.
+  ///   - recovery: The recovery policy.
   public init(io: IOConfiguration = IOConfiguration(), recovery: RecoveryPolicy = RecoveryPolicy()) {
     self.io = io
     self.recovery = recovery
@@ -98,7 +111,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// The defaults, then the configuration file, then the environment: the file at `file`, or,
   /// when `file` is nil, the one `SUPERPIPE_CONFIG_FILE` names (none when it is unset).
   ///
-  /// - Parameter environment: The variables to read (the process environment by default).
+  /// - Parameters:
+  ///   - file: The JSON configuration file (nil: the one `SUPERPIPE_CONFIG_FILE` names, if any).
+  ///   - environment: The variables to read (the process environment by default).
   /// - Throws: `ConfigurationError` naming the first key whose value cannot be used; a file that
   ///   cannot be read or parsed.
   public static func load(
@@ -113,6 +128,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   }
 
   /// The defaults overridden by the environment (no file).
+  ///
+  /// - Parameter environment: The variables to read (`processEnvironment` for the process's own).
+  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used.
   public init(environment: [String: String]) throws(ConfigurationError) {
     self.init()
     try apply(environment: environment)
@@ -125,6 +143,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// `CFLSH_BLK_TIMEOUT` first, then Superpipe's own (`SUPERPIPE_COMMAND_TIMEOUT_MS` wins over
   /// `CFLSH_BLK_TIMEOUT` when both are set).
   /// On an error nothing is changed.
+  ///
+  /// - Parameter environment: The variables to read.
+  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used.
   public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
     var result = self
     try result.applyCapiflashTimeout(environment)
@@ -139,6 +160,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
 
   /// Overrides these settings with the JSON configuration file at `path`. On an error nothing is
   /// changed.
+  ///
+  /// - Parameter path: The file (Docs/configuration.md describes its format).
+  /// - Throws: `ConfigurationError`: `.unreadableFile`, `.malformedFile`, or one naming a key.
   public mutating func apply(file path: String) throws(ConfigurationError) {
     let bytes: [UInt8]
     switch Syscall.readFile(path) {
@@ -154,7 +178,10 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// Overrides these settings with a JSON document (the configuration file's contents). On an
   /// error nothing is changed.
   ///
-  /// - Parameter source: What to call the document in errors (a path).
+  /// - Parameters:
+  ///   - bytes: The document, UTF-8.
+  ///   - source: What to call the document in errors (a path).
+  /// - Throws: `ConfigurationError`: `.malformedFile`, or one naming a key.
   public mutating func apply(json bytes: [UInt8], source: String = "configuration") throws(ConfigurationError) {
     var result = self
     try result.applyDocument(bytes, source: source)
@@ -437,6 +464,7 @@ extension IOConfiguration {
   /// capiflash's `CFLSH_BLK_TIMEOUT` with `CFLSH_BLK_TIMEOUT_UNITS`). Pass
   /// `SuperpipeConfiguration.processEnvironment` for the process's own environment.
   ///
+  /// - Parameter environment: The variables to read.
   /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used (the
   ///   recovery keys are checked too: a bad one is an error here as well).
   public init(environment: [String: String]) throws(ConfigurationError) {
@@ -448,6 +476,7 @@ extension RecoveryPolicy {
   /// The defaults overridden by the environment's recovery keys (`SUPERPIPE_RECOVERY_*`; pass
   /// `SuperpipeConfiguration.processEnvironment` for the process's own).
   ///
+  /// - Parameter environment: The variables to read.
   /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used (the
   ///   data-path keys are checked too: a bad one is an error here as well).
   public init(environment: [String: String]) throws(ConfigurationError) {
@@ -458,6 +487,8 @@ extension RecoveryPolicy {
 extension Context {
   /// Applies a configuration: the data-path settings (`configureIO(_:)`, so call it with no I/O
   /// in flight) and the recovery policy.
+  ///
+  /// - Parameter configuration: The settings, from `SuperpipeConfiguration.load()` or built in code.
   public func apply(_ configuration: SuperpipeConfiguration) {
     configureIO(configuration.io)
     recoveryPolicy = configuration.recovery

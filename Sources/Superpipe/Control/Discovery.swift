@@ -31,12 +31,18 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
   public var devices: String
 
   /// A sysfs tree and a device directory.
+  ///
+  /// - Parameters:
+  ///   - sysfs: Where sysfs is mounted.
+  ///   - devices: Where the device nodes are.
   public init(sysfs: String = "/sys", devices: String = "/dev") {
     self.sysfs = sysfs
     self.devices = devices
   }
 
   /// A directory laid out as the root file system: `<directory>/sys` and `<directory>/dev`.
+  ///
+  /// - Parameter directory: The directory.
   public init(directory: String) {
     self.init(sysfs: directory + "/sys", devices: directory + "/dev")
   }
@@ -44,6 +50,7 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
   /// This machine: `/sys` and `/dev`.
   public static let system = DiscoveryRoot()
 
+  /// `sysfs /sys, devices /dev`.
   public var description: String { "sysfs \(sysfs), devices \(devices)" }
 }
 
@@ -60,6 +67,12 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   public var lun: UInt64
 
   /// An address from its parts.
+  ///
+  /// - Parameters:
+  ///   - host: The SCSI host number.
+  ///   - channel: The channel (the FC port on a cxlflash host).
+  ///   - target: The target.
+  ///   - lun: The Linux LUN number.
   public init(host: Int, channel: Int, target: Int, lun: UInt64) {
     self.host = host
     self.channel = channel
@@ -68,6 +81,8 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   }
 
   /// Parses `H:C:T:L`; nil for anything else (`host3`, `target3:0:0`).
+  ///
+  /// - Parameter text: A name under `/sys/bus/scsi/devices`.
   public init?(_ text: String) {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)
     guard parts.count == 4, let host = Int(parts[0]), let channel = Int(parts[1]), let target = Int(parts[2]),
@@ -88,6 +103,8 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   }
 
   /// The Linux LUN number of a SAM LUN id (`scsilun_to_int`).
+  ///
+  /// - Parameter id: The 8-byte SAM LUN id.
   public static func linuxLUN(samLUNID id: UInt64) -> UInt64 {
     var lun: UInt64 = 0
     for level in 0..<4 {
@@ -97,10 +114,16 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
     return lun
   }
 
+  /// Orders by host, channel, target, then LUN, as numbers.
+  ///
+  /// - Parameters:
+  ///   - a: An address.
+  ///   - b: Another address.
   public static func < (a: SCSIAddress, b: SCSIAddress) -> Bool {
     (a.host, a.channel, a.target, a.lun) < (b.host, b.channel, b.target, b.lun)
   }
 
+  /// `H:C:T:L`.
   public var description: String { "\(host):\(channel):\(target):\(lun)" }
 }
 
@@ -126,6 +149,10 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var lunID: UInt64
 
     /// An entry from its parts.
+    ///
+    /// - Parameters:
+    ///   - index: The slot.
+    ///   - lunID: The SAM LUN id.
     public init(index: Int, lunID: UInt64) {
       self.index = index
       self.lunID = lunID
@@ -142,6 +169,11 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var lunTable: [LUNTableEntry]
 
     /// A port from its parts.
+    ///
+    /// - Parameters:
+    ///   - index: The port number.
+    ///   - state: The link state.
+    ///   - lunTable: The used LUN-table entries.
     public init(index: Int, state: PortState, lunTable: [LUNTableEntry] = []) {
       self.index = index
       self.state = state
@@ -167,6 +199,15 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var portState: PortState?
 
     /// A path from its parts.
+    ///
+    /// - Parameters:
+    ///   - device: The disk node.
+    ///   - port: The FC port.
+    ///   - mode: The mode, when known.
+    ///   - scsiAddress: The SCSI address.
+    ///   - genericDevice: The SCSI generic node, when known.
+    ///   - adapter: The adapter's name.
+    ///   - portState: The port's link state, when known.
     public init(
       device: String, port: Int, mode: LUNMode?, scsiAddress: SCSIAddress, genericDevice: String? = nil,
       adapter: String, portState: PortState? = nil
@@ -198,6 +239,13 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var paths: [Path]
 
     /// A LUN from its parts.
+    ///
+    /// - Parameters:
+    ///   - wwid: The WWID, when it is a 16-byte NAA identifier.
+    ///   - wwidText: sysfs `wwid` as written.
+    ///   - blockSize: The logical block size in bytes.
+    ///   - capacity: The capacity in bytes.
+    ///   - paths: The paths.
     public init(wwid: WWID?, wwidText: String? = nil, blockSize: UInt64?, capacity: UInt64?, paths: [Path]) {
       self.wwid = wwid
       self.wwidText = wwidText
@@ -224,6 +272,10 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var host: Int
 
     /// The versions from their parts.
+    ///
+    /// - Parameters:
+    ///   - disk: The DK ioctls' version.
+    ///   - host: The HT ioctls' version.
     public init(disk: Int, host: Int) {
       self.disk = disk
       self.host = host
@@ -249,6 +301,15 @@ public struct CXLFlashInventory: Sendable, Hashable {
     public var luns: [LUN]
 
     /// An adapter from its parts.
+    ///
+    /// - Parameters:
+    ///   - name: The host node's name, or `hostH`.
+    ///   - hostNode: The host node, when there is one.
+    ///   - scsiHost: The SCSI host number, when known.
+    ///   - lunMode: sysfs `lun_mode`.
+    ///   - interfaceVersions: sysfs `ioctl_version`.
+    ///   - ports: The FC ports.
+    ///   - luns: The LUNs.
     public init(
       name: String, hostNode: String?, scsiHost: Int?, lunMode: Int? = nil, interfaceVersions: InterfaceVersions? = nil,
       ports: [Port] = [], luns: [LUN] = []
@@ -269,22 +330,32 @@ public struct CXLFlashInventory: Sendable, Hashable {
   /// Reads the adapters, ports and LUNs under `root`. An absent tree (no cxlflash driver, as on
   /// every kernel since 6.15) gives no adapters; an attribute that cannot be read is left out
   /// (nil), as the kernel refuses some (`port2` on a two-port card reads EINVAL).
+  ///
+  /// - Parameter root: The sysfs tree and device directory (this machine's by default).
   public static func discover(in root: DiscoveryRoot = .system) -> CXLFlashInventory {
     SysfsReader(root: root).inventory()
   }
 
   /// The adapters from their parts (a tree read elsewhere, tests).
+  ///
+  /// - Parameter adapters: The adapters.
   public init(adapters: [Adapter]) { self.adapters = adapters }
 
   /// The LUNs with this WWID: one per adapter that reaches it.
+  ///
+  /// - Parameter wwid: The LUN's WWID.
   public func luns(wwid: WWID) -> [LUN] {
     adapters.flatMap(\.luns).filter { $0.wwid == wwid }
   }
 
   /// Every path to the LUN with this WWID, across adapters.
+  ///
+  /// - Parameter wwid: The LUN's WWID.
   public func paths(wwid: WWID) -> [Path] { luns(wwid: wwid).flatMap(\.paths) }
 
   /// The LUN and path whose disk node is `device` (a full path, or a node name such as `sdc`).
+  ///
+  /// - Parameter device: The disk node or its name.
   public func path(device: String) -> (lun: LUN, path: Path)? {
     for lun in adapters.flatMap(\.luns) {
       if let path = lun.paths.first(where: { $0.device == device || $0.device.lastPathComponent == device }) {
@@ -295,9 +366,13 @@ public struct CXLFlashInventory: Sendable, Hashable {
   }
 
   /// "naa.60050768018000000000000000000001" → the WWID; nil for other identifier kinds.
+  ///
+  /// - Parameter text: sysfs `wwid` as written.
   public static func wwid(sysfsText text: String) -> WWID? { WWID(hex: normalizedWWID(text)) }
 
   /// The identifier without its designator prefix (`naa.`, `eui.`, `t10.`, `0x`), lowercased.
+  ///
+  /// - Parameter text: sysfs `wwid` as written.
   public static func normalizedWWID(_ text: String) -> String {
     var value = text.lowercased()
     for prefix in ["naa.", "0x", "eui.", "t10."] where value.hasPrefix(prefix) {
@@ -463,6 +538,9 @@ extension Context {
   /// the first; the others follow, online ports first. Paths in legacy mode are left out (the
   /// driver refuses them).
   ///
+  /// - Parameters:
+  ///   - wwid: The LUN's WWID.
+  ///   - root: Where to discover (this machine's sysfs by default; a stand-in's own tree).
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when no LUN has this WWID under `root`,
   ///   `.invalidArgument` when none of its paths is in superpipe mode (both without an ioctl);
   ///   otherwise what `openPhysicalLUN(_:alternatePaths:)` throws.
@@ -478,6 +556,9 @@ extension Context {
   /// (other FC ports, other adapters) as its alternate paths, found by discovery: the
   /// discovering form of `openPhysicalLUN(_:alternatePaths:)`.
   ///
+  /// - Parameters:
+  ///   - path: The disk node to open the LUN through first.
+  ///   - root: Where to discover the others.
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when discovery under `root` does not list
   ///   `path`, `.invalidArgument` when it lists no WWID for it (both without an ioctl); otherwise
   ///   what `openPhysicalLUN(_:alternatePaths:)` throws.
