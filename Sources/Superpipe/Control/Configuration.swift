@@ -16,6 +16,7 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     private let name: String
     private init(_ name: String) { self.name = name }
+    /// The code's name (`invalidValue`, ...).
     public var description: String { name }
 
     /// The value does not parse as the key's type (not an integer, not a boolean, not one of
@@ -50,9 +51,9 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
   /// Creates the value from its parts.
   ///
   /// - Parameters:
-  ///   - code: What kind of failure this is.
-  ///   - key: The key (variable or file key) whose value cannot be used, when there is one.
-  ///   - value: The offending value as written.
+  ///   - code: What went wrong.
+  ///   - key: The environment variable or file key, nil for a whole-file error.
+  ///   - value: The offending value as written, if any.
   ///   - source: `environment`, or the file's path.
   ///   - message: A sentence a person can act on.
   public init(code: Code, key: String?, value: String?, source: String, message: String) {
@@ -81,6 +82,7 @@ public struct ConfigurationKey: Sendable, Hashable, CustomStringConvertible {
   /// What the value may be: `1...4096`, `polling|interrupts`, `boolean`, `integer ≥ 0 (ms)`.
   public let accepts: String
 
+  /// `SUPERPIPE_QUEUE_DEPTH / io.queueDepth (1...4096)`.
   public var description: String { "\(environmentName) / \(fileKey) (\(accepts))" }
 }
 
@@ -110,7 +112,7 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// when `file` is nil, the one `SUPERPIPE_CONFIG_FILE` names (none when it is unset).
   ///
   /// - Parameters:
-  ///   - file: The configuration file (JSON) to read; nil for the one `SUPERPIPE_CONFIG_FILE` names.
+  ///   - file: The JSON configuration file (nil: the one `SUPERPIPE_CONFIG_FILE` names, if any).
   ///   - environment: The variables to read (the process environment by default).
   /// - Throws: `ConfigurationError` naming the first key whose value cannot be used; a file that
   ///   cannot be read or parsed.
@@ -127,7 +129,7 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
 
   /// The defaults overridden by the environment (no file).
   ///
-  /// - Parameter environment: The variables to read.
+  /// - Parameter environment: The variables to read (`processEnvironment` for the process's own).
   /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used.
   public init(environment: [String: String]) throws(ConfigurationError) {
     self.init()
@@ -143,8 +145,7 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// On an error nothing is changed.
   ///
   /// - Parameter environment: The variables to read.
-  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used, or
-  ///   values that contradict each other.
+  /// - Throws: `ConfigurationError` naming the first variable whose value cannot be used.
   public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
     var result = self
     try result.applyCapiflashTimeout(environment)
@@ -160,9 +161,8 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// Overrides these settings with the JSON configuration file at `path`. On an error nothing is
   /// changed.
   ///
-  /// - Parameter path: The configuration file.
-  /// - Throws: `ConfigurationError`: a file that cannot be read or parsed, or the first key whose
-  ///   value cannot be used.
+  /// - Parameter path: The file (Docs/configuration.md describes its format).
+  /// - Throws: `ConfigurationError`: `.unreadableFile`, `.malformedFile`, or one naming a key.
   public mutating func apply(file path: String) throws(ConfigurationError) {
     let bytes: [UInt8]
     switch Syscall.readFile(path) {
@@ -179,10 +179,9 @@ public struct SuperpipeConfiguration: Sendable, Hashable {
   /// error nothing is changed.
   ///
   /// - Parameters:
-  ///   - bytes: The JSON document.
+  ///   - bytes: The document, UTF-8.
   ///   - source: What to call the document in errors (a path).
-  /// - Throws: `ConfigurationError` naming the first key whose value cannot be used, or a document
-  ///   that does not parse.
+  /// - Throws: `ConfigurationError`: `.malformedFile`, or one naming a key.
   public mutating func apply(json bytes: [UInt8], source: String = "configuration") throws(ConfigurationError) {
     var result = self
     try result.applyDocument(bytes, source: source)
@@ -489,7 +488,7 @@ extension Context {
   /// Applies a configuration: the data-path settings (`configureIO(_:)`, so call it with no I/O
   /// in flight) and the recovery policy.
   ///
-  /// - Parameter configuration: The settings, e.g. from `SuperpipeConfiguration.load()`.
+  /// - Parameter configuration: The settings, from `SuperpipeConfiguration.load()` or built in code.
   public func apply(_ configuration: SuperpipeConfiguration) {
     configureIO(configuration.io)
     recoveryPolicy = configuration.recovery

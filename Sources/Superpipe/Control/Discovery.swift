@@ -33,8 +33,8 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
   /// A sysfs tree and a device directory.
   ///
   /// - Parameters:
-  ///   - sysfs: The sysfs mount.
-  ///   - devices: The device directory.
+  ///   - sysfs: Where sysfs is mounted.
+  ///   - devices: Where the device nodes are.
   public init(sysfs: String = "/sys", devices: String = "/dev") {
     self.sysfs = sysfs
     self.devices = devices
@@ -42,7 +42,7 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
 
   /// A directory laid out as the root file system: `<directory>/sys` and `<directory>/dev`.
   ///
-  /// - Parameter directory: The directory that stands for `/`.
+  /// - Parameter directory: The directory.
   public init(directory: String) {
     self.init(sysfs: directory + "/sys", devices: directory + "/dev")
   }
@@ -50,6 +50,7 @@ public struct DiscoveryRoot: Sendable, Hashable, CustomStringConvertible {
   /// This machine: `/sys` and `/dev`.
   public static let system = DiscoveryRoot()
 
+  /// `sysfs /sys, devices /dev`.
   public var description: String { "sysfs \(sysfs), devices \(devices)" }
 }
 
@@ -69,9 +70,9 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
   ///
   /// - Parameters:
   ///   - host: The SCSI host number.
-  ///   - channel: The channel (the FC port).
+  ///   - channel: The channel (the FC port on a cxlflash host).
   ///   - target: The target.
-  ///   - lun: The LUN as Linux numbers it.
+  ///   - lun: The Linux LUN number.
   public init(host: Int, channel: Int, target: Int, lun: UInt64) {
     self.host = host
     self.channel = channel
@@ -81,7 +82,7 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
 
   /// Parses `H:C:T:L`; nil for anything else (`host3`, `target3:0:0`).
   ///
-  /// - Parameter text: An address as sysfs names a SCSI device (`2:0:0:1`).
+  /// - Parameter text: A name under `/sys/bus/scsi/devices`.
   public init?(_ text: String) {
     let parts = text.split(separator: ":", omittingEmptySubsequences: false)
     guard parts.count == 4, let host = Int(parts[0]), let channel = Int(parts[1]), let target = Int(parts[2]),
@@ -113,10 +114,16 @@ public struct SCSIAddress: Sendable, Hashable, Comparable, CustomStringConvertib
     return lun
   }
 
+  /// Orders by host, channel, target, then LUN, as numbers.
+  ///
+  /// - Parameters:
+  ///   - a: An address.
+  ///   - b: Another address.
   public static func < (a: SCSIAddress, b: SCSIAddress) -> Bool {
     (a.host, a.channel, a.target, a.lun) < (b.host, b.channel, b.target, b.lun)
   }
 
+  /// `H:C:T:L`.
   public var description: String { "\(host):\(channel):\(target):\(lun)" }
 }
 
@@ -144,7 +151,7 @@ public struct CXLFlashInventory: Sendable, Hashable {
     /// An entry from its parts.
     ///
     /// - Parameters:
-    ///   - index: The slot, 0...511.
+    ///   - index: The slot.
     ///   - lunID: The SAM LUN id.
     public init(index: Int, lunID: UInt64) {
       self.index = index
@@ -164,9 +171,9 @@ public struct CXLFlashInventory: Sendable, Hashable {
     /// A port from its parts.
     ///
     /// - Parameters:
-    ///   - index: The FC port number.
+    ///   - index: The port number.
     ///   - state: The link state.
-    ///   - lunTable: The used entries of the port's LUN table.
+    ///   - lunTable: The used LUN-table entries.
     public init(index: Int, state: PortState, lunTable: [LUNTableEntry] = []) {
       self.index = index
       self.state = state
@@ -194,13 +201,13 @@ public struct CXLFlashInventory: Sendable, Hashable {
     /// A path from its parts.
     ///
     /// - Parameters:
-    ///   - device: The disk node (`/dev/sdX`).
-    ///   - port: The FC port (the SCSI channel).
-    ///   - mode: The mode; nil when sysfs does not say.
+    ///   - device: The disk node.
+    ///   - port: The FC port.
+    ///   - mode: The mode, when known.
     ///   - scsiAddress: The SCSI address.
-    ///   - genericDevice: The SCSI generic node (`/dev/sgN`), when there is one.
-    ///   - adapter: The adapter's name (`cxlflash0`).
-    ///   - portState: The link state of the path's port, when known.
+    ///   - genericDevice: The SCSI generic node, when known.
+    ///   - adapter: The adapter's name.
+    ///   - portState: The port's link state, when known.
     public init(
       device: String, port: Int, mode: LUNMode?, scsiAddress: SCSIAddress, genericDevice: String? = nil,
       adapter: String, portState: PortState? = nil
@@ -234,11 +241,11 @@ public struct CXLFlashInventory: Sendable, Hashable {
     /// A LUN from its parts.
     ///
     /// - Parameters:
-    ///   - wwid: The WWID, when sysfs gives a 16-byte NAA identifier.
+    ///   - wwid: The WWID, when it is a 16-byte NAA identifier.
     ///   - wwidText: sysfs `wwid` as written.
     ///   - blockSize: The logical block size in bytes.
     ///   - capacity: The capacity in bytes.
-    ///   - paths: The paths, ordered by port.
+    ///   - paths: The paths.
     public init(wwid: WWID?, wwidText: String? = nil, blockSize: UInt64?, capacity: UInt64?, paths: [Path]) {
       self.wwid = wwid
       self.wwidText = wwidText
@@ -296,8 +303,8 @@ public struct CXLFlashInventory: Sendable, Hashable {
     /// An adapter from its parts.
     ///
     /// - Parameters:
-    ///   - name: The host node's name (`cxlflash0`), or `hostH`.
-    ///   - hostNode: The host node, when sysfs lists one.
+    ///   - name: The host node's name, or `hostH`.
+    ///   - hostNode: The host node, when there is one.
     ///   - scsiHost: The SCSI host number, when known.
     ///   - lunMode: sysfs `lun_mode`.
     ///   - interfaceVersions: sysfs `ioctl_version`.
@@ -324,7 +331,7 @@ public struct CXLFlashInventory: Sendable, Hashable {
   /// every kernel since 6.15) gives no adapters; an attribute that cannot be read is left out
   /// (nil), as the kernel refuses some (`port2` on a two-port card reads EINVAL).
   ///
-  /// - Parameter root: Where sysfs and the device nodes are (`/sys` and `/dev` by default).
+  /// - Parameter root: The sysfs tree and device directory (this machine's by default).
   public static func discover(in root: DiscoveryRoot = .system) -> CXLFlashInventory {
     SysfsReader(root: root).inventory()
   }
@@ -348,7 +355,7 @@ public struct CXLFlashInventory: Sendable, Hashable {
 
   /// The LUN and path whose disk node is `device` (a full path, or a node name such as `sdc`).
   ///
-  /// - Parameter device: A disk node's path or name.
+  /// - Parameter device: The disk node or its name.
   public func path(device: String) -> (lun: LUN, path: Path)? {
     for lun in adapters.flatMap(\.luns) {
       if let path = lun.paths.first(where: { $0.device == device || $0.device.lastPathComponent == device }) {
@@ -365,7 +372,7 @@ public struct CXLFlashInventory: Sendable, Hashable {
 
   /// The identifier without its designator prefix (`naa.`, `eui.`, `t10.`, `0x`), lowercased.
   ///
-  /// - Parameter text: An identifier as sysfs or a user writes it.
+  /// - Parameter text: sysfs `wwid` as written.
   public static func normalizedWWID(_ text: String) -> String {
     var value = text.lowercased()
     for prefix in ["naa.", "0x", "eui.", "t10."] where value.hasPrefix(prefix) {
@@ -533,7 +540,7 @@ extension Context {
   ///
   /// - Parameters:
   ///   - wwid: The LUN's WWID.
-  ///   - root: Where to discover its paths (`/sys` and `/dev` by default).
+  ///   - root: Where to discover (this machine's sysfs by default; a stand-in's own tree).
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when no LUN has this WWID under `root`,
   ///   `.invalidArgument` when none of its paths is in superpipe mode (both without an ioctl);
   ///   otherwise what `openPhysicalLUN(_:alternatePaths:)` throws.
@@ -550,8 +557,8 @@ extension Context {
   /// discovering form of `openPhysicalLUN(_:alternatePaths:)`.
   ///
   /// - Parameters:
-  ///   - path: A disk node of the LUN, in superpipe mode, the primary path.
-  ///   - root: Where to discover the LUN's other paths.
+  ///   - path: The disk node to open the LUN through first.
+  ///   - root: Where to discover the others.
   /// - Throws: `SuperpipeError` with `.noSuchDevice` when discovery under `root` does not list
   ///   `path`, `.invalidArgument` when it lists no WWID for it (both without an ioctl); otherwise
   ///   what `openPhysicalLUN(_:alternatePaths:)` throws.
