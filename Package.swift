@@ -39,6 +39,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+    // Documentation only: `swift package generate-documentation` (Scripts/build-docs.sh). A
+    // command plugin; no target depends on it, so it is never built into a product.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // The kernel ABI (scsi/cxlflash_ioctl.h with the kernel's own names), the CAPI adapter-fd event
@@ -46,10 +49,14 @@ let package = Package(
     // (No unsafeFlags: they would make the library unusable as a dependency. The C warning gate
     // is the compile check in Tests/SuperpipeTests/KernelHeaderCompatibilityTests.swift.)
     .target(name: "CCXLFlash"),
+    // Per-thread counters of locks and system calls (C11 thread-locals, static inline adds) and the
+    // pthread mutex behind the package's lock in ThreadSanitizer builds (Internals/Instrumentation.swift).
+    .target(name: "CSuperpipeCounters"),
     .target(
       name: "Superpipe",
       dependencies: [
         "CCXLFlash",
+        "CSuperpipeCounters",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
       swiftSettings: strictSwift
@@ -135,14 +142,44 @@ let package = Package(
       path: "Tests/SuperpipeTestChild",
       swiftSettings: testSwift
     ),
+    // Examples/: small programs built with the package and run by ExamplesTests (each runs on a
+    // mock adapter of its own, or on the disk node given as its argument). Not products.
+    .target(
+      name: "ExampleSupport",
+      dependencies: ["Superpipe", "SuperpipeMock"],
+      path: "Examples/Support",
+      swiftSettings: testSwift
+    ),
+    .executableTarget(
+      name: "example-sync-io", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/SyncIO",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-async-io", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/AsyncIO",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-submit-poll", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/SubmitPoll",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-fork-clone", dependencies: ["Superpipe", "ExampleSupport"], path: "Examples/ForkClone",
+      swiftSettings: testSwift),
+    .executableTarget(
+      name: "example-recovery-events", dependencies: ["Superpipe", "ExampleSupport"],
+      path: "Examples/RecoveryEvents", swiftSettings: testSwift),
+    // An application's own code and its test suite against SuperpipeMock (Examples/TestingWithTheMock).
+    .target(
+      name: "RecordStore", dependencies: ["Superpipe"], path: "Examples/TestingWithTheMock/Sources/RecordStore",
+      swiftSettings: testSwift),
+    .testTarget(
+      name: "RecordStoreTests", dependencies: ["RecordStore", "Superpipe", "SuperpipeMock"],
+      path: "Examples/TestingWithTheMock/Tests/RecordStoreTests", swiftSettings: testSwift),
     .testTarget(
       name: "AFUExecutorTests",
-      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash"],
       swiftSettings: testSwift
     ),
     .testTarget(
       name: "DriverModelTests",
-      dependencies: ["SuperpipeMock", "CCXLFlash"],
+      dependencies: ["Superpipe", "SuperpipeMock", "CCXLFlash"],
       swiftSettings: testSwift
     ),
     .testTarget(
@@ -150,9 +187,26 @@ let package = Package(
       dependencies: [
         "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
         "superpipectl", "superpipe-bench",
+        "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),
       ],
       swiftSettings: testSwift
     ),
   ]
 )
+
+// `Scripts/sanitize.sh thread` sets SUPERPIPE_SANITIZE_THREAD=1: ThreadSanitizer on this package's
+// own targets, with the lock TSan sees (-DSUPERPIPE_TSAN: Sources/Superpipe/Internals/Instrumentation.swift).
+// Not `swift build --sanitize=thread`: that instruments the dependencies too, and swiftc 6.3.1
+// crashes compiling swift-collections' BasicContainers with it ("Invalid bitcast"). Never set for a
+// package that depends on this one (unsafe flags are refused in dependencies).
+if Context.environment["SUPERPIPE_SANITIZE_THREAD"] == "1" {
+  for target in package.targets {
+    if target.swiftSettings != nil {
+      target.swiftSettings! += [.unsafeFlags(["-sanitize=thread", "-DSUPERPIPE_TSAN"])]
+      target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=thread"])]
+    } else {
+      target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=thread"])]
+    }
+  }
+}

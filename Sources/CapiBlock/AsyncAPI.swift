@@ -1,7 +1,8 @@
 // Asynchronous requests: cblk_aread/awrite/aunmap, cblk_aresult, cblk_listio and
-// cblk_clone_after_fork. A request goes into the chunk's tag table and to a worker thread, which
-// performs it with the Swift library's synchronous path (recovery and retries included) and posts
-// the completion under the chunk lock; waiters sleep on the chunk's condition.
+// cblk_clone_after_fork. A request takes a record of the chunk's request table and its command is
+// submitted on the calling thread; completions are harvested by whoever looks, or by the context's
+// reaper (AsyncEngine.swift), and posted under the chunk lock; waiters harvest, then sleep on the
+// chunk's condition.
 
 public import CCapiBlock
 import Glibc
@@ -13,103 +14,65 @@ struct SendablePointer: @unchecked Sendable {
   let pointer: UnsafeMutableRawPointer?
 }
 
-/// Issues one asynchronous request. Returns its tag key.
+/// Issues one asynchronous request: its command submitted at once on the calling thread, or (no
+/// low-level form: an unmap, a transfer above max_xfer, a group `job`) carried by a worker thread.
+/// Returns its tag.
 func issueAsync(
   _ chunk: Chunk, _ operation: Operation, _ buffer: UnsafeMutableRawPointer?, _ lba: Int, _ blocks: Int,
   userTag: Int32?, status: UnsafeMutablePointer<cblk_arw_status_t>?, waitForCommand: Bool,
   job: (@Sendable () throws(CError) -> Int)? = nil
-) throws(CError) -> TagKey {
+) throws(CError) -> Int32 {
   if operation != .unmap {
     guard let buffer else { throw CError(EINVAL) }
     guard UInt(bitPattern: buffer) & 0xF == 0 else { throw CError(EINVAL) }
   }
   chunk.lock.lock()
   let target: any LUNTarget
-  let key: TagKey
+  let index: Int32
   do throws(CError) {
     target = try chunk.usableTarget()
     if job == nil { try chunk.check(operation, lba: lba, blocks: blocks) }
-    while chunk.outstanding >= chunk.maxRequests {
+    if chunk.requests.inUse >= chunk.maxRequests {
       chunk.stats.num_no_cmds_free += 1
-      guard waitForCommand else {
-        chunk.stats.num_no_cmds_free_fail += 1
-        throw CError(EAGAIN)
+      if waitForCommand {
+        chunk.wait { chunk.closing || chunk.requests.inUse < chunk.maxRequests }
+      } else {
+        chunk.look()  // a user status may free a record
+        if chunk.requests.inUse >= chunk.maxRequests {
+          chunk.stats.num_no_cmds_free_fail += 1
+          throw CError(EAGAIN)
+        }
       }
-      chunk.lock.wait()
       if chunk.closing { throw CError(EINVAL) }
     }
-    if let userTag {
-      key = TagKey(tag: userTag, user: true)
-      if chunk.entries[key] != nil { throw CError(EINVAL) }  // a user tag already in use
-    } else {
-      var tag = chunk.nextTag
-      while chunk.entries[TagKey(tag: tag, user: false)] != nil { tag = tag == Int32.max ? 0 : tag + 1 }
-      chunk.nextTag = tag == Int32.max ? 0 : tag + 1
-      key = TagKey(tag: tag, user: false)
-    }
+    if let userTag, chunk.requests.find(tag: userTag, user: true) != nil { throw CError(EINVAL) }  // in use
+    guard let allocated = chunk.requests.allocate(userTag: userTag) else { throw CError(EAGAIN) }
+    index = allocated
   } catch {
     chunk.lock.unlock()
     throw error
   }
+  chunk.requests[index].operation = operation
+  chunk.requests[index].buffer = buffer
+  chunk.requests[index].lba = lba
+  chunk.requests[index].blocks = blocks
+  chunk.requests[index].status = status
   if let status {
     status.pointee.blocks_transferred = 0
     status.pointee.fail_errno = 0
     status.pointee.status = CBLK_ARW_STATUS_PENDING
   }
-  chunk.entries[key] = AsyncEntry(operation: operation, status: status)
   chunk.countStart(operation, async: true)
-  let generation = chunk.ownerPID
+  let engine = chunk.engine
   chunk.lock.unlock()
-  let pointer = SendablePointer(pointer: buffer)
-  WorkerPool.shared.submit {
-    var result: Result<Int, CError>
-    do throws(CError) {
-      if let job {
-        result = .success(try job())
-      } else {
-        result = .success(
-          try Chunk.perform(operation, target: target, lba: UInt64(lba), buffer: pointer.pointer, blocks: blocks))
-      }
-    } catch {
-      result = .failure(error)
-    }
-    complete(chunk, key, generation: generation, result)
+  let tag = userTag ?? index
+  if job == nil, operation != .unmap, blocks <= target.maxTransferBlocks, let engine, let buffer,
+    engine.submit(chunk, index, target, operation, buffer, lba, blocks)
+  {
+    return tag
   }
-  return key
-}
-
-/// Posts a completion (worker thread).
-func complete(_ chunk: Chunk, _ key: TagKey, generation: pid_t, _ result: Result<Int, CError>) {
-  chunk.lock.lock()
-  defer { chunk.lock.unlock() }
-  guard chunk.ownerPID == generation, var entry = chunk.entries[key] else { return }
-  switch result {
-  case .success(let blocks):
-    entry.result = blocks
-    chunk.countEnd(entry.operation, async: true, blocks: blocks, failed: false)
-  case .failure(let error):
-    entry.failErrno = error.errno
-    chunk.countEnd(entry.operation, async: true, blocks: 0, failed: true)
-  }
-  entry.done = true
-  if let status = entry.status {
-    // Posted to the caller's status and freed: no cblk_aresult needed.
-    status.pointee.blocks_transferred = entry.failErrno == 0 ? entry.result : 0
-    status.pointee.fail_errno = entry.failErrno
-    atomic_thread_fence_release()
-    status.pointee.status = entry.failErrno == 0 ? CBLK_ARW_STATUS_SUCCESS : CBLK_ARW_STATUS_FAIL
-    chunk.entries[key] = nil
-  } else {
-    chunk.entries[key] = entry
-    chunk.completed.append(key)
-  }
-  chunk.lock.broadcast()
-}
-
-func atomic_thread_fence_release() {
-  // A full compiler and hardware barrier via a locked no-op (the chunk lock is also released
-  // right after, which C readers that synchronise through cblk_* calls rely on).
-  _ = withUnsafeTemporaryAllocation(of: Int.self, capacity: 1) { $0.count }
+  chunk.runOnWorker(index, reason: .first, job: job)
+  return tag
 }
 
 func asyncEntry(
@@ -121,11 +84,10 @@ func asyncEntry(
     let chunk = try Registry.shared.chunk(id)
     let userTag = flags & CBLK_ARW_USER_TAG_FLAG != 0 ? tag.pointee : nil
     if flags & CBLK_ARW_USER_STATUS_FLAG != 0 && status == nil { throw CError(EINVAL) }
-    let key = try issueAsync(
+    tag.pointee = try issueAsync(
       chunk, operation, buf, lba, nblocks, userTag: userTag,
       status: flags & CBLK_ARW_USER_STATUS_FLAG != 0 ? status : nil,
       waitForCommand: flags & CBLK_ARW_WAIT_CMD_FLAGS != 0)
-    tag.pointee = key.tag
     return 0
   }
 }
@@ -159,7 +121,10 @@ public func cblk_aunmap(
 
 /// cblk_aresult on one chunk: blocks transferred (> 0), 0 while the request is still running
 /// (without CBLK_ARESULT_BLOCKING), or -1 with errno (the request's own errno when it failed;
-/// EINVAL for an unknown tag; ENOENT for NEXT_TAG with nothing outstanding).
+/// EINVAL for an unknown tag; ENOENT for NEXT_TAG with nothing outstanding). A completed request
+/// already posted is returned without a harvest; otherwise the call harvests the context's
+/// completions, except with CBLK_ARESULT_NO_HARVEST on a chunk whose reaper harvests (without a
+/// reaper nobody else would, and the request could never be seen to complete).
 func aresult(_ chunk: Chunk, _ tag: UnsafeMutablePointer<Int32>, _ status: UnsafeMutablePointer<UInt64>?, _ flags: Int32)
   throws(CError) -> Int32
 {
@@ -167,39 +132,60 @@ func aresult(_ chunk: Chunk, _ tag: UnsafeMutablePointer<Int32>, _ status: Unsaf
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
   if chunk.ownerPID != ProcessID.current { throw CError(EINVAL) }
-  var key: TagKey
+  let harvest = flags & CBLK_ARESULT_NO_HARVEST == 0 || chunk.engine?.reaperWanted != true
+  let index: Int32
   if flags & CBLK_ARESULT_NEXT_TAG != 0 {
-    while chunk.completed.isEmpty {
-      if chunk.entries.isEmpty { throw CError(ENOENT) }
-      guard blocking else {
+    if !chunk.requests.hasCompleted {
+      if chunk.requests.active == 0 { throw CError(ENOENT) }
+      if blocking {
+        chunk.wait(harvest: harvest) { chunk.requests.hasCompleted || chunk.requests.active == 0 }
+      } else if harvest {
+        chunk.look()
+      }
+      if !chunk.requests.hasCompleted {
+        // Everything outstanding completed into user statuses: nothing to reap.
+        if chunk.requests.active == 0 { throw CError(ENOENT) }
         chunk.stats.num_aresult_no_cmplt += 1
         return 0
       }
-      chunk.lock.wait()
     }
-    key = chunk.completed.removeFirst()
-    tag.pointee = key.tag
+    index = chunk.requests.popCompleted()!
+    tag.pointee = chunk.requests[index].tag
   } else {
-    key = TagKey(tag: tag.pointee, user: flags & CBLK_ARESULT_USER_TAG != 0)
-    while true {
-      guard let entry = chunk.entries[key], entry.status == nil else { throw CError(EINVAL) }
-      if entry.done { break }
-      guard blocking else {
+    let user = flags & CBLK_ARESULT_USER_TAG != 0
+    let wanted = tag.pointee
+    func find() -> Int32? {
+      guard let found = chunk.requests.find(tag: wanted, user: user), chunk.requests[found].status == nil else {
+        return nil
+      }
+      return found
+    }
+    guard let found = find() else { throw CError(EINVAL) }
+    if chunk.requests[found].state != .done {
+      if blocking {
+        chunk.wait(harvest: harvest) { find() != found || chunk.requests[found].state == .done }
+      } else if harvest {
+        chunk.look()
+      }
+      guard find() == found else { throw CError(EINVAL) }  // reaped meanwhile by another caller
+      if chunk.requests[found].state != .done {
         chunk.stats.num_aresult_no_cmplt += 1
         return 0
       }
-      chunk.lock.wait()
     }
-    chunk.completed.removeAll { $0 == key }
+    chunk.requests.unlink(found)
+    index = found
   }
-  let entry = chunk.entries.removeValue(forKey: key)!
-  chunk.lock.broadcast()  // room for a request waiting for a free command
-  if entry.failErrno != 0 {
-    status?.pointee = UInt64(entry.failErrno)
-    throw CError(entry.failErrno)
+  let request = chunk.requests[index]
+  chunk.requests.release(index)
+  chunk.wakeSleepers()  // room for a request waiting for a free command
+  chunk.engine?.noteCallerActivity()
+  if request.failErrno != 0 {
+    status?.pointee = UInt64(request.failErrno)
+    throw CError(request.failErrno)
   }
-  status?.pointee = UInt64(entry.result)
-  return Int32(entry.result)
+  status?.pointee = UInt64(request.result)
+  return Int32(request.result)
 }
 
 @_cdecl("cblk_aresult")
@@ -260,27 +246,23 @@ public func cblk_listio(
         throw CError(EINVAL)
       }
       do throws(CError) {
-        let key = try issueAsync(
+        item.pointee.tag = try issueAsync(
           chunk, operation, item.pointee.buf, item.pointee.lba, item.pointee.nblocks,
           userTag: item.pointee.flags & CBLK_IO_USER_TAG != 0 ? Int32(item.pointee.tag) : nil,
           status: withUnsafeMutablePointer(to: &item.pointee.stat) { $0 },
           waitForCommand: flags & CBLK_LISTIO_WAIT_ISSUE_CMD != 0)
-        item.pointee.tag = key.tag
       } catch {
         item.pointee.stat.status = CBLK_ARW_STATUS_INVALID
         item.pointee.stat.fail_errno = error.errno
         throw error
       }
     }
-    // Wait for the wait list (timeout in microseconds; 0 waits without a limit).
+    // Wait for the wait list (timeout in microseconds; 0 waits without a limit), harvesting.
     let deadline = timeout == 0 ? nil : monotonicNow() + timeout * 1000
     chunk.lock.lock()
-    var timedOut = false
-    while waits.contains(where: { $0.pointee.stat.status == CBLK_ARW_STATUS_PENDING }) {
-      if !chunk.lock.wait(until: deadline) {
-        timedOut = waits.contains { $0.pointee.stat.status == CBLK_ARW_STATUS_PENDING }
-        break
-      }
+    if waits.isEmpty { chunk.look() }  // collect what completed, for the completion list
+    let timedOut = !chunk.wait(until: deadline) {
+      !waits.contains { $0.pointee.stat.status == CBLK_ARW_STATUS_PENDING }
     }
     // The completion list: issued or pending requests (not waited for) that have completed.
     var reported = 0
@@ -337,8 +319,8 @@ func cloneAfterFork(_ chunk: Chunk, _ mode: Int32) throws(CError) {
       polling: chunk.openFlags & CBLK_OPN_NO_INTRP_THREADS != 0)
     try box.context.cloneVirtualLUNs(from: parentToken, lun: chunk.path)
     let target = try VirtualTarget(box: box, adopting: handle)
-    chunk.entries.removeAll()
-    chunk.completed.removeAll()
+    chunk.requests.reset()
+    chunk.syncActive = 0
     Registry.shared.keepParentTarget(chunk.target)
     chunk.target = target
     chunk.ownerPID = ProcessID.current

@@ -49,35 +49,33 @@ func openChunk(_ path: String?, _ maxNumRequests: Int32, _ mode: Int32, _ flags:
   var paths = path.split(separator: ":").map(String.init)
   if flags & CBLK_OPN_MPIO_FO == 0 || virtual { paths = [path] }
   guard let primary = paths.first else { throw CError(EINVAL) }
-  let chunk = Chunk(
-    id: 0, path: primary, alternatePaths: Array(paths.dropFirst()), access: access, virtual: virtual,
-    openFlags: flags, maxRequests: requests)
+  let alternates = Array(paths.dropFirst())
+  let target: any LUNTarget
+  let size: UInt64
   do {
     let box = try Registry.shared.context(
       path: primary, access: access, share: flags & CBLK_OPN_SHARE_CTXT != 0, queueDepth: requests,
       polling: flags & CBLK_OPN_NO_INTRP_THREADS != 0)
     if virtual {
-      chunk.target = try VirtualTarget(box: box, scrub: flags & CBLK_OPN_SCRUB_DATA != 0)
-      chunk.size = 0
+      target = try VirtualTarget(box: box, scrub: flags & CBLK_OPN_SCRUB_DATA != 0)
+      size = 0
     } else {
-      let target = try PhysicalTarget(box: box, alternatePaths: chunk.alternatePaths)
-      chunk.target = target
-      chunk.size = target.lun.lastLBA &+ 1
+      let physical = try PhysicalTarget(box: box, alternatePaths: alternates)
+      target = physical
+      size = physical.lun.lastLBA &+ 1
     }
   } catch {
     throw CError(error)
   }
   return Registry.shared.add { id in
     let made = Chunk(
-      id: id, path: chunk.path, alternatePaths: chunk.alternatePaths, access: access, virtual: virtual,
-      openFlags: flags, maxRequests: requests)
-    made.target = chunk.target
-    made.size = chunk.size
-    let target = chunk.target
+      id: id, path: primary, alternatePaths: alternates, access: access, virtual: virtual, openFlags: flags,
+      maxRequests: requests)
+    made.target = target
+    made.size = size
     made.stats.block_size = 4096
-    made.stats.num_paths = UInt32(target?.pathCount ?? 1)
+    made.stats.num_paths = UInt32(target.pathCount)
     made.stats.max_transfer_size = made.maxTransfer
-    chunk.target = nil
     return made
   }
 }
@@ -92,23 +90,24 @@ public func cblk_close(_ id: Int32, _ flags: Int32) -> Int32 {
 }
 
 /// Closes a chunk: EBUSY (the chunk stays open) while commands are active after a grace period
-/// (capiflash waits up to 5 s; so do we).
+/// (capiflash waits up to 5 s; so do we), harvesting their completions meanwhile.
 func closeChunk(_ chunk: Chunk) throws(CError) {
   let deadline = monotonicNow() + Environment.current.closeWaitNanoseconds
   chunk.lock.lock()
-  while chunk.syncActive > 0 || chunk.entries.values.contains(where: { !$0.done }) {
-    if !chunk.lock.wait(until: deadline) { break }
+  if chunk.ownerPID != ProcessID.current {
+    // A forked child: the requests and calls in flight are the parent's.
+    chunk.requests.reset()
+    chunk.syncActive = 0
   }
-  let busy = chunk.syncActive > 0 || chunk.entries.values.contains { !$0.done }
-  if busy {
+  chunk.wait(until: deadline) { !chunk.busy }
+  if chunk.busy {
     chunk.lock.unlock()
     throw CError(EBUSY)
   }
   chunk.closing = true
   let target = chunk.target
   chunk.target = nil
-  chunk.entries.removeAll()
-  chunk.completed.removeAll()
+  chunk.wakeSleepers()  // a request waiting for a free command gives up (EINVAL)
   chunk.lock.unlock()
   Registry.shared.remove(chunk.id)
   _ = target  // released here: DK_CXLFLASH_RELEASE, then (last user) the context detaches
@@ -215,7 +214,7 @@ func syncIO(_ chunk: Chunk, _ operation: Operation, _ buffer: UnsafeMutableRawPo
     if case .failure = result { chunk.countEnd(operation, async: false, blocks: 0, failed: true) } else {
       chunk.countEnd(operation, async: false, blocks: blocks, failed: false)
     }
-    chunk.lock.broadcast()
+    chunk.wakeSleepers()
   }
   return Int32(try result.get())
 }
@@ -255,10 +254,12 @@ func chunkStats(_ chunk: Chunk) throws(CError) -> chunk_stats_t {
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
   var stats = chunk.stats
+  stats.num_retries = chunk.reissues
+  stats.num_timeouts = chunk.timeouts
   if let target = chunk.target, chunk.ownerPID == ProcessID.current {
     let recovery = target.box.context.recoveryStatistics
-    stats.num_retries = UInt64(recovery.retries)
-    stats.num_timeouts = UInt64(recovery.timeouts)
+    stats.num_retries += UInt64(recovery.retries)
+    stats.num_timeouts += UInt64(recovery.timeouts)
     stats.num_reset_contexts = UInt64(recovery.recoveries)
     stats.num_capi_adap_resets = UInt64(recovery.recoveries)
     stats.num_path_fail_overs = UInt64(recovery.failovers)

@@ -100,7 +100,7 @@ public func cblk_cg_close(_ id: Int32, _ flags: Int32) -> Int32 {
     let group = try Registry.shared.group(id)
     for chunk in group.chunks {
       chunk.lock.lock()
-      let busy = chunk.syncActive > 0 || chunk.entries.values.contains { !$0.done }
+      let busy = chunk.busy
       chunk.lock.unlock()
       if busy { throw CError(EBUSY) }
     }
@@ -186,14 +186,14 @@ func groupIssue(
   if group.raid0 {
     guard lba >= 0, nblocks > 0, UInt64(lba) + UInt64(nblocks) <= group.size() else { throw CError(EINVAL) }
     let pointer = SendablePointer(pointer: buf)
-    let key = try issueAsync(
+    let tag = try issueAsync(
       group.chunks[0], operation, buf, lba, nblocks, userTag: userTag, status: userStatus, waitForCommand: wait
     ) { () throws(CError) in try group.stripedIO(operation, pointer.pointer, lba, nblocks) }
-    return cflsh_cg_tag_t(id: group.chunks[0].id, tag: key.tag)
+    return cflsh_cg_tag_t(id: group.chunks[0].id, tag: tag)
   }
   let chunk = group.nextChunk()
-  let key = try issueAsync(chunk, operation, buf, lba, nblocks, userTag: userTag, status: userStatus, waitForCommand: wait)
-  return cflsh_cg_tag_t(id: chunk.id, tag: key.tag)
+  let tag = try issueAsync(chunk, operation, buf, lba, nblocks, userTag: userTag, status: userStatus, waitForCommand: wait)
+  return cflsh_cg_tag_t(id: chunk.id, tag: tag)
 }
 
 /// cblk_aread/awrite/aunmap with CBLK_GROUP_ID: `tag` receives the chunk's tag only.
@@ -248,7 +248,9 @@ func groupAresult(_ id: Int32, _ tag: UnsafeMutablePointer<Int32>, _ status: Uns
   if flags & CBLK_ARESULT_NEXT_TAG == 0 {
     // Without NEXT_TAG the tag alone is ambiguous across chunks: look in each.
     for chunk in group.chunks {
-      let known = chunk.lock.withLock { chunk.entries[TagKey(tag: tag.pointee, user: flags & CBLK_ARESULT_USER_TAG != 0)] != nil }
+      let known = chunk.lock.withLock {
+        chunk.requests.find(tag: tag.pointee, user: flags & CBLK_ARESULT_USER_TAG != 0) != nil
+      }
       if known { return try aresult(chunk, tag, status, flags & ~CBLK_GROUP_MASK) }
     }
     throw CError(EINVAL)

@@ -1,9 +1,9 @@
-// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads that carry
-// asynchronous requests, the environment, and errno mapping.
+// libcflsh_block's process-wide machinery: a lock with a condition, the worker threads of the
+// asynchronous slow path, the environment, and errno mapping.
 
 import CCapiBlock
 import Glibc
-import Superpipe
+@_spi(Instrumentation) import Superpipe
 import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC. The waits sleep (no spinning).
@@ -27,8 +27,18 @@ final class Lock: @unchecked Sendable {
     mutex.deallocate()
   }
 
-  func lock() { pthread_mutex_lock(mutex) }
+  func lock() {
+    PackageLocks.countAcquisition()
+    pthread_mutex_lock(mutex)
+  }
   func unlock() { pthread_mutex_unlock(mutex) }
+
+  /// Takes the lock if it is free; false (without waiting) when another thread holds it.
+  func tryLock() -> Bool {
+    guard pthread_mutex_trylock(mutex) == 0 else { return false }
+    PackageLocks.countAcquisition()
+    return true
+  }
 
   func withLock<R>(_ body: () throws -> R) rethrows -> R {
     lock()
@@ -67,25 +77,25 @@ struct Environment: Sendable {
   /// CFLSH_BLK_TRC_VERBOSITY: 0 silent; 1 (default) nothing but what capiflash would syslog at
   /// level 1 is kept silent here too; ≥ 2 failures are traced to stderr; ≥ 5 every call.
   var verbosity = 1
-  /// CFLSH_BLK_TIMEOUT (+ CFLSH_BLK_TIMEOUT_UNITS=MILLI|MICRO, seconds by default): the command
-  /// timeout. Default 30 s (the Swift library's).
-  var commandTimeout: Duration = .seconds(30)
+  /// The library's configuration (Docs/configuration.md): capiflash's CFLSH_BLK_TIMEOUT (+
+  /// CFLSH_BLK_TIMEOUT_UNITS=MILLI|MICRO, seconds by default) for the command timeout (default
+  /// 30 s, the Swift library's), Superpipe's SUPERPIPE_* keys, and the file SUPERPIPE_CONFIG_FILE
+  /// names. Read by the library's own reader, so both mean the same here and in Swift programs.
+  /// A value that cannot be used fails every cblk_open with EINVAL (see `ContextBox`).
+  var configuration: Result<SuperpipeConfiguration, ConfigurationError> = .success(SuperpipeConfiguration())
   /// CFLSH_BLK_CLOSE_WAIT_MS (Superpipe's own): how long cblk_close waits for active commands
   /// before EBUSY. Default 5000 (capiflash's 500 × 10 ms).
   var closeWaitNanoseconds: UInt64 = 5_000_000_000
+
+  /// `current.compat`, read once (every range check asks).
+  static let compat = current.compat
 
   static let current: Environment = {
     var environment = Environment()
     func value(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
     environment.compat = value("CFLSH_BLK_COMPAT").map { $0 == "1" || $0.lowercased() == "yes" } ?? false
     if let verbosity = value("CFLSH_BLK_TRC_VERBOSITY").flatMap({ Int($0) }) { environment.verbosity = verbosity }
-    if let timeout = value("CFLSH_BLK_TIMEOUT").flatMap({ Int64($0) }), timeout > 0 {
-      switch value("CFLSH_BLK_TIMEOUT_UNITS")?.uppercased() {
-      case "MILLI": environment.commandTimeout = .milliseconds(timeout)
-      case "MICRO": environment.commandTimeout = .microseconds(timeout)
-      default: environment.commandTimeout = .seconds(timeout)
-      }
-    }
+    environment.configuration = Result { () throws(ConfigurationError) in try SuperpipeConfiguration.load() }
     if let wait = value("CFLSH_BLK_CLOSE_WAIT_MS").flatMap({ UInt64($0) }) {
       environment.closeWaitNanoseconds = wait * 1_000_000
     }
@@ -157,10 +167,11 @@ func entry(_ name: @autoclosure () -> String, _ body: () throws(CError) -> Int32
   }
 }
 
-/// The threads that carry asynchronous requests: each takes a job and performs it with the Swift
-/// library's synchronous path (which recovers from adapter resets and retries by itself). Threads
-/// are started on demand, up to `maximumThreads`, and sleep on a condition when idle. After fork()
-/// the child starts its own.
+/// The threads of the asynchronous slow path (AsyncEngine.swift): each takes a job and performs it
+/// with the Swift library's synchronous path (which recovers from adapter resets and retries by
+/// itself): requests without a low-level form, and re-issues of commands that failed or were lost.
+/// Threads are started on demand, up to `maximumThreads`, and sleep on a condition when idle.
+/// After fork() the child starts its own.
 final class WorkerPool: @unchecked Sendable {
   static let shared = WorkerPool()
   static let maximumThreads = 64

@@ -18,7 +18,7 @@ import Foundation
 import Histogram
 import MallocInterposerSwift
 import Synchronization
-public import Superpipe
+@_spi(Instrumentation) public import Superpipe
 import SuperpipeMock
 
 #if canImport(Glibc)
@@ -42,6 +42,14 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   /// Whether to run the capiblock rows (the C API, at the depths of `capiblockDepths` that are
   /// among `queueDepths`).
   public var capiblock = true
+  /// Application-thread counts of the thread rows (each thread at queue depth 1, synchronous API;
+  /// once with a context per thread, once with one shared context); empty: no thread rows.
+  public var threadCounts: [Int] = [1, 2, 4]
+  /// Whether to run the served rows: the same depths against a mock served by another process.
+  public var served = true
+  /// Whether to run the null-storage rows: randread at the queue depths against the in-process
+  /// mock completing commands without moving data.
+  public var nullStorage = true
 
   /// The queue depths of the capiblock rows (when they are among `queueDepths`, whose Swift row is
   /// the comparison).
@@ -52,7 +60,7 @@ public struct BenchmarkConfiguration: Sendable, Codable {
   public init() {}
 
   enum CodingKeys: String, CodingKey {
-    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock
+    case seconds, queueDepths, workloads, lunBlocks, directory, completion, capiblock, threadCounts, served, nullStorage
   }
 
   /// Decodes a configuration; `capiblock` (added after schemaVersion 1 was published) defaults to
@@ -66,6 +74,9 @@ public struct BenchmarkConfiguration: Sendable, Codable {
     directory = try container.decode(String.self, forKey: .directory)
     completion = try container.decode(CompletionMode.self, forKey: .completion)
     capiblock = try container.decodeIfPresent(Bool.self, forKey: .capiblock) ?? false
+    threadCounts = try container.decodeIfPresent([Int].self, forKey: .threadCounts) ?? []
+    served = try container.decodeIfPresent(Bool.self, forKey: .served) ?? false
+    nullStorage = try container.decodeIfPresent(Bool.self, forKey: .nullStorage) ?? false
   }
 
   /// The fio workload names.
@@ -111,6 +122,31 @@ public struct BenchmarkRow: Sendable, Codable {
   public var swiftIOPS: Double?
   /// capiblock rows: iops / swiftIOPS.
   public var ratioToSwift: Double?
+  /// Thread rows and threaded baselines: application threads, each at queue depth 1.
+  public var threads: Int?
+  /// Thread rows: "per-thread" (a context each) or "shared" (one context and handle for all).
+  public var contexts: String?
+  /// Where the mock ran: "in-process", "served" (another process) or "null-storage" (in-process,
+  /// commands complete without moving data); absent in the baselines.
+  public var mock: String?
+  /// Per I/O on the application thread (synchronous and submit/poll rows), from the package's
+  /// per-thread counters (`Instrumentation.onThisThread`): locks and system calls of the Superpipe
+  /// library, and of the mock adapter where it ran on that thread (in-process, inline).
+  public var perIO: PerIO?
+  /// Nanoseconds per I/O on the issuing thread (1e9 / IOPS).
+  public var nanosecondsPerIO: Double?
+
+  /// Locks and system calls per I/O on the application thread.
+  public struct PerIO: Sendable, Codable {
+    /// Locks the library took.
+    public var libraryLocks: Double
+    /// System calls the library made.
+    public var librarySyscalls: Double
+    /// Locks the mock took on the application thread.
+    public var mockLocks: Double
+    /// System calls the mock made on the application thread.
+    public var mockSyscalls: Double
+  }
 
   /// Latency percentiles and extremes in microseconds.
   public struct Latency: Sendable, Codable {
@@ -146,6 +182,17 @@ public struct BenchmarkReport: Sendable, Codable {
   /// The capiblock rows (the C API), one per (queue depth 1 or 32, workload); empty with
   /// `configuration.capiblock` false, absent in reports written before they existed.
   public var capiblock: [BenchmarkRow]?
+  /// The baseline with several threads (pread/pwrite, fio's psync with numjobs=N), one row per
+  /// (thread count > 1 of the thread rows or queue depth > 1, workload); `ratio` is against the
+  /// single-thread baseline.
+  public var baselineThreads: [BenchmarkRow]?
+  /// The thread rows: per (thread count, per-thread or shared context, workload).
+  public var threadRows: [BenchmarkRow]?
+  /// The served rows: the queue depths against a mock served by another process.
+  public var served: [BenchmarkRow]?
+  /// The null-storage rows: the queue depths against the in-process mock with null storage (the
+  /// protocol cost of library plus mock alone).
+  public var nullStorage: [BenchmarkRow]?
 }
 
 /// Runs the benchmark.
@@ -184,15 +231,83 @@ public enum SuperpipeBenchmark {
             ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: verified)
             : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
         }
-        let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
-        row.baselineIOPS = base
-        row.ratio = base > 0 ? row.iops / base : 0
-        row.api = "swift"
+        finish(&row, baseline: baseline, api: "swift", mock: "in-process")
         rows.append(row)
         progress(describe(row, label: "superpipe"))
       }
     }
     try context.detach()
+
+    // Several application threads, then several pread threads for comparison.
+    var threadRows: [BenchmarkRow] = []
+    for threads in configuration.threadCounts where threads > 0 {
+      for shared in [false, true] where !(shared && threads == 1) {
+        for workload in configuration.workloads {
+          var row = try runThreads(
+            disk: disk, threads: threads, sharedContext: shared, workload: workload, configuration: configuration)
+          finish(&row, baseline: baseline, api: "swift", mock: "in-process")
+          threadRows.append(row)
+          progress(describe(row, label: "superpipe"))
+        }
+      }
+    }
+    var baselineThreads: [BenchmarkRow] = []
+    let baselineCounts = Set(configuration.threadCounts + configuration.queueDepths).filter { $0 > 1 }.sorted()
+    for threads in baselineCounts {
+      for workload in configuration.workloads {
+        var row = try runBaselineThreads(file: lunFile, threads: threads, workload: workload, configuration: configuration)
+        finish(&row, baseline: baseline, api: nil, mock: nil)
+        baselineThreads.append(row)
+        progress(describe(row, label: "baseline pread/pwrite"))
+      }
+    }
+
+    // The mock in another process: the same depths through the device-backend client.
+    var servedRows: [BenchmarkRow] = []
+    if configuration.served {
+      let served = try ServedMock(parent: directory, blocks: configuration.lunBlocks)
+      defer { served.stop() }
+      try Superpipe.setMode(.superpipe, wwid: WWID(bytes: adapter.wwid(lun: 0))!, path: served.disk)
+      try prefill(served.lunFile, blocks: configuration.lunBlocks)
+      let context = try Context(lun: served.disk)
+      for depth in configuration.queueDepths {
+        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+        for workload in configuration.workloads {
+          var row = try context.withPhysicalLUN { lun in
+            depth <= 1
+              ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: false)
+              : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
+          }
+          finish(&row, baseline: baseline, api: "swift", mock: "served")
+          servedRows.append(row)
+          progress(describe(row, label: "superpipe served"))
+        }
+      }
+      try context.detach()
+    }
+
+    // Null storage: the in-process mock completes every command without moving data, so what is
+    // left is the protocol cost of library plus mock.
+    var nullRows: [BenchmarkRow] = []
+    if configuration.nullStorage {
+      adapter.nullStorage = true
+      let context = try Context(lun: disk)
+      for depth in configuration.queueDepths {
+        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+        var row = try context.withPhysicalLUN { lun in
+          depth <= 1
+            ? try runSynchronous(lun, workload: .randread, configuration: configuration, countAllocations: verified)
+            : try runQueued(context, lun, depth: depth, workload: .randread, configuration: configuration)
+        }
+        finish(&row, baseline: baseline, api: "swift", mock: "null-storage")
+        row.nanosecondsPerIO = row.iops > 0 ? 1e9 / row.iops : nil
+        nullRows.append(row)
+        progress(describe(row, label: "superpipe null-storage"))
+      }
+      try context.detach()
+      adapter.nullStorage = false
+    }
+
     // The C API on the same LUN, after the Swift context has detached (one context at a time, as
     // for the Swift rows).
     var capiblock: [BenchmarkRow] = []
@@ -211,10 +326,7 @@ public enum SuperpipeBenchmark {
             ? try runCapiBlockSynchronous(
               chunk, workload: workload, configuration: configuration, countAllocations: verified)
             : try runCapiBlockQueued(chunk, depth: depth, workload: workload, configuration: configuration)
-          let base = baseline.first { $0.workload == workload.rawValue }?.iops ?? 0
-          row.baselineIOPS = base
-          row.ratio = base > 0 ? row.iops / base : 0
-          row.api = "capiblock"
+          finish(&row, baseline: baseline, api: "capiblock", mock: "in-process")
           let swift = rows.first { $0.iodepth == depth && $0.workload == workload.rawValue }?.iops ?? 0
           row.swiftIOPS = swift
           row.ratioToSwift = swift > 0 ? row.iops / swift : 0
@@ -229,17 +341,35 @@ public enum SuperpipeBenchmark {
     return BenchmarkReport(
       machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
-      baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock)
+      baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock,
+      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows, nullStorage: nullRows)
+  }
+
+  /// Fills in a row's ratio to the single-thread baseline of its workload, its API and its mock.
+  private static func finish(_ row: inout BenchmarkRow, baseline: [BenchmarkRow], api: String?, mock: String?) {
+    let base = baseline.first { $0.workload == row.workload }?.iops ?? 0
+    row.baselineIOPS = base
+    row.ratio = base > 0 ? row.iops / base : 0
+    row.api = api
+    row.mock = mock
   }
 
   /// One line in fio's words.
   public static func describe(_ row: BenchmarkRow, label: String) -> String {
     let latency = row.latencyMicroseconds
     var text =
-      "\(label) \(row.workload) iodepth=\(row.iodepth) bs=\(row.blockSize / 1024)k: IOPS=\(Int(row.iops)), "
+      "\(label) \(row.workload) iodepth=\(row.iodepth)"
+      + (row.threads.map { " numjobs=\($0)" } ?? "") + (row.contexts.map { " contexts=\($0)" } ?? "")
+      + " bs=\(row.blockSize / 1024)k: IOPS=\(Int(row.iops)), "
       + "BW=\(String(format: "%.1f", row.bandwidthMiBps))MiB/s, lat (usec): p50=\(String(format: "%.2f", latency.p50)) "
       + "p99=\(String(format: "%.2f", latency.p99)) p99.9=\(String(format: "%.2f", latency.p99_9))"
     if let allocations = row.allocationsPerIO { text += ", allocs/io=\(String(format: "%.3f", allocations))" }
+    if let perIO = row.perIO {
+      text +=
+        ", locks/io=\(String(format: "%.2f", perIO.libraryLocks))+\(String(format: "%.2f", perIO.mockLocks))"
+        + " syscalls/io=\(String(format: "%.2f", perIO.librarySyscalls))+\(String(format: "%.2f", perIO.mockSyscalls))"
+    }
+    if let nanoseconds = row.nanosecondsPerIO { text += ", ns/io=\(Int(nanoseconds.rounded()))" }
     if row.baselineIOPS > 0 { text += ", ratio=\(String(format: "%.2f", row.ratio))x" }
     if let toSwift = row.ratioToSwift { text += ", ratio-to-swift=\(String(format: "%.2f", toSwift))x" }
     return text
@@ -279,7 +409,7 @@ public enum SuperpipeBenchmark {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
   }
 
-  private static func row(
+  static func row(
     _ workload: BenchmarkConfiguration.Workload, depth: Int, ios: UInt64, elapsed: UInt64, histogram: Histogram<UInt64>,
     allocations: Double?
   ) -> BenchmarkRow {
@@ -342,6 +472,7 @@ public enum SuperpipeBenchmark {
       MallocInterposerSwift.reset()
       MallocInterposerSwift.hook()
     }
+    let counts = Instrumentation.onThisThread
     let start = now()
     var ios: UInt64 = 0
     var last = start
@@ -358,7 +489,9 @@ public enum SuperpipeBenchmark {
       ios += 1
     }
     let allocations = countAllocations ? allocationsPerIO(ios) : nil
-    return row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+    var result = row(workload, depth: 1, ios: ios, elapsed: last - start, histogram: histogram, allocations: allocations)
+    result.perIO = perIO(since: counts, ios: ios)
+    return result
   }
 
   /// Stops counting allocations (malloc-interposer, hooked before the measured loop) and returns
@@ -382,6 +515,7 @@ public enum SuperpipeBenchmark {
     var bufferOf = [Int](repeating: 0, count: context.ioConfiguration.queueDepth)
     var freeBuffers = Array((0..<depth).reversed())
     let duration = UInt64(configuration.seconds * 1e9)
+    let counts = Instrumentation.onThisThread
     let start = now()
     var ios: UInt64 = 0
     var inflight = 0
@@ -414,7 +548,18 @@ public enum SuperpipeBenchmark {
         if inflight == 0 { throw failure }
       }
     }
-    return row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+    var result = row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+    result.perIO = perIO(since: counts, ios: ios)
+    return result
+  }
+
+  /// The calling thread's locks and system calls per I/O since `counts`.
+  private static func perIO(since counts: Instrumentation.Counts, ios: UInt64) -> BenchmarkRow.PerIO {
+    let done = Instrumentation.onThisThread - counts
+    let n = Double(max(ios, 1))
+    return .init(
+      libraryLocks: Double(done.libraryLocks) / n, librarySyscalls: Double(done.librarySyscalls) / n,
+      mockLocks: Double(done.otherLocks) / n, mockSyscalls: Double(done.otherSyscalls) / n)
   }
 
   // MARK: capiblock rows
@@ -472,7 +617,9 @@ public enum SuperpipeBenchmark {
 
   /// capiblock at a deeper queue: `depth` requests kept in flight with cblk_aread/cblk_awrite (user
   /// tags: the buffer's index), each reaped by cblk_aresult(CBLK_ARESULT_NEXT_TAG |
-  /// CBLK_ARESULT_BLOCKING), from one thread; libcflsh_block's worker threads carry the requests.
+  /// CBLK_ARESULT_BLOCKING), from one thread: cblk_aread/cblk_awrite submit on this thread and
+  /// cblk_aresult harvests the completions (with `--completion interrupts` the chunk's reaper
+  /// thread may harvest too).
   private static func runCapiBlockQueued(
     _ chunk: chunk_id_t, depth: Int, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration
   ) throws -> BenchmarkRow {
@@ -517,7 +664,7 @@ public enum SuperpipeBenchmark {
       return Int(tag)
     }
 
-    // Warm up: start the worker threads (twice the depth of reads, reaped).
+    // Warm up (the context's channel, first touches): twice the depth of reads, reaped.
     for _ in 0..<2 {
       while let slot = freeSlots.popLast() {
         submit(slot, read: true, lba: Int(random.next() % configuration.lunBlocks))

@@ -83,68 +83,12 @@ public enum FaultSoak {
     context.configureIO(IOConfiguration(queueDepth: 16, commandTimeout: .seconds(10)))
     let lun = try context.openPhysicalLUN()
     let player = adapter.play(schedule)
-    let issued = Atomic<Int>(0)
-    let verified = Atomic<Int>(0)
-    let bad = Atomic<Int>(0)
-    let failed = Atomic<Int>(0)
-    let problems = Mutex<[String]>([])
-    @Sendable func note(_ problem: String) { problems.withLock { if $0.count < 20 { $0.append(problem) } } }
-
+    let tally = SoakTally(budget: configuration.ios)
     DispatchQueue.concurrentPerform(iterations: configuration.threads) { thread in
-      let base = UInt64(thread * configuration.blocksPerThread)
-      var acknowledged = [UInt64](repeating: 0, count: configuration.blocksPerThread)
-      var uncertain = [UInt64](repeating: 0, count: configuration.blocksPerThread)  // a failed write's generation
-      var random = Random(state: configuration.seed &+ UInt64(thread) &* 0x9E37_79B9)
-      let buffer = AlignedBuffer(count: 4096)
-      func check(_ index: Int) {
-        let stamp = BlockPattern.stamp(buffer.readOnly, block: 0, blockSize: 4096)
-        let ok =
-          stamp.intact && stamp.lba == base + UInt64(index)
-          && (stamp.generation == acknowledged[index] || (uncertain[index] != 0 && stamp.generation == uncertain[index]))
-        if ok {
-          verified.add(1, ordering: .relaxed)
-          if stamp.generation == uncertain[index] { acknowledged[index] = stamp.generation }
-          uncertain[index] = 0
-        } else {
-          bad.add(1, ordering: .relaxed)
-          note("LBA \(base + UInt64(index)): read \(stamp), acknowledged generation \(acknowledged[index])")
-        }
-      }
-      while issued.add(1, ordering: .relaxed).newValue <= configuration.ios {
-        let index = Int(random.next() % UInt64(configuration.blocksPerThread))
-        let lba = base + UInt64(index)
-        if acknowledged[index] > 0, random.next() % 4 == 0 {
-          do {
-            try lun.read(at: lba, into: buffer.bytes)
-            check(index)
-          } catch {
-            failed.add(1, ordering: .relaxed)
-            note("read LBA \(lba): \(error)")
-          }
-          continue
-        }
-        let generation = max(acknowledged[index], uncertain[index]) + 1
-        BlockPattern.fill(buffer.bytes, lba: lba, blockSize: 4096, generation: generation)
-        do {
-          try lun.write(at: lba, from: buffer.readOnly)
-          acknowledged[index] = generation
-          uncertain[index] = 0
-        } catch {
-          uncertain[index] = generation
-          failed.add(1, ordering: .relaxed)
-          note("write LBA \(lba): \(error)")
-        }
-      }
-      // Final sweep: every block this thread wrote.
-      for index in 0..<configuration.blocksPerThread where acknowledged[index] > 0 || uncertain[index] > 0 {
-        do {
-          try lun.read(at: base + UInt64(index), into: buffer.bytes)
-          check(index)
-        } catch {
-          failed.add(1, ordering: .relaxed)
-          note("final read LBA \(base + UInt64(index)): \(error)")
-        }
-      }
+      var ledger = BlockLedger(
+        base: UInt64(thread * configuration.blocksPerThread), blocks: configuration.blocksPerThread)
+      var random = SoakRandom(state: configuration.seed &+ UInt64(thread) &* 0x9E37_79B9)
+      SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: "thread \(thread)")
     }
     player.stop()
     let statistics = context.recoveryStatistics
@@ -152,21 +96,9 @@ public enum FaultSoak {
     var kinds: [String: Int] = [:]
     for fault in schedule.faults.prefix(player.injectedCount) { kinds[fault.kind.rawValue, default: 0] += 1 }
     return SoakReport(
-      configuration: configuration, ios: min(issued.load(ordering: .relaxed), configuration.ios),
-      verifiedReads: verified.load(ordering: .relaxed), faultsInjected: kinds, recovery: statistics,
-      staleOrTorn: bad.load(ordering: .relaxed), failedIOs: failed.load(ordering: .relaxed),
-      problems: problems.withLock { $0 }, seconds: elapsed)
-  }
-
-  /// A random-number generator without allocation or locking (xorshift64*), seeded per thread so
-  /// that a seed gives the same sequence of I/Os on each thread.
-  struct Random {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state ^= state >> 12
-      state ^= state << 25
-      state ^= state >> 27
-      return state &* 2_685_821_657_736_338_717
-    }
+      configuration: configuration, ios: min(tally.claimed.load(ordering: .relaxed), configuration.ios),
+      verifiedReads: tally.verifiedReads.load(ordering: .relaxed), faultsInjected: kinds, recovery: statistics,
+      staleOrTorn: tally.violations, failedIOs: tally.failedIOs.load(ordering: .relaxed),
+      problems: tally.problems.withLock { $0 }, seconds: elapsed)
   }
 }

@@ -61,6 +61,18 @@ struct SuperpipeBench: ParsableCommand {
     help: "Run the capiblock rows (the C API at queue depths 1 and 32, when in --depths).")
   var capiblock = true
 
+  @Option(help: "Application-thread counts of the thread rows (QD1 each; a context per thread, then one shared), comma separated; 0 for none.")
+  var threads: String = "1,2,4"
+
+  @Flag(inversion: .prefixedNo, help: "Run the served rows (the queue depths against a mock served by another process).")
+  var served = true
+
+  @Flag(inversion: .prefixedNo, help: "Run the null-storage rows (randread at the queue depths; the mock moves no data).")
+  var nullStorage = true
+
+  @Option(help: .hidden)
+  var internalServeMock: String?
+
   @Flag(help: "Print one JSON document (schemaVersion 1).")
   var json = false
 
@@ -68,6 +80,13 @@ struct SuperpipeBench: ParsableCommand {
     guard seconds > 0, seconds <= 3600 else { throw ValidationError("--seconds must be in (0, 3600]") }
     guard parsedDepths != nil else { throw ValidationError("--depths must be positive integers, e.g. 1,8,32") }
     guard lunBlocks >= 65536 else { throw ValidationError("--lun-blocks must be at least 65536") }
+    guard parsedThreads != nil else { throw ValidationError("--threads must be integers in 0...64, e.g. 1,2,4") }
+  }
+
+  var parsedThreads: [Int]? {
+    let values = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ ($0 ?? -1) >= 0 && ($0 ?? 65) <= 64 }) else { return nil }
+    return values.compactMap { $0 }.filter { $0 > 0 }
   }
 
   var parsedDepths: [Int]? {
@@ -97,6 +116,10 @@ struct SuperpipeBench: ParsableCommand {
   }
 
   func run() throws {
+    if let internalServeMock {
+      try SuperpipeBenchmark.serveMock(directory: internalServeMock)
+      return
+    }
     try reexecWithInterposerIfNeeded()
     var configuration = BenchmarkConfiguration()
     configuration.seconds = seconds
@@ -106,11 +129,21 @@ struct SuperpipeBench: ParsableCommand {
     configuration.directory = directory
     configuration.completion = completion.mode
     configuration.capiblock = capiblock
+    configuration.threadCounts = parsedThreads ?? []
+    configuration.served = served
+    configuration.nullStorage = nullStorage
     let showProgress = !json
     // Progress with ETA on a terminal (stderr), rows as they finish on stdout.
     let capiblockDepths =
       capiblock ? BenchmarkConfiguration.capiblockDepths.filter(configuration.queueDepths.contains).count : 0
-    let rows = configuration.workloads.count * (configuration.queueDepths.count + 1 + capiblockDepths)
+    let threadRows = configuration.threadCounts.reduce(0) { $0 + ($1 == 1 ? 1 : 2) }
+    let baselineThreads = Set(configuration.threadCounts + configuration.queueDepths).filter { $0 > 1 }.count
+    let servedRows = served ? configuration.queueDepths.count : 0
+    let nullRows = nullStorage ? configuration.queueDepths.count : 0
+    let rows =
+      configuration.workloads.count
+      * (configuration.queueDepths.count + 1 + capiblockDepths + threadRows + baselineThreads + servedRows)
+      + nullRows
     let started = Date()
     var finished = 0
     let terminal = isatty(STDERR_FILENO) != 0

@@ -27,7 +27,7 @@ struct SuperpipeCtl: ParsableCommand {
     version: Superpipe.version,
     subcommands: [
       List.self, Mode.self, Provision.self, Info.self, IO.self, Doctor.self, Demo.self, Soak.self, Mock.self, ABI.self,
-      DemoChild.self,
+      DemoChild.self, SoakWorkerCommand.self,
     ]
   )
 

@@ -448,6 +448,215 @@ static int test_reset(void) {
     return 0;
 }
 
+static chunk_stats_t stats_of(chunk_id_t id) {
+    chunk_stats_t s;
+    memset(&s, 0xff, sizeof s);
+    CHECK(cblk_get_stats(id, &s, 0) == 0);
+    return s;
+}
+
+static int test_reaper(void) {
+    /* The reaper harvests while the program makes no call: library tags (seen by a NO_HARVEST
+       look, which only reads posted completions) and user statuses (written with no poller). */
+    enum { N = 64 };
+    chunk_id_t v = open_vlun(N, O_RDWR, 0);
+    char *w = blocks(N), *r = blocks(N);
+    stamp(w, N, 61);
+    int tags[N];
+    cblk_arw_status_t st[N];
+    for (int i = 0; i < N; i++)
+        CHECK(cblk_awrite(v, w + i * BS, i, 1, &tags[i], &st[i], CBLK_ARW_USER_STATUS_FLAG) == 0);
+    for (int i = 0; i < N; i++) {          /* no call into the library while waiting */
+        for (int spins = 0; spins < 200000 && ((volatile cblk_arw_status_t *)&st[i])->status == CBLK_ARW_STATUS_PENDING; spins++)
+            usleep(50);
+        if (st[i].status != CBLK_ARW_STATUS_SUCCESS)
+            fprintf(stderr, "request %d: status %d, fail_errno %d\n", i, st[i].status, st[i].fail_errno);
+        CHECK(st[i].status == CBLK_ARW_STATUS_SUCCESS && st[i].blocks_transferred == 1 && st[i].fail_errno == 0);
+    }
+    for (int i = 0; i < N; i++) CHECK(cblk_aread(v, r + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+    for (int i = 0; i < 200 && stats_of(v).num_act_areads != 0; i++) usleep(10000);   /* 2 s at most */
+    chunk_stats_t s = stats_of(v);
+    CHECK(s.num_act_areads == 0 && s.num_areads == N);
+    uint64_t status = 0;
+    for (int i = 0; i < N; i++) CHECK(cblk_aresult(v, &tags[i], &status, CBLK_ARESULT_NO_HARVEST) == 1 && status == 1);
+    CHECK(memcmp(w, r, N * BS) == 0);
+    CHECK(stats_of(v).num_aresult_no_cmplt == 0);
+    /* CBLK_OPN_NO_INTRP_THREADS: no thread of the library's harvests; the program's calls do
+       (fewer requests than the adapter's command room: with none, cblk_aread harvests) */
+    enum { Q = 8 };
+    chunk_id_t q = open_vlun(N, O_RDWR, CBLK_OPN_NO_INTRP_THREADS);
+    for (int i = 0; i < Q; i++) CHECK(cblk_aread(q, r + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+    usleep(100000);
+    CHECK(stats_of(q).num_act_areads == Q);
+    for (int done = 0; done < Q; done++) {
+        int t = -1;
+        CHECK(cblk_aresult(q, &t, &status, CBLK_ARESULT_NEXT_TAG | CBLK_ARESULT_BLOCKING) == 1);
+    }
+    CHECK(stats_of(q).num_act_areads == 0);
+    CHECK_ERR(cblk_aresult(q, &tags[0], &status, CBLK_ARESULT_NEXT_TAG), ENOENT);
+    CHECK(cblk_close(q, 0) == 0 && cblk_close(v, 0) == 0);
+    free(w); free(r);
+    return 0;
+}
+
+static void reap_all(chunk_id_t id, int n, int nblocks) {
+    for (int done = 0; done < n; done++) {
+        int t = -1;
+        uint64_t status = 0;
+        CHECK(cblk_aresult(id, &t, &status, CBLK_ARESULT_NEXT_TAG | CBLK_ARESULT_BLOCKING) == nblocks);
+        CHECK(status == (uint64_t)nblocks);
+    }
+}
+
+static int test_reset_async(void) {
+    /* 32 async requests in flight on each of two chunks (one with a reaper, one without) while the
+       adapter is reset: every one completes successfully, with its data. marker: a directory for
+       the files the test process creates once it has held, then reset. */
+    enum { N = 32 };
+    char held[512], reset[512];
+    chunk_id_t v = open_vlun(N, O_RDWR, 0);
+    chunk_id_t p = cblk_open(disk2, N, O_RDWR, 0, CBLK_OPN_NO_INTRP_THREADS);
+    CHECK(p != NULL_CHUNK_ID);
+    char *w = blocks(2 * N), *r = blocks(2 * N);
+    int tags[2 * N];
+    for (int round = 0; round < 2; round++) {   /* round 0: writes; round 1: reads of them */
+        snprintf(held, sizeof held, "%s/held%d", marker, round);
+        snprintf(reset, sizeof reset, "%s/reset%d", marker, round);
+        say(round == 0 ? "hold0" : "hold1");
+        wait_for_file(held);
+        if (round == 0) stamp(w, 2 * N, 71);
+        for (int i = 0; i < N; i++) {
+            if (round == 0) {
+                CHECK(cblk_awrite(v, w + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+                CHECK(cblk_awrite(p, w + (N + i) * BS, 1000 + i, 1, &tags[N + i], NULL, 0) == 0);
+            } else {
+                CHECK(cblk_aread(v, r + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+                CHECK(cblk_aread(p, r + (N + i) * BS, 1000 + i, 1, &tags[N + i], NULL, 0) == 0);
+            }
+        }
+        CHECK(stats_of(v).num_act_awrites + stats_of(v).num_act_areads == N);
+        say(round == 0 ? "reset0" : "reset1");
+        wait_for_file(reset);
+        reap_all(v, N, 1);
+        reap_all(p, N, 1);
+    }
+    CHECK(memcmp(w, r, 2 * N * BS) == 0);
+    memset(r, 0, 2 * N * BS);
+    CHECK(cblk_read(v, r, 0, N, 0) == N && cblk_read(p, r + N * BS, 1000, N, 0) == N);
+    CHECK(memcmp(w, r, 2 * N * BS) == 0);
+    chunk_stats_t s1 = stats_of(v), s2 = stats_of(p);
+    CHECK(s1.num_errors == 0 && s2.num_errors == 0);
+    CHECK(s1.num_reset_contexts >= 1 && s2.num_reset_contexts >= 1);
+    CHECK(s1.num_retries >= N && s2.num_retries >= N);   /* each lost command was re-issued */
+    CHECK(cblk_close(v, 0) == 0 && cblk_close(p, 0) == 0);
+    free(w); free(r);
+    return 0;
+}
+
+static int test_cmd_room(void) {
+    /* More requests than the adapter's command room (the mock's default, 16): cblk_aread does not
+       block; the rest wait in the library's queue (num_no_cmd_room) and are submitted as room
+       comes back. marker: a directory for the files the test process creates once it has held,
+       then resumed, the adapter. */
+    enum { ROOM = 16, N = 32 };
+    char held[512], resumed[512];
+    snprintf(held, sizeof held, "%s/held", marker);
+    snprintf(resumed, sizeof resumed, "%s/resumed", marker);
+    chunk_id_t q = open_vlun(N, O_RDWR, CBLK_OPN_NO_INTRP_THREADS);
+    char *w = blocks(N), *r = blocks(N);
+    stamp(w, N, 91);
+    CHECK(cblk_write(q, w, 0, N, 0) == N);
+    say("hold");
+    wait_for_file(held);
+    int tags[N];
+    for (int i = 0; i < N; i++) CHECK(cblk_aread(q, r + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+    chunk_stats_t s = stats_of(q);
+    CHECK(s.num_act_areads == N && s.num_no_cmd_room == N - ROOM);
+    say("resume");
+    wait_for_file(resumed);
+    usleep(100000);     /* the held commands complete and the adapter has its room back */
+    reap_all(q, N, 1);
+    CHECK(memcmp(w, r, N * BS) == 0);
+    CHECK(stats_of(q).num_errors == 0);
+    CHECK(cblk_close(q, 0) == 0);
+    free(w); free(r);
+    return 0;
+}
+
+static int test_adapter_fail(void) {
+    /* The adapter fails for good (FAILTERM) with async requests in flight, on a chunk with a reaper
+       and one without: every request ends, with -1 and an errno, and is counted as an error.
+       marker: a directory for the files the test process creates once it has held, then failed,
+       the adapter. */
+    enum { N = 8 };
+    char held[512], failed[512];
+    snprintf(held, sizeof held, "%s/held", marker);
+    snprintf(failed, sizeof failed, "%s/failed", marker);
+    chunk_id_t v = open_vlun(N, O_RDWR, 0);
+    chunk_id_t p = cblk_open(disk2, 0, O_RDWR, 0, CBLK_OPN_NO_INTRP_THREADS);
+    CHECK(p != NULL_CHUNK_ID);
+    char *b = blocks(2 * N);
+    say("hold");
+    wait_for_file(held);
+    int tags[2 * N];
+    for (int i = 0; i < N; i++) {
+        CHECK(cblk_aread(v, b + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+        CHECK(cblk_aread(p, b + (N + i) * BS, i, 1, &tags[N + i], NULL, 0) == 0);
+    }
+    say("fail");
+    wait_for_file(failed);
+    chunk_id_t ids[2] = {v, p};
+    for (int c = 0; c < 2; c++) {
+        for (int i = 0; i < N; i++) {
+            int t = -1;
+            uint64_t status = 0;
+            errno = 0;
+            CHECK(cblk_aresult(ids[c], &t, &status, CBLK_ARESULT_NEXT_TAG | CBLK_ARESULT_BLOCKING) == -1);
+            CHECK(errno != 0 && status == (uint64_t)errno);
+        }
+        chunk_stats_t s = stats_of(ids[c]);
+        CHECK(s.num_errors == N && s.num_act_areads == 0);
+    }
+    free(b);
+    return 0;
+}
+
+static int test_async_retry(void) {
+    /* Statuses injected by the test process before each step (it answers "inject-N" with marker
+       file N): a retryable status is re-issued (the request succeeds), a UNIT ATTENTION is answered
+       with VERIFY and re-issued, a medium error fails the request with EIO. */
+    char file[512];
+    chunk_id_t v = open_vlun(64, O_RDWR, CBLK_OPN_NO_INTRP_THREADS);
+    char *w = blocks(16), *r = blocks(16);
+    stamp(w, 16, 81);
+    CHECK(cblk_write(v, w, 0, 16, 0) == 16);
+    int tags[16];
+    uint64_t status = 0;
+    const char *steps[] = {"inject-retry", "inject-ua"};
+    for (int step = 0; step < 2; step++) {
+        snprintf(file, sizeof file, "%s/%s", marker, steps[step]);
+        say(steps[step]);
+        wait_for_file(file);
+        memset(r, 0, 16 * BS);
+        for (int i = 0; i < 16; i++) CHECK(cblk_aread(v, r + i * BS, i, 1, &tags[i], NULL, 0) == 0);
+        reap_all(v, 16, 1);
+        CHECK(memcmp(w, r, 16 * BS) == 0);
+    }
+    chunk_stats_t s = stats_of(v);
+    CHECK(s.num_errors == 0 && s.num_retries >= 5);
+    snprintf(file, sizeof file, "%s/inject-fatal", marker);
+    say("inject-fatal");
+    wait_for_file(file);
+    CHECK(cblk_aread(v, r, 3, 1, &tags[0], NULL, 0) == 0);
+    CHECK_ERR(cblk_aresult(v, &tags[0], &status, CBLK_ARESULT_BLOCKING), EIO);
+    CHECK(status == EIO);
+    s = stats_of(v);
+    CHECK(s.num_errors == 1 && s.num_act_areads == 0);
+    CHECK(cblk_close(v, 0) == 0);
+    free(w); free(r);
+    return 0;
+}
+
 static int test_compat(void) {
     /* run with CFLSH_BLK_COMPAT=1: capiflash's limits */
     chunk_id_t v = open_vlun(100, O_RDWR, 0);
@@ -475,7 +684,9 @@ int main(int argc, char **argv) {
         {"read-write", test_read_write}, {"unmap", test_unmap}, {"async", test_async},
         {"aresult-flags", test_aresult_flags}, {"listio", test_listio}, {"stats", test_stats},
         {"bad-input", test_bad_input}, {"fork", test_fork}, {"groups", test_groups},
-        {"reset", test_reset}, {"compat", test_compat},
+        {"reset", test_reset}, {"compat", test_compat}, {"reaper", test_reaper},
+        {"reset-async", test_reset_async}, {"async-retry", test_async_retry}, {"cmd-room", test_cmd_room},
+        {"adapter-fail", test_adapter_fail},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (strcmp(argv[1], tests[i].name) == 0) {

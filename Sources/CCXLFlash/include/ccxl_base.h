@@ -27,7 +27,14 @@
 typedef unsigned char __u8;
 typedef unsigned short __u16;
 typedef unsigned int __u32;
+/* As the kernel's <asm/types.h> has it, so that these and <linux/types.h> never conflict when a
+ * program includes both: unsigned long on powerpc64 unless __SANE_USERSPACE_TYPES__ is defined
+ * (asm-generic/int-l64.h), unsigned long long elsewhere (int-ll64.h). 64 bits either way. */
+#if defined(__powerpc64__) && !defined(__SANE_USERSPACE_TYPES__)
+typedef unsigned long __u64;
+#else
 typedef unsigned long long __u64;
+#endif
 #endif
 
 #include <stddef.h>

@@ -87,6 +87,8 @@ public struct CXLFlashIoctl: Hashable, Sendable, CustomStringConvertible {
   ]
 
   /// The request with this number, if it is a cxlflash request.
+  ///
+  /// - Parameter request: An ioctl request number, as `ioctl(2)` receives it.
   public init?(request: UInt) {
     guard let match = Self.allCases.first(where: { $0.request == request }) else { return nil }
     self = match

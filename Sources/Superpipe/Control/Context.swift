@@ -95,12 +95,18 @@ public struct Context: ~Copyable, Sendable {
   /// Allowed while handles of the context are still open (they need not be released first): the
   /// driver releases them, and from then on each of their operations fails with `.contextDetached`
   /// without an ioctl, and their `release()` and deinit send no DK_CXLFLASH_RELEASE.
+  ///
+  /// - Throws: `SuperpipeError`: the first failure of DK_CXLFLASH_DETACH (the driver's errno),
+  ///   `munmap` or `close`; the context is gone either way.
   public consuming func detach() throws(SuperpipeError) {
     if let error = core.detachAll() { throw error }
   }
 
   /// Sets the data path's queue depth, completion mode and timeout. Takes effect for I/O issued
   /// afterwards (the channel is rebuilt; do not call it with I/O in flight).
+  ///
+  /// - Parameter configuration: The settings; the adapter's command room (cmd_room) may lower the
+  ///   effective queue depth.
   public func configureIO(_ configuration: IOConfiguration) {
     core.ioConfiguration.withLock { $0 = configuration }
     core.dropChannel()
@@ -130,7 +136,11 @@ public struct Context: ~Copyable, Sendable {
     core.state.withLock { $0.luns.map { ($0.path, $0.geometry) } }
   }
 
-  /// The geometry of the LUN at `path` (nil: the first LUN).
+  /// The geometry of the LUN at `path` (nil: the first LUN), as DK_CXLFLASH_ATTACH reported it.
+  ///
+  /// - Parameter path: A disk node of a LUN the context is attached to; nil for the first LUN.
+  /// - Throws: `SuperpipeError`: `.invalidArgument` for a LUN the context is not attached to,
+  ///   `.contextDetached` or `.wrongProcess` without a system call.
   public func geometry(lun path: String? = nil) throws(SuperpipeError) -> LUNGeometry {
     try core.link(path, for: "geometry").1.geometry
   }
@@ -138,7 +148,11 @@ public struct Context: ~Copyable, Sendable {
   /// Attaches this context to another LUN as well (DK_CXLFLASH_ATTACH with
   /// DK_CXLFLASH_ATTACH_REUSE_CONTEXT): one adapter context, several LUNs.
   ///
+  /// - Parameter path: The other LUN's disk node (in superpipe mode).
   /// - Returns: The LUN's geometry.
+  /// - Throws: `SuperpipeError`: `open`'s errors for the disk node; the driver's (`.invalidRequest`
+  ///   for a LUN not in superpipe mode, or a second node of a LUN already attached);
+  ///   `.contextDetached` or `.wrongProcess` without an ioctl.
   @discardableResult
   public func attach(lun path: String) throws(SuperpipeError) -> LUNGeometry {
     let operation = CXLFlashIoctl.attach.name
@@ -170,12 +184,21 @@ public struct Context: ~Copyable, Sendable {
   /// `path` may also be another disk node of a LUN the context is attached to (the same LUN
   /// through another FC port): the driver binds contexts to LUNs, not paths (spec 8.81).
   ///
-  /// - Parameter alternatePaths: Other disk nodes of the same LUN (on other FC ports, each in
-  ///   superpipe mode). The LUN is opened through each of them as well (one handle per path; a
-  ///   physical handle only uses its own node's port), and when a command fails because its
-  ///   port's link is down (LINKDOWN, NOLOGI, NO_CHANNELS) the I/O moves to the next path and
-  ///   is re-issued there (multipath failover). Each path is checked with DK_CXLFLASH_VERIFY to
-  ///   lead to the same LUN; a path to another LUN is refused with `.invalidArgument`.
+  /// - Parameters:
+  ///   - path: A disk node of a LUN the context is attached to; nil for the first LUN.
+  ///   - alternatePaths: Other disk nodes of the same LUN (on other FC ports, each in
+  ///     superpipe mode). The LUN is opened through each of them as well (one handle per path; a
+  ///     physical handle only uses its own node's port), and when a command fails because its
+  ///     port's link is down (LINKDOWN, NOLOGI, NO_CHANNELS) the I/O moves to the next path and
+  ///     is re-issued there (multipath failover). Each path is checked with DK_CXLFLASH_VERIFY to
+  ///     lead to the same LUN; a path to another LUN is refused with `.invalidArgument`.
+  /// - Returns: The physical LUN, owned (released) by the caller.
+  /// - Throws: `SuperpipeError`: the driver's errors for DK_CXLFLASH_USER_DIRECT
+  ///   (`.invalidRequest` when the LUN is open in virtual mode or not in superpipe mode,
+  ///   `.tooManyHandles` at MAX_RHT_PER_CONTEXT); `.invalidArgument` for an alternate path given
+  ///   twice or leading to another LUN (every handle opened is released again); `.contextDetached`
+  ///   or `.wrongProcess` without an ioctl. EAGAIN (a failed AFU sync) is retried per the
+  ///   recovery policy first.
   public borrowing func openPhysicalLUN(_ path: String? = nil, alternatePaths: [String] = []) throws(SuperpipeError)
     -> PhysicalLUN
   {
@@ -238,9 +261,15 @@ public struct Context: ~Copyable, Sendable {
   /// enabled on (`ReturnFlags.allPortsActive`): the adapter itself avoids a port whose link is down.
   ///
   /// - Parameters:
+  ///   - path: A disk node of a LUN the context is attached to; nil for the first LUN.
   ///   - blocks: Requested size in 4 KiB blocks (CXLFLASH_BLOCK_SIZE units); 0 creates an empty one.
   ///   - scrubOnRelease: Zero freed chunks with WRITE SAME when the virtual LUN shrinks or is
   ///     released (DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME), so the next owner cannot read its data.
+  /// - Returns: The virtual LUN, owned (released) by the caller.
+  /// - Throws: `SuperpipeError`: the driver's errors for DK_CXLFLASH_USER_VIRTUAL (`.noSpace`
+  ///   when no chunk is free, `.outOfMemory` when the LUN is too small, `.invalidRequest` when it
+  ///   is open in physical mode, `.tooManyHandles`); `.contextDetached` or `.wrongProcess` without
+  ///   an ioctl. EAGAIN (a failed AFU sync) is retried per the recovery policy first.
   public borrowing func openVirtualLUN(
     _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false
   ) throws(SuperpipeError) -> VirtualLUN {
@@ -266,6 +295,10 @@ public struct Context: ~Copyable, Sendable {
   /// - Parameters:
   ///   - source: The parent process's context token.
   ///   - path: The LUN both contexts are attached to (nil: this context's first LUN).
+  /// - Throws: `SuperpipeError`: the driver's errors for DK_CXLFLASH_VLUN_CLONE (`.invalidRequest`
+  ///   when `source` is not a context of this process's parent, or this context already has
+  ///   handles; `.ioError` when a chunk is already shared 255 times); `.contextDetached` or `.wrongProcess` without an ioctl. EAGAIN is
+  ///   retried per the recovery policy first.
   public func cloneVirtualLUNs(from source: ContextToken, lun path: String? = nil) throws(SuperpipeError) {
     let operation = CXLFlashIoctl.vlunClone.name
     try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
@@ -281,6 +314,13 @@ public struct Context: ~Copyable, Sendable {
 
   /// Takes ownership of a virtual LUN handle that exists in this context (after
   /// `cloneVirtualLUNs(from:)`), checking it with DK_CXLFLASH_VERIFY.
+  ///
+  /// - Parameters:
+  ///   - handle: The handle number, the same as in the parent's context.
+  ///   - path: The LUN the handle is on (nil: this context's first LUN).
+  /// - Returns: The virtual LUN, owned (released) by the caller from now on.
+  /// - Throws: `SuperpipeError`: `.invalidRequest` (EINVAL from DK_CXLFLASH_VERIFY) when no such
+  ///   handle exists in the context; `.contextDetached` or `.wrongProcess` without an ioctl.
   public borrowing func adoptVirtualLUN(_ handle: ResourceHandleID, lun path: String? = nil) throws(SuperpipeError)
     -> VirtualLUN
   {
@@ -302,6 +342,12 @@ public struct Context: ~Copyable, Sendable {
   /// unmaps the old window, maps the new adapter fd, closes the old one (APP_CLOSE_ADAP_FD) and
   /// adopts the new token; the next I/O re-arms the response queue. Blocks while the adapter is
   /// still resetting. The data path does this by itself when `recoveryPolicy.automatic` is set.
+  ///
+  /// - Returns: `.contextReset` with the old and new tokens, or `.notNeeded`.
+  /// - Throws: `SuperpipeError`: `.deviceUnavailable` when the adapter failed permanently
+  ///   (ENODEV: detach, and attach again later); the driver's other errors; `mmap`'s errors for the
+  ///   new window (the context then fails with `.noRegisterWindow`); `.contextDetached` or
+  ///   `.wrongProcess` without an ioctl.
   public func recover() throws(SuperpipeError) -> RecoveryOutcome {
     try core.recover()
   }
@@ -361,6 +407,15 @@ extension Context {
   /// Opens a virtual LUN (DK_CXLFLASH_USER_VIRTUAL), runs `body` with it (borrowed: every
   /// operation but `release()` is available), and releases it (DK_CXLFLASH_RELEASE) when `body`
   /// returns, throwing a release failure. When `body` throws, the handle is released by its deinit.
+  ///
+  /// - Parameters:
+  ///   - path: A disk node of a LUN the context is attached to; nil for the first LUN.
+  ///   - blocks: Requested size in 4 KiB blocks.
+  ///   - scrubOnRelease: Zero freed chunks with WRITE SAME (DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME).
+  ///   - body: The work to do with the virtual LUN.
+  /// - Returns: What `body` returned.
+  /// - Throws: The errors of `openVirtualLUN(_:blocks:scrubOnRelease:)`, of `body`, and of
+  ///   `VirtualLUN.release()`.
   public borrowing func withVirtualLUN<R>(
     _ path: String? = nil, blocks: UInt64, scrubOnRelease: Bool = false, _ body: (borrowing VirtualLUN) throws -> R
   ) throws -> R {
@@ -373,6 +428,14 @@ extension Context {
   /// Opens the physical LUN (DK_CXLFLASH_USER_DIRECT; through `alternatePaths` too, for
   /// failover), runs `body` with it (borrowed), and releases it (DK_CXLFLASH_RELEASE) when `body`
   /// returns, throwing a release failure. When `body` throws, the handle is released by its deinit.
+  ///
+  /// - Parameters:
+  ///   - path: A disk node of a LUN the context is attached to; nil for the first LUN.
+  ///   - alternatePaths: Other disk nodes of the same LUN, for multipath failover.
+  ///   - body: The work to do with the physical LUN.
+  /// - Returns: What `body` returned.
+  /// - Throws: The errors of `openPhysicalLUN(_:alternatePaths:)`, of `body`, and of
+  ///   `PhysicalLUN.release()`.
   public borrowing func withPhysicalLUN<R>(
     _ path: String? = nil, alternatePaths: [String] = [], _ body: (borrowing PhysicalLUN) throws -> R
   ) throws -> R {

@@ -13,7 +13,12 @@ public struct HostAdapter: ~Copyable, Sendable {
   /// The host node's path.
   public let path: String
 
-  /// Opens the host node.
+  /// Opens the host node (open(2) with O_RDWR).
+  ///
+  /// - Parameter path: The host node: `/dev/cxlflash/cxlflashN`, or a stand-in adapter's
+  ///   `DIR/dev/cxlflash/cxlflash0`.
+  /// - Throws: `SuperpipeError` from `open`: `.noSuchDevice` (ENOENT, ENXIO), `.permissionDenied`
+  ///   (EACCES, EPERM: the node needs CAP_SYS_ADMIN).
   public init(path: String) throws(SuperpipeError) {
     switch Syscall.open(path, O_RDWR | O_CLOEXEC) {
     case .success(let descriptor): fd = descriptor
@@ -45,6 +50,14 @@ public struct HostAdapter: ~Copyable, Sendable {
   }
 
   /// Creates a LUN of `blocks` 4 KiB blocks on `port` (HT_CXLFLASH_LUN_PROVISION, CREATE_LUN).
+  ///
+  /// - Parameters:
+  ///   - port: The FC port (channel) the LUN is created on.
+  ///   - blocks: The LUN's size in 4 KiB blocks.
+  /// - Returns: The new LUN's id on the port and its WWID.
+  /// - Throws: `SuperpipeError` with the driver's errno: `.ioError` when the AFU refuses the LUN
+  ///   (no room on the port, a size of 0), `.notSupported` when the adapter cannot provision LUNs,
+  ///   `.invalidRequest` for a port the adapter does not have.
   public func createLUN(port: UInt16, blocks: UInt64) throws(SuperpipeError) -> ProvisionedLUN {
     var provision = try provision(.createLUN, port: port) { $0.size = blocks }
     let wwid = withUnsafeBytes(of: &provision.wwid) { WWID(bytes: Array($0)) }
@@ -52,11 +65,22 @@ public struct HostAdapter: ~Copyable, Sendable {
   }
 
   /// Deletes the LUN `lunID` on `port` (HT_CXLFLASH_LUN_PROVISION, DELETE_LUN).
+  ///
+  /// - Parameters:
+  ///   - port: The FC port the LUN was created on.
+  ///   - lunID: The id `createLUN(port:blocks:)` returned.
+  /// - Throws: `SuperpipeError` with the driver's errno (`.ioError` for a LUN id not on the port,
+  ///   `.invalidRequest` for a port the adapter does not have).
   public func deleteLUN(port: UInt16, lunID: UInt64) throws(SuperpipeError) {
     _ = try provision(.deleteLUN, port: port) { $0.lun_id = lunID }
   }
 
   /// Reads a port's LUN count and capacity (HT_CXLFLASH_LUN_PROVISION, QUERY_PORT).
+  ///
+  /// - Parameter port: The FC port (channel).
+  /// - Returns: The port's maximum and current LUN counts and capacities.
+  /// - Throws: `SuperpipeError` with the driver's errno (`.invalidRequest` for a bad port,
+  ///   `.notSupported` when the adapter cannot provision LUNs).
   public func queryPort(_ port: UInt16) throws(SuperpipeError) -> PortCapacity {
     let provision = try provision(.queryPort, port: port) { _ in }
     return PortCapacity(
@@ -85,6 +109,10 @@ public struct HostAdapter: ~Copyable, Sendable {
   ///   - subcommand: Up to 12 bytes, passed through in the AFU command's CDB.
   ///   - buffer: Data for the command: sent to the AFU when `hostWrite`, filled by it otherwise.
   ///     At most 262144 bytes.
+  ///   - hostWrite: True to send `buffer` to the AFU (HT_CXLFLASH_HOST_WRITE), false to have the
+  ///     AFU fill it (HT_CXLFLASH_HOST_READ).
+  /// - Throws: `SuperpipeError`: `.invalidArgument` without an ioctl for a subcommand longer than
+  ///   12 bytes or a buffer longer than 262144 bytes; the driver's errors otherwise.
   public func afuDebug(
     subcommand: [UInt8], buffer: UnsafeMutableRawBufferPointer, hostWrite: Bool
   ) throws(SuperpipeError) {

@@ -17,8 +17,14 @@ extension Superpipe {
   /// Switches the LUN behind the disk node `path` to `mode` (DK_CXLFLASH_MANAGE_LUN), identifying
   /// the LUN by its WWID. Enabling on a second path of the same WWID joins both ports to one LUN.
   ///
+  /// - Parameters:
+  ///   - mode: `.superpipe` (DK_CXLFLASH_MANAGE_LUN_ENABLE_SUPERPIPE) or `.legacy`
+  ///     (DK_CXLFLASH_MANAGE_LUN_DISABLE_SUPERPIPE).
+  ///   - wwid: The LUN's WWID.
+  ///   - path: A disk node of the LUN (`/dev/sdX`).
   /// - Throws: `SuperpipeError` with `.busy` when disabling a LUN that still has open resource
-  ///   handles anywhere.
+  ///   handles anywhere; `.noSuchDevice` or `.notCXLFlashDevice` for a path that is not a cxlflash
+  ///   disk; the driver's other errors (EINVAL, ENOMEM) as their codes.
   public static func setMode(_ mode: LUNMode, wwid: WWID, path: String) throws(SuperpipeError) {
     let flags =
       mode == .superpipe ? DK_CXLFLASH_MANAGE_LUN_ENABLE_SUPERPIPE : DK_CXLFLASH_MANAGE_LUN_DISABLE_SUPERPIPE
@@ -27,6 +33,12 @@ extension Superpipe {
 
   /// Registers the WWID with the driver without changing the mode (DK_CXLFLASH_MANAGE_LUN with
   /// neither flag).
+  ///
+  /// - Parameters:
+  ///   - wwid: The LUN's WWID.
+  ///   - path: A disk node of the LUN.
+  /// - Throws: `SuperpipeError`: `.noSuchDevice` or `.notCXLFlashDevice` for a path that is not a
+  ///   cxlflash disk; the driver's errors as their codes.
   public static func registerWWID(_ wwid: WWID, path: String) throws(SuperpipeError) {
     try manageLUN(flags: 0, wwid: wwid, path: path)
   }

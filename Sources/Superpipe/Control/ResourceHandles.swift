@@ -87,7 +87,12 @@ public struct PhysicalLUN: ~Copyable, Sendable {
   /// the capacity). Updates and returns `lastLBA`. Borrows the handle: it may run while other
   /// threads do I/O on it, as the driver allows.
   ///
-  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
+  /// - Parameter sense: Sense data from a failed command (DK_CXLFLASH_VERIFY_HINT_SENSE); nil to
+  ///   re-validate without it.
+  /// - Returns: The LUN's last LBA in device blocks.
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached; the driver's
+  ///   errors (`.invalidRequest` for a handle the driver no longer knows, `.ioError` for sense
+  ///   data it cannot act on).
   @discardableResult
   public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
@@ -164,7 +169,9 @@ public struct VirtualLUN: ~Copyable, Sendable {
   ///
   /// - Parameter blocks: The new size in 4 KiB blocks, rounded up to whole 256 MiB chunks.
   /// - Returns: The new size in 4 KiB blocks.
-  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached; the driver's
+  ///   errors (`.noSpace` when no chunk is free); EAGAIN (a failed AFU sync) is retried per the
+  ///   recovery policy first.
   @discardableResult
   public borrowing func resize(toBlocks blocks: UInt64) throws(SuperpipeError) -> UInt64 {
     let (handle, core, lunPath) = (handle, core, lunPath)
@@ -187,7 +194,12 @@ public struct VirtualLUN: ~Copyable, Sendable {
   /// returns `lastLBA` (4 KiB units). Borrows the handle: it may run while other threads do I/O
   /// on it.
   ///
-  /// - Throws: `.contextDetached` without an ioctl once the context was detached.
+  /// - Parameter sense: Sense data from a failed command (DK_CXLFLASH_VERIFY_HINT_SENSE); nil to
+  ///   re-validate without it.
+  /// - Returns: The virtual LUN's last LBA in 4 KiB blocks.
+  /// - Throws: `.contextDetached` without an ioctl once the context was detached; the driver's
+  ///   errors (`.invalidRequest` for a handle the driver no longer knows, `.ioError` for sense
+  ///   data it cannot act on).
   @discardableResult
   public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)

@@ -130,6 +130,18 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
   }
 
   /// Creates the value from its parts; `cause` is the error this one replaces, if any.
+  ///
+  /// - Parameters:
+  ///   - code: What kind of failure this is.
+  ///   - operation: The ioctl (`DK_CXLFLASH_ATTACH`) or system call (`open`) that failed, or what
+  ///     the library refused (`I/O`).
+  ///   - errno: The errno the driver or OS returned; nil when the library refused without a call.
+  ///   - device: The device path, when there is one.
+  ///   - returnFlags: `hdr.return_flags`, where the ioctl reported some.
+  ///   - sense: Sense data involved (VERIFY).
+  ///   - status: The failed command's decoded IOASA (data path).
+  ///   - message: A sentence a person can act on.
+  ///   - cause: The error this one replaces.
   public init(
     code: Code, operation: String, errno: Errno? = nil, device: String? = nil, returnFlags: UInt64? = nil,
     sense: SenseData? = nil, status: CommandStatus? = nil, message: String, cause: SuperpipeError? = nil

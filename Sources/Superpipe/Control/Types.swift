@@ -19,6 +19,8 @@ public struct ContextToken: RawRepresentable, Hashable, Sendable, Codable, Custo
   /// The value as the driver passes it.
   public var rawValue: UInt64
   /// Wraps the driver's value.
+  ///
+  /// - Parameter rawValue: A `context_id` as DK_CXLFLASH_ATTACH or RECOVER_AFU returned it.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// The process element (`ctxid`): the IOARCB's ctx_id and the index of the MMIO area.
   public var processElement: UInt32 { UInt32(truncatingIfNeeded: rawValue) }
@@ -31,6 +33,8 @@ public struct ResourceHandleID: RawRepresentable, Hashable, Sendable, Codable, C
   /// The value as the driver passes it.
   public var rawValue: UInt64
   /// Wraps the driver's value.
+  ///
+  /// - Parameter rawValue: An `rsrc_handle` as DK_CXLFLASH_USER_DIRECT or USER_VIRTUAL returned it.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// A readable rendering.
   public var description: String { String(rawValue) }
@@ -42,12 +46,16 @@ public struct WWID: Hashable, Sendable, Codable, CustomStringConvertible {
   public var bytes: [UInt8]
 
   /// A WWID from exactly 16 bytes; nil otherwise.
+  ///
+  /// - Parameter bytes: The identifier's 16 bytes, most significant first.
   public init?(bytes: [UInt8]) {
     guard bytes.count == Int(CXLFLASH_WWID_LEN) else { return nil }
     self.bytes = bytes
   }
 
   /// A WWID from 32 hexadecimal digits (optionally with a `0x` prefix); nil otherwise.
+  ///
+  /// - Parameter hex: The digits, as sysfs `wwid` and `superpipectl list` show them.
   public init?(hex: String) {
     var digits = Substring(hex.lowercased())
     if digits.hasPrefix("0x") { digits = digits.dropFirst(2) }
@@ -75,9 +83,16 @@ public struct SenseData: Hashable, Sendable, Codable, CustomStringConvertible {
   /// The raw bytes.
   public var bytes: [UInt8]
   /// Sense data from raw bytes (fixed or descriptor format).
+  ///
+  /// - Parameter bytes: The sense bytes (an IOASA's sense_data, or DK_CXLFLASH_VERIFY's).
   public init(bytes: [UInt8]) { self.bytes = bytes }
 
   /// Fixed-format sense with the given key, additional sense code and qualifier.
+  ///
+  /// - Parameters:
+  ///   - key: The sense key (0x6: UNIT ATTENTION).
+  ///   - asc: The additional sense code.
+  ///   - ascq: The additional sense code qualifier.
   public init(key: UInt8, asc: UInt8, ascq: UInt8 = 0) {
     var bytes = [UInt8](repeating: 0, count: Int(DK_CXLFLASH_VERIFY_SENSE_LEN))
     bytes[0] = 0x70
@@ -129,6 +144,8 @@ public struct ReturnFlags: OptionSet, Hashable, Sendable, Codable {
   /// The value as the driver passes it.
   public var rawValue: UInt64
   /// Wraps the driver's value.
+  ///
+  /// - Parameter rawValue: An ioctl's `hdr.return_flags`.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// DK_CXLFLASH_ALL_PORTS_ACTIVE: the LUN is reachable through more than one FC port.
   public static let allPortsActive = ReturnFlags(rawValue: DK_CXLFLASH_ALL_PORTS_ACTIVE)

@@ -6,6 +6,12 @@
 /// 16, pseudo-random filler derived from (LBA, generation) from 24 on.
 public enum BlockPattern {
   /// Fills `buffer` (whole blocks of `blockSize` bytes) with blocks for `lba`, `lba + 1`, ...
+  ///
+  /// - Parameters:
+  ///   - buffer: The memory to fill; a trailing partial block is left as it is.
+  ///   - lba: The LBA stamped in the first block.
+  ///   - blockSize: The block size in bytes: at least 32, a multiple of 8.
+  ///   - generation: The generation stamped in every block (tells a current block from a stale one).
   public static func fill(_ buffer: UnsafeMutableRawBufferPointer, lba: UInt64, blockSize: Int, generation: UInt64) {
     precondition(blockSize >= 32 && blockSize % 8 == 0, "blocks of at least 32 bytes, a multiple of 8")
     guard let start = buffer.baseAddress else { return }
@@ -34,6 +40,12 @@ public enum BlockPattern {
   }
 
   /// Reads the stamp of block `index` of `buffer`.
+  ///
+  /// - Parameters:
+  ///   - buffer: Blocks as read from a LUN.
+  ///   - index: The block's index in `buffer` (not its LBA).
+  ///   - blockSize: The block size in bytes.
+  /// - Returns: The LBA and generation stamped in the block, and whether its checksum matches.
   public static func stamp(_ buffer: UnsafeRawBufferPointer, block index: Int, blockSize: Int) -> Stamp {
     let base = buffer.baseAddress! + index * blockSize
     return Stamp(
@@ -44,6 +56,12 @@ public enum BlockPattern {
 
   /// nil when every block of `buffer` is intact and stamped with its LBA (from `lba`) and, when
   /// given, `generation`; otherwise a description of the first bad block.
+  ///
+  /// - Parameters:
+  ///   - buffer: Blocks as read from a LUN.
+  ///   - lba: The LBA the first block was read from.
+  ///   - blockSize: The block size in bytes.
+  ///   - generation: The generation every block must carry; nil accepts any.
   public static func verify(_ buffer: UnsafeRawBufferPointer, lba: UInt64, blockSize: Int, generation: UInt64? = nil)
     -> String?
   {

@@ -45,7 +45,17 @@ public struct CommandStatus: Hashable, Sendable, Codable, CustomStringConvertibl
     }
   }
 
-  /// Creates the value from its parts.
+  /// Creates the value from its parts (the fields of a SISLite IOASA).
+  ///
+  /// - Parameters:
+  ///   - flags: `rc.flags` (SISL_RC_FLAGS_SENSE_VALID, UNDERRUN, OVERRUN, ...).
+  ///   - afuRC: `rc.afu_rc`.
+  ///   - scsiStatus: `rc.scsi_rc`, the SCSI status.
+  ///   - fcRC: `rc.fc_rc`.
+  ///   - residual: `resid`, the bytes not transferred.
+  ///   - afuExtra: `afu_extra`.
+  ///   - sense: The sense data, when `flags` has SENSE_VALID.
+  ///   - port: The FC port the command went out on.
   public init(
     flags: UInt8 = 0, afuRC: UInt8 = 0, scsiStatus: UInt8 = 0, fcRC: UInt8 = 0, residual: UInt32 = 0,
     afuExtra: UInt8 = 0, sense: SenseData? = nil, port: UInt8 = 0

@@ -43,6 +43,10 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// tasks (an escaping child-task closure cannot capture a borrowed noncopyable handle; a handle
   /// kept in a `final class` can be shared directly instead). The view is valid only until `body`
   /// returns; using it afterwards fails with `.viewExpired` without issuing a command.
+  ///
+  /// - Parameter body: The work to do with the view (typically a task group whose tasks use it).
+  /// - Returns: What `body` returned.
+  /// - Throws: What `body` throws.
   public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
     let view = ConcurrentIO(io: io)
     defer { view.validity.invalidate() }
@@ -57,12 +61,27 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
 
   /// Reads `buffer.count` bytes (whole blocks) from `lba` into `buffer`: READ(16) commands through
   /// the resource handle, split at max_xfer and kept in flight together. Any buffer alignment works.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks, filled with the data read.
+  /// - Throws: `SuperpipeError`, after the recovery policy's retries: `.invalidIORequest` (not whole
+  ///   blocks, an empty buffer) or `.outOfRange` before any command; `.commandFailed` with the
+  ///   command's `status` (and `completedRanges` for a split request); `.timedOut`;
+  ///   `.adapterReset` (recovery off), `.adapterGone`, `.deviceUnavailable` (the adapter failed);
+  ///   `.contextDetached` without a command once the context was detached.
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
     try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
   }
 
   /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks of data to write.
+  /// - Throws: `SuperpipeError`, as `read(at:into:)` (`.commandFailed` with afu_rc 0x05 for a
+  ///   read-only context).
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
     try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
@@ -70,17 +89,33 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
 
   /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
   /// device deallocate them (they read back as zeros).
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - blocks: How many blocks to zero.
+  ///   - unmap: Set WRITE SAME's UNMAP bit.
+  /// - Throws: `SuperpipeError`, as `write(at:from:)`.
   public func writeZeroes(at lba: UInt64, blocks: UInt64, unmap: Bool = false) throws(SuperpipeError) {
     try io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
   }
 
   /// Reads without blocking a thread: the task suspends until the command completes.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks, filled with the data read; valid until the call returns.
+  /// - Throws: `SuperpipeError`, as the synchronous `read(at:into:)`.
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
     try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
   }
 
   /// Writes without blocking a thread: the task suspends until the command completes.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks of data to write; valid until the call returns.
+  /// - Throws: `SuperpipeError`, as the synchronous `write(at:from:)`.
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
     try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
@@ -89,6 +124,15 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// Low-level interface: submits a READ(16) of at most max_xfer blocks and returns at once.
   /// Collect the completion with `Context.pollCompletions(_:)`; `buffer` must stay valid until then.
   /// With `wait: false` a full queue throws `.wouldBlock` instead of waiting for room.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks, at most max_xfer; filled when the completion is polled.
+  ///   - wait: Wait for room in a full queue (false: throw `.wouldBlock`).
+  /// - Returns: The tag `Context.pollCompletions(_:)` reports the command with.
+  /// - Throws: `SuperpipeError` before anything is submitted: `.invalidIORequest`, `.outOfRange`,
+  ///   `.wouldBlock`, `.adapterReset`, `.adapterGone`, `.contextDetached` without a command once the context was detached. The command's own failure is
+  ///   reported by `pollCompletions`.
   public func submitRead(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true)
     throws(SuperpipeError) -> IOTag
   {
@@ -100,11 +144,26 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// blocks, at most the queue depth) and returns their tags, in order. In SQ command mode the
   /// whole batch is published with one sq_tail store. With `wait: false` a queue without room for
   /// all of them throws `.wouldBlock` and submits none.
+  ///
+  /// - Parameters:
+  ///   - requests: Reads and writes, each at most max_xfer blocks.
+  ///   - wait: Wait for room for the whole batch (false: throw `.wouldBlock`).
+  /// - Returns: The tags of the requests, in order.
+  /// - Throws: `SuperpipeError` before anything is submitted, as `submitRead(at:into:wait:)`
+  ///   (a batch larger than the queue depth: `.invalidIORequest`).
   public func submitBatch(_ requests: [IORequest], wait: Bool = true) throws(SuperpipeError) -> [IOTag] {
     try io.submitBatch(requests, wait: wait)
   }
 
   /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
+  /// Collect the completion with `Context.pollCompletions(_:)`; `buffer` must stay valid until then.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks of data, at most max_xfer.
+  ///   - wait: Wait for room in a full queue (false: throw `.wouldBlock`).
+  /// - Returns: The tag `Context.pollCompletions(_:)` reports the command with.
+  /// - Throws: `SuperpipeError` before anything is submitted, as `submitRead(at:into:wait:)`.
   public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
     throws(SuperpipeError) -> IOTag
   {
@@ -121,6 +180,10 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// refuses (an LBA beyond the handle: afu_rc 0x13 on a virtual LUN, CHECK CONDITION / ILLEGAL
   /// REQUEST on a physical one; Docs/driver-model.md 8.94, 8.95).
   ///
+  /// - Parameters:
+  ///   - operation: READ(16) or WRITE(16).
+  ///   - lba: The LBA put in the CDB, unchecked.
+  ///   - buffer: Whole blocks, at most max_xfer.
   /// - Throws: `.commandFailed` with the command's IOASA; `.adapterReset`, `.adapterGone`,
   ///   `.timedOut` as the channel reports them (not recovered).
   @_spi(RawIO)
@@ -136,6 +199,13 @@ extension Context {
   /// Low-level interface: harvests completions and reports each command submitted with
   /// `submitRead`/`submitWrite` exactly once, in completion order (which may differ from submission
   /// order). Returns how many were reported.
+  ///
+  /// - Parameter body: Called once per completed command with its tag and its result: success,
+  ///   or `.commandFailed` with the command's decoded IOASA (`status`). Commands submitted this way
+  ///   are neither retried nor failed over.
+  /// - Returns: How many completions were reported (0 when none was ready).
+  /// - Throws: `SuperpipeError` when nothing completed and the adapter was reset
+  ///   (`.adapterReset`) or went away (`.adapterGone`); `.contextDetached` without a command once the context was detached.
   @discardableResult
   public func pollCompletions(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) throws(SuperpipeError) -> Int {
     let channel = try core.channel()
@@ -179,6 +249,12 @@ public struct ConcurrentIO: Sendable {
   public var blockSize: Int { io.blockSize }
 
   /// Reads whole blocks from `lba` into `buffer` (READ(16)), suspending until complete.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks, filled with the data read.
+  /// - Throws: `SuperpipeError`: `.viewExpired` without a command when used after its
+  ///   `withConcurrentIO` scope; otherwise as `ResourceHandleIO`'s `read(at:into:)`.
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
     try check()
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
@@ -186,6 +262,12 @@ public struct ConcurrentIO: Sendable {
   }
 
   /// Writes whole blocks from `buffer` at `lba` (WRITE(16)), suspending until complete.
+  ///
+  /// - Parameters:
+  ///   - lba: The first block.
+  ///   - buffer: Whole blocks of data to write.
+  /// - Throws: `SuperpipeError`: `.viewExpired` without a command when used after its
+  ///   `withConcurrentIO` scope; otherwise as `ResourceHandleIO`'s `write(at:from:)`.
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
     try check()
     guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }

@@ -4,9 +4,10 @@
 // calls Glibc directly. The layers, as in swift-system:
 //   - raw wrappers that read errno right after the call (`KernelDevice` in DeviceBackend.swift for
 //     the device calls, the scheduling calls below);
-//   - one helper, `Syscall.run`, that applies a call's EINTR policy and, in debug builds, reports
-//     the call to the task's `SyscallInterposer`, which can record it and force an errno instead
-//     of making it (compiled out of release builds);
+//   - one helper, `Syscall.run`, that applies a call's EINTR policy, counts the call on the calling
+//     thread (`Instrumentation`, as do the scheduling calls) and, in debug builds, reports the call
+//     to the task's `SyscallInterposer`, which can record it and force an errno instead of making
+//     it (compiled out of release builds);
 //   - the typed calls above (`DriverCall`, `Context`, the I/O channel).
 // Device calls go to the installed `DeviceBackend` when there is one, else straight to the kernel:
 // one atomic load and a branch, no lock, no lookup. The library knows no backend but the kernel's.
@@ -48,6 +49,7 @@ enum Syscall {
           return .failure(forced)
         }
       #endif
+      countLibrarySystemCall()
       let outcome = body()
       #if DEBUG
         if let interposer {
@@ -165,24 +167,32 @@ enum Syscall {
   // MARK: Scheduling and waiting (not recorded: they carry no device traffic)
 
   /// `sched_yield(2)`: let another thread run (spin-wait back-off).
-  static func yield() { _ = sched_yield() }
+  static func yield() {
+    countLibrarySystemCall()
+    _ = sched_yield()
+  }
 
   /// Sleeps for `duration` (`nanosleep(2)`; an interrupted sleep just ends early).
   static func sleep(_ duration: Duration) {
     let components = duration.components
     var request = timespec(
       tv_sec: Int(components.seconds), tv_nsec: Int(components.attoseconds / 1_000_000_000))
-    if request.tv_sec > 0 || request.tv_nsec > 0 { _ = nanosleep(&request, nil) }
+    if request.tv_sec > 0 || request.tv_nsec > 0 {
+      countLibrarySystemCall()
+      _ = nanosleep(&request, nil)
+    }
   }
 
   /// `futex(2)` FUTEX_WAIT on a 32-bit word while it equals `expected`, at most
   /// `timeoutNanoseconds` (negative: no limit). EINTR, EAGAIN and ETIMEDOUT just return.
   static func futexWait(_ word: UnsafeRawPointer, expected: UInt32, timeoutNanoseconds: Int64) {
+    countLibrarySystemCall()
     _ = ccxl_futex_wait(word, expected, timeoutNanoseconds)
   }
 
   /// `futex(2)` FUTEX_WAKE of up to `count` waiters.
   static func futexWake(_ word: UnsafeRawPointer, count: Int32 = 1) {
+    countLibrarySystemCall()
     _ = ccxl_futex_wake(word, count)
   }
 
@@ -194,6 +204,7 @@ enum Syscall {
     }
     let box = Unmanaged.passRetained(Box(body))
     var thread = pthread_t()
+    countLibrarySystemCall()
     let rc = pthread_create(
       &thread, nil,
       { raw in
@@ -213,6 +224,74 @@ enum Syscall {
   /// The process id, cached (refreshed in a child after fork() by a pthread_atfork handler), so
   /// that the data path can check context ownership without a system call. Not recorded.
   static func processID() -> pid_t { ProcessIdentity.current }
+}
+
+// MARK: Files and the environment (configuration files, sysfs attributes; no device traffic)
+
+extension Syscall {
+  /// Reads a whole file (`open(2)`, `read(2)` to end of file, `close(2)`), at most `limit` bytes:
+  /// a configuration file or a sysfs attribute. Not a device call: it never goes to a device
+  /// backend and is not recorded (each call is counted). EINTR is retried.
+  static func readFile(_ path: String, limit: Int = 1 << 20) -> Result<[UInt8], Errno> {
+    var fd: CInt
+    repeat {
+      countLibrarySystemCall()
+      fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    } while fd == -1 && errno == EINTR
+    if fd == -1 { return .failure(Errno(rawValue: errno)) }
+    defer {
+      countLibrarySystemCall()
+      _ = Glibc.close(fd)
+    }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+      countLibrarySystemCall()
+      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, min($0.count, limit - bytes.count)) }
+      if n == -1 {
+        if errno == EINTR { continue }
+        return .failure(Errno(rawValue: errno))
+      }
+      if n == 0 { break }
+      bytes.append(contentsOf: chunk[..<n])
+    }
+    return .success(bytes)
+  }
+
+  /// The names in a directory (`opendir(3)`, `readdir(3)`), without `.` and `..`, sorted. Counted
+  /// as its open, one read and its close.
+  static func listDirectory(_ path: String) -> Result<[String], Errno> {
+    countLibrarySystemCall()
+    guard let directory = opendir(path) else { return .failure(Errno(rawValue: errno)) }
+    countLibrarySystemCall()
+    defer {
+      countLibrarySystemCall()
+      closedir(directory)
+    }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+      let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
+        String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+      }
+      if name != ".", name != ".." { names.append(name) }
+    }
+    return .success(names.sorted())
+  }
+
+  /// The process environment (`environ`), as the process sees it now.
+  static func environment() -> [String: String] {
+    var values: [String: String] = [:]
+    let start: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
+    guard var entry = start else { return values }
+    while let pointer = entry.pointee {
+      let text = String(cString: pointer)
+      if let equals = text.firstIndex(of: "=") {
+        values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+      }
+      entry += 1
+    }
+    return values
+  }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; not a system call in practice, never fails).

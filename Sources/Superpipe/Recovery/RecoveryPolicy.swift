@@ -28,6 +28,16 @@ public struct RecoveryPolicy: Sendable, Hashable {
 
   /// The defaults: automatic, 5 recovery attempts with 10 ms...1 s backoff, 3 re-issues per I/O,
   /// 100 ms after BUSY, VERIFY on unit attention, 10 s of waiting for a link.
+  ///
+  /// - Parameters:
+  ///   - automatic: Recover and retry automatically (false: every failure reaches the caller).
+  ///   - recoveryAttempts: DK_CXLFLASH_RECOVER_AFU attempts per recovery.
+  ///   - initialBackoff: The first wait between attempts; it doubles up to `maximumBackoff`.
+  ///   - maximumBackoff: The longest wait between attempts.
+  ///   - commandRetries: Re-issues of one I/O before its error reaches the caller.
+  ///   - busyDelay: The wait before re-issuing a command the device answered BUSY.
+  ///   - verifyOnUnitAttention: Answer a UNIT ATTENTION with DK_CXLFLASH_VERIFY, then re-issue.
+  ///   - linkDownTimeout: How long one I/O waits for a path when no FC port to its LUN is usable.
   public init(
     automatic: Bool = true, recoveryAttempts: Int = 5, initialBackoff: Duration = .milliseconds(10),
     maximumBackoff: Duration = .seconds(1), commandRetries: Int = 3, busyDelay: Duration = .milliseconds(100),

@@ -20,6 +20,8 @@ public enum MockAFUCommandClass: Sendable, Equatable {
   case any
 
   /// True when a command of direction `isWrite` belongs to this class.
+  ///
+  /// - Parameter isWrite: Whether the command writes (WRITE(10), WRITE(16), WRITE SAME(16)).
   public func matches(isWrite: Bool) -> Bool {
     switch self {
     case .read: !isWrite

@@ -17,6 +17,7 @@ import Synchronization
 ///     <directory>/luns/lunN.img      LUN data (sparse files; persistent)
 ///     <directory>/dev/sda ...        disk nodes, one per LUN and FC port (while served)
 ///     <directory>/dev/cxlflash/cxlflash0   the host node (while served)
+///     <directory>/sys/...            the driver's sysfs view (MockSysfsTree), for discovery
 ///
 /// Serve it in-process with `start()` (tests, the embedded demo) or as its own process with
 /// `superpipectl mock serve` (which calls `serve()`); several processes can use one adapter at
@@ -75,6 +76,7 @@ public final class MockAdapter: Sendable {
       thread.name = "superpipe-mock-scheduled-reset"
       thread.start()
     }
+    refreshSysfs()
   }
 
   deinit {
@@ -85,7 +87,14 @@ public final class MockAdapter: Sendable {
 
   /// Creates a new mock adapter in `directory` (created if missing; it must not already hold one).
   ///
-  /// - Parameter randomSeed: Seed for context tokens, for reproducible runs (nil: random).
+  /// - Parameters:
+  ///   - directory: Where the adapter lives: `adapter.json`, `luns/`, and `dev/` while served.
+  ///     Keep it short: device nodes are Unix sockets, whose paths are limited to 108 bytes.
+  ///   - configuration: Ports, LUNs and the driver's limits; `configuration(lunCount:blocks:blockSize:ports:)`
+  ///     makes a common one.
+  ///   - randomSeed: Seed for context tokens, for reproducible runs (nil: random).
+  /// - Throws: `MockAdapterError`: `.invalidDirectory` when `directory` already holds an adapter,
+  ///   `.alreadyServed` when another process holds its lock, `.io` for a failed system call.
   public static func create(
     at directory: URL, configuration: MockAdapterConfiguration, randomSeed: UInt64? = nil
   ) throws -> MockAdapter {
@@ -102,6 +111,10 @@ public final class MockAdapter: Sendable {
   }
 
   /// Opens the mock adapter in `directory` with its saved configuration, modes and data.
+  ///
+  /// - Parameter directory: A directory `create(at:configuration:randomSeed:)` made.
+  /// - Throws: `MockAdapterError`: `.invalidDirectory` when it holds no (or a malformed)
+  ///   `adapter.json`, `.alreadyServed` when another process holds its lock, `.io`.
   public static func open(at directory: URL) throws -> MockAdapter {
     let stateURL = directory.appendingPathComponent("adapter.json")
     let state: MockPersistentState
@@ -115,6 +128,12 @@ public final class MockAdapter: Sendable {
 
   /// A configuration with `lunCount` LUNs of `blocks` blocks each, visible on `ports` ports, with
   /// WWIDs 60050768... derived from the LUN number.
+  ///
+  /// - Parameters:
+  ///   - lunCount: How many LUNs.
+  ///   - blocks: Each LUN's size in blocks.
+  ///   - blockSize: The block size in bytes (4096 or 512).
+  ///   - ports: FC ports; every LUN is visible on each (one disk node per LUN and port).
   public static func configuration(
     lunCount: Int = 2, blocks: UInt64 = 4 * 65536, blockSize: UInt32 = 4096, ports: Int = 2
   ) -> MockAdapterConfiguration {
@@ -132,6 +151,9 @@ public final class MockAdapter: Sendable {
   /// Starts serving the device nodes on a background thread of this process, and installs the
   /// mock client (`MockDeviceBackend`) as this process's device backend, so that Superpipe reaches
   /// the nodes.
+  ///
+  /// - Throws: `MockAdapterError.alreadyRunning` when it is already served; `.io` when a node
+  ///   cannot be created.
   public func start() throws {
     MockDeviceBackend.install()
     try server.withLock { server in
@@ -165,6 +187,10 @@ public final class MockAdapter: Sendable {
   }
 
   /// Serves until the process receives SIGINT or SIGTERM (for `superpipectl mock serve`).
+  ///
+  /// - Parameter onReady: Called once the device nodes are up (`superpipectl mock serve` prints
+  ///   `ready` then).
+  /// - Throws: What `start()` throws.
   public func serve(onReady: () -> Void = {}) throws {
     var signals = sigset_t()
     sigemptyset(&signals)
@@ -191,6 +217,15 @@ public final class MockAdapter: Sendable {
         return state.diskNodes.first { $0.lun == lun && $0.port == port }?.name
       }.sorted()
       try? state.save(to: directory.appendingPathComponent("adapter.json"))
+      MockSysfsTree(directory: directory).write(state: state, snapshot: snapshot, portsOnline: Set(portsOnline))
+    }
+  }
+
+  /// Rewrites `<directory>/sys` (MockSysfsTree) from the state now.
+  private func refreshSysfs() {
+    let snapshot = model.snapshot()
+    persistent.withLock { state in
+      MockSysfsTree(directory: directory).write(state: state, snapshot: snapshot, portsOnline: Set(portsOnline))
     }
   }
 
@@ -207,11 +242,18 @@ public final class MockAdapter: Sendable {
   }
 
   /// The path of a disk node.
+  ///
+  /// - Parameter node: One of `diskNodes`.
   public func path(of node: MockDiskNode) -> String {
     directory.appendingPathComponent("dev").appendingPathComponent(node.name).path
   }
 
   /// The disk node path of `lun` seen through `port`.
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - port: The FC port.
+  /// - Returns: `DIR/dev/sdX`, or nil when the LUN is not visible on that port.
   public func diskPath(lun: Int, port: Int = 0) -> String? {
     diskNodes.first { $0.lun == lun && $0.port == port }.map(path(of:))
   }
@@ -220,6 +262,13 @@ public final class MockAdapter: Sendable {
   public var controlPath: String { directory.appendingPathComponent("control").path }
 
   /// Sends a control request to the mock served from `directory` (by this or another process).
+  ///
+  /// - Parameters:
+  ///   - request: The fault to inject (what `superpipectl mock inject` sends).
+  ///   - directory: The served adapter's directory.
+  /// - Returns: The mock's answer: whether it applied the request, and what it did.
+  /// - Throws: `MockAdapterError.invalidDirectory` when nothing serves `directory`; `.io` for a
+  ///   failed socket call; a decoding error for a malformed answer.
   public static func sendControl(_ request: MockControlRequest, directory: URL) throws -> MockControlReply {
     try JSONDecoder().decode(MockControlReply.self, from: exchangeControl(JSONEncoder().encode(request), directory: directory))
   }
@@ -262,6 +311,8 @@ public final class MockAdapter: Sendable {
   public var configuration: MockAdapterConfiguration { model.configuration }
 
   /// The WWID of `lun`.
+  ///
+  /// - Parameter lun: The LUN's index in the configuration.
   public func wwid(lun: Int) -> [UInt8] { model.configuration.luns[lun].wwid }
 
   // MARK: Introspection
@@ -300,6 +351,10 @@ public final class MockAdapter: Sendable {
   /// instead of executing them (spec 7.5 statuses; SPDK error-bdev style).
   ///
   /// - Parameters:
+  ///   - count: How many commands fail.
+  ///   - matching: Which commands: reads, writes or any.
+  ///   - fault: The status they complete with (afu_rc, SCSI status and sense, fc_rc, or a
+  ///     data-storage fault).
   ///   - context: Only commands of the context with this token (nil: any context). The fault is
   ///     keyed by the token's ctxid (its low 32 bits): once RECOVER_AFU gives the context a new
   ///     ctxid, a fault still pending names the old one.
@@ -320,13 +375,21 @@ public final class MockAdapter: Sendable {
   /// of their handle's port mask with a live link (a virtual LUN enabled on several ports, spec
   /// 4.4), or complete with afu_rc 0x20 NO_CHANNELS when there is none (a physical handle uses
   /// only its disk node's port). The host's `portN` attribute reads "offline".
+  ///
+  /// - Parameters:
+  ///   - port: The FC port.
+  ///   - inFlight: How many commands routed to the port fail LINKDOWN before the AFU avoids it.
   public func linkDown(port: Int, inFlight: Int = 1) {
     executor.setLink(port: port, up: false, inFlight: inFlight)
+    refreshSysfs()
   }
 
   /// Brings FC port `port`'s link back up: the AFU selects it again.
+  ///
+  /// - Parameter port: The FC port.
   public func linkUp(port: Int) {
     executor.setLink(port: port, up: true)
+    refreshSysfs()
   }
 
   /// The ports whose link is up.
@@ -340,6 +403,11 @@ public final class MockAdapter: Sendable {
   /// failure also schedules an asynchronous adapter reset lasting `resetDuration` (spec 3.5 item
   /// 3: the sync timed out and the driver could not reset its own context): right after the ioctl
   /// returns every context goes to the error state, as with `resetAdapter`.
+  ///
+  /// - Parameters:
+  ///   - count: How many syncs fail.
+  ///   - schedulingReset: Also schedule an adapter reset after each failure.
+  ///   - resetDuration: How long each scheduled reset keeps the adapter in RESET.
   public func failNextAFUSyncs(_ count: Int, schedulingReset: Bool = false, resetDuration: Duration = .milliseconds(20)) {
     scheduledResetNanoseconds.store(resetDuration.nanoseconds, ordering: .relaxed)
     model.failNextAFUSyncs(count: count, schedulingReset: schedulingReset)
@@ -348,6 +416,11 @@ public final class MockAdapter: Sendable {
   /// Makes a UNIT ATTENTION pending for `lun` on every port: the first command to it through each
   /// port receives CHECK CONDITION with that sense (asc 0x29 after a reset, 0x2A/0x09 after a
   /// capacity change).
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - asc: The additional sense code (sense key 0x6, UNIT ATTENTION).
+  ///   - ascq: The additional sense code qualifier.
   public func raiseUnitAttention(lun: Int, asc: UInt8, ascq: UInt8 = 0) {
     executor.raiseUnitAttention(lun: lun, asc: asc, ascq: ascq)
   }
@@ -357,6 +430,12 @@ public final class MockAdapter: Sendable {
   /// block for `duration`, then the adapter returns to NORMAL (or, with `recovers: false`, fails
   /// permanently: FAILTERM). With `unitAttention`, the first command to each LUN through each port
   /// afterwards gets UNIT ATTENTION, power on / reset (asc 0x29), as Corsa adapters report.
+  ///
+  /// - Parameters:
+  ///   - duration: How long the adapter stays in RESET (DK ioctls block meanwhile); the call
+  ///     returns after it.
+  ///   - recovers: Return to NORMAL (false: FAILTERM, a permanent failure).
+  ///   - unitAttention: Raise UNIT ATTENTION 0x29 on every LUN and port afterwards.
   public func resetAdapter(duration: Duration = .milliseconds(50), recovers: Bool = true, unitAttention: Bool = true) {
     let files = model.beginAdapterReset()
     let instance = server.withLock { $0 }
@@ -374,6 +453,11 @@ public final class MockAdapter: Sendable {
   /// re-read then sees): READ CAPACITY reports `lastLBA` from now on, the change is saved with the
   /// adapter, and, with `unitAttention`, every path of the LUN gets UNIT ATTENTION, CAPACITY DATA
   /// HAS CHANGED (asc 0x2A, ascq 0x09) on its next command.
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - lastLBA: The new last LBA.
+  ///   - unitAttention: Raise the capacity-change UNIT ATTENTION on every path.
   public func resizeLUN(_ lun: Int, lastLBA: UInt64, unitAttention: Bool = true) {
     guard configuration.luns.indices.contains(lun) else { return }
     model.setLUNCapacity(lun: lun, lastLBA: lastLBA)
@@ -396,6 +480,10 @@ public final class MockAdapter: Sendable {
   }
 
   /// Adds `latency` to each of the next `count` commands (a slow adapter or fabric).
+  ///
+  /// - Parameters:
+  ///   - latency: The delay added to each command.
+  ///   - count: How many commands are delayed.
   public func addLatency(_ latency: Duration, toNext count: Int) {
     executor.addedLatency.store(latency.nanoseconds, ordering: .relaxed)
     executor.delayedCommands.store(count, ordering: .relaxed)
@@ -413,6 +501,8 @@ public final class MockAdapter: Sendable {
 
   /// The next `count` successful reads return data with one byte flipped (silent corruption; the
   /// adapter reports success, only an end-to-end check such as `BlockPattern` can tell).
+  ///
+  /// - Parameter count: How many reads are corrupted.
   public func corruptNextReads(_ count: Int) {
     executor.corruptedReads.store(count, ordering: .relaxed)
   }

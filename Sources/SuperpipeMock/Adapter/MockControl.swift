@@ -84,6 +84,8 @@ public struct MockControlRequest: Codable, Sendable, Equatable {
   public var blocks: UInt64?
 
   /// A request for `fault` with no parameters.
+  ///
+  /// - Parameter fault: What to inject; set the fault's parameters (count, port, ...) afterwards.
   public init(fault: Fault) { self.fault = fault }
 }
 
@@ -128,6 +130,10 @@ extension MockControlRequest {
 
 extension MockAdapter {
   /// Applies a control request (what the control socket does for another process).
+  ///
+  /// - Parameter request: The fault and its parameters.
+  /// - Returns: Whether the request was applied (a fault naming no such LUN or port is refused),
+  ///   and what the mock did.
   public func apply(_ request: MockControlRequest) -> MockControlReply {
     if let problem = request.outOfRange { return MockControlReply(ok: false, message: problem) }
     let count = max(1, request.count ?? 1)
@@ -314,6 +320,11 @@ extension MockAdapter {
   }
 
   /// Asks the mock served from `directory` (by this or another process) for its live state.
+  ///
+  /// - Parameter directory: The served adapter's directory.
+  /// - Returns: The serving process, the adapter's state, the ports online and the live contexts.
+  /// - Throws: `MockAdapterError.invalidDirectory` when nothing serves `directory`; `.io` for a
+  ///   failed socket call or an answer that is not a status.
   public static func requestStatus(directory: URL) throws -> MockStatus {
     let answer = try exchangeControl(JSONEncoder().encode(MockStatusRequest()), directory: directory)
     guard let status = try? JSONDecoder().decode(MockStatus.self, from: answer) else {

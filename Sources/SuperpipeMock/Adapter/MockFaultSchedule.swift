@@ -41,6 +41,12 @@ public struct MockFaultSchedule: Sendable, Hashable, Codable {
 
   /// `count` faults: about one every `meanInterval` commands, kinds drawn with adapter resets
   /// making up `resetShare` of them.
+  ///
+  /// - Parameters:
+  ///   - seed: The seed: the same seed gives the same schedule.
+  ///   - count: How many faults.
+  ///   - meanInterval: The mean number of commands between two faults.
+  ///   - resetShare: The share of adapter resets among the faults, 0...1.
   public init(seed: UInt64, count: Int, meanInterval: UInt64 = 5000, resetShare: Double = 0.4) {
     self.seed = seed
     var state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed
@@ -65,6 +71,10 @@ public struct MockFaultSchedule: Sendable, Hashable, Codable {
 extension MockAdapter {
   /// Plays `schedule` on a background thread: each fault is injected once the AFU has executed
   /// its `afterCommands` more commands. Returns a handle to wait for or stop the run.
+  ///
+  /// - Parameters:
+  ///   - schedule: The faults to inject, in order.
+  ///   - resetDuration: How long each adapter reset of the schedule lasts.
   public func play(_ schedule: MockFaultSchedule, resetDuration: Duration = .milliseconds(2)) -> MockFaultPlayer {
     let player = MockFaultPlayer()
     let thread = Thread { [self] in
@@ -89,6 +99,10 @@ extension MockAdapter {
   }
 
   /// Injects one fault now.
+  ///
+  /// - Parameters:
+  ///   - kind: The fault.
+  ///   - resetDuration: How long an adapter reset lasts.
   public func inject(_ kind: MockScheduledFault.Kind, resetDuration: Duration = .milliseconds(2)) {
     switch kind {
     case .adapterReset: resetAdapter(duration: resetDuration)

@@ -17,6 +17,11 @@ public final class MockDriverModel: Sendable {
 
   /// Creates the model. `randomSeed` makes token salts and generated WWIDs reproducible; without it
   /// they come from the system generator. `storage` receives the NEED_WRITE_SAME scrubs (spec §5.5).
+  ///
+  /// - Parameters:
+  ///   - configuration: Ports, LUNs and the driver's limits.
+  ///   - storage: Where WRITE SAME scrubs of freed chunks go.
+  ///   - randomSeed: Seed for token salts and generated WWIDs (nil: the system generator).
   public init(configuration: MockAdapterConfiguration, storage: any MockLUNStorage, randomSeed: UInt64? = nil) {
     var system = SystemRandomNumberGenerator()
     let seed = randomSeed ?? system.next()
@@ -32,6 +37,15 @@ public final class MockDriverModel: Sendable {
   /// `retryAttempt`: for a call the driver sleeps and retries in (RECOVER_AFU without a free
   /// process element), how many times the transport has re-issued it after `.retryAfter`; nil
   /// answers at once with the final errno (ENODEV).
+  ///
+  /// - Parameters:
+  ///   - node: The disk or host node the ioctl was issued on.
+  ///   - caller: The calling process and its parent.
+  ///   - request: The ioctl request number (`CXLFlashIoctl.request`).
+  ///   - argument: The argument struct's bytes, rewritten on success.
+  ///   - retryAttempt: How often the transport has re-issued a parked call (nil: answer at once).
+  /// - Returns: The outcome (success, an errno, or retry after a delay) and the side effects the
+  ///   transport carries out (install an adapter fd, fail contexts, ...).
   public func ioctl(node: MockDeviceNode, caller: MockCaller, request: UInt,
                     argument: UnsafeMutableRawBufferPointer, retryAttempt: Int? = nil) -> (MockIoctlOutcome, [MockSideEffect]) {
     let (result, reset) = mutate { s in
@@ -51,6 +65,8 @@ public final class MockDriverModel: Sendable {
 
   /// Called (outside the model's lock, after the ioctl) when a failed AFU sync scheduled an
   /// asynchronous adapter reset (spec 3.5 item 3); the adapter performs it.
+  ///
+  /// - Parameter handler: What performs the reset (nil: none).
   public func setScheduledResetHandler(_ handler: (@Sendable () -> Void)?) {
     scheduledResetHandler.withLock { $0 = handler }
   }
@@ -60,6 +76,9 @@ public final class MockDriverModel: Sendable {
   /// behind it is detached from every LUN exactly as DETACH (handles released, chunks freed and
   /// scrubbed) and its process element freed; for a stale file (context already detached, or the
   /// old file after RECOVER_AFU) only the process element is freed. Unknown files are ignored.
+  ///
+  /// - Parameter file: The adapter file whose last descriptor was closed.
+  /// - Returns: The side effects to carry out.
   @discardableResult
   public func adapterFileReleased(_ file: MockAdapterFileID) -> [MockSideEffect] {
     mutate { $0.releaseAdapterFile(file) }
@@ -75,6 +94,8 @@ public final class MockDriverModel: Sendable {
 
   /// RESET → NORMAL (`success`) or FAILTERM (spec §3.4). Parked ioctls should be re-issued
   /// afterwards. No-op unless RESET.
+  ///
+  /// - Parameter success: Back to NORMAL (true) or to FAILTERM.
   public func endAdapterReset(success: Bool) {
     mutate { s in
       guard s.adapterState == .reset else { return }
@@ -107,6 +128,10 @@ public final class MockDriverModel: Sendable {
 
   /// Makes READ CAPACITY(16) on `configuration.luns[lun]` fail (ATTACH → ENODEV when the capacity is
   /// not yet known, VERIFY UA 0x29/0x2A → ENODEV), spec §2.2 step 2, §6.
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - failing: Fail (true) or succeed again (false).
   public func setReadCapacityFailure(lun: Int, failing: Bool) {
     mutate { s in
       if failing { s.readCapacityFailing.insert(lun) } else { s.readCapacityFailing.remove(lun) }
@@ -118,6 +143,11 @@ public final class MockDriverModel: Sendable {
   /// With `schedulingReset`, each such failure also schedules an asynchronous adapter reset, as the
   /// driver does when the sync timed out and its own context reset failed (spec 3.5 item 3, 7.9):
   /// the ioctl returns EAGAIN, then every context goes to the error state.
+  ///
+  /// - Parameters:
+  ///   - count: How many syncs fail.
+  ///   - errno: The errno of a failed sync (EAGAIN, 11).
+  ///   - schedulingReset: Also schedule an adapter reset after each failure.
   public func failNextAFUSyncs(count: Int, errno: Int32 = 11, schedulingReset: Bool = false) {
     mutate { s in
       s.pendingSyncFailures = max(count, 0)
@@ -128,12 +158,18 @@ public final class MockDriverModel: Sendable {
 
   /// Makes the next `count` ctx_cap readbacks mismatch while programming a context (ATTACH step 8,
   /// RECOVER_AFU) → EAGAIN (catalogue item 22).
+  ///
+  /// - Parameter count: How many readbacks mismatch.
   public func failNextCapabilityReadbacks(count: Int) {
     mutate { $0.pendingCapabilityReadbackFailures = max(count, 0) }
   }
 
   /// Administrative resize of a LUN: changes what READ CAPACITY(16) reports. The driver only sees
   /// it on the next read (first ATTACH, or VERIFY with UNIT ATTENTION asc 0x29/0x2A), spec §4.2.
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - lastLBA: The new last LBA.
   public func setLUNCapacity(lun: Int, lastLBA: UInt64) {
     mutate { s in
       guard s.configuration.luns.indices.contains(lun) else { return }
@@ -177,6 +213,11 @@ public final class MockDriverModel: Sendable {
   /// LUN/LBA and permissions, or the afu_rc: 0x21 context not active, 0x03 handle ≥ RHT count,
   /// 0x05 closed handle, 0x13 beyond the virtual LUN, 0x20 no usable port.
   /// Virtual: chunk = vLBA >> 16, physical LBA = chunk base | (vLBA & 0xFFFF).
+  ///
+  /// - Parameters:
+  ///   - ctxid: The IOARCB's ctx_id (the process element).
+  ///   - handle: The IOARCB's resource handle.
+  ///   - virtualLBA: The CDB's LBA.
   public func translate(contextID ctxid: UInt32, handle: UInt32, virtualLBA: UInt64) -> MockTranslation {
     state.withLock { $0.translate(contextID: ctxid, handle: handle, virtualLBA: virtualLBA) }
   }

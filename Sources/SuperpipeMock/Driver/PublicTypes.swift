@@ -19,6 +19,12 @@ public struct MockLUNConfiguration: Codable, Sendable, Equatable {
   public var lunIDs: [Int: UInt64]
 
   /// Creates a LUN description (spec §4.2).
+  ///
+  /// - Parameters:
+  ///   - wwid: The 16-byte WWID.
+  ///   - blockSize: The logical block length in bytes.
+  ///   - lastLBA: The last LBA READ CAPACITY(16) reports.
+  ///   - lunIDs: The SAM LUN id on each FC port the LUN is visible on.
   public init(wwid: [UInt8], blockSize: UInt32 = 4096, lastLBA: UInt64, lunIDs: [Int: UInt64]) {
     self.wwid = wwid
     self.blockSize = blockSize
@@ -67,6 +73,21 @@ public struct MockAdapterConfiguration: Codable, Sendable, Equatable {
   public var reorderCompletions: Bool = false
 
   /// Creates a configuration; every limit has the driver's default.
+  ///
+  /// - Parameters:
+  ///   - portCount: FC ports of the adapter.
+  ///   - luns: The LUNs.
+  ///   - maxContexts: Process elements (contexts) the AFU has.
+  ///   - reservedProcessElements: Process elements the driver keeps for itself.
+  ///   - maxRHTPerContext: Resource handles per context (MAX_RHT_PER_CONTEXT).
+  ///   - supportsLUNProvision: Whether HT_CXLFLASH_LUN_PROVISION is supported.
+  ///   - supportsAFUDebug: Whether HT_CXLFLASH_AFU_DEBUG is supported.
+  ///   - sqCommandMode: Advertise submission-queue command mode (DK_CXLFLASH_CONTEXT_SQ_CMD_MODE).
+  ///   - writeSameUnmap: Whether WRITE SAME's UNMAP bit deallocates blocks.
+  ///   - lunMode: The host's `lun_mode` (0: external LUNs).
+  ///   - minimumInterrupts: The fewest AFU interrupts ATTACH accepts.
+  ///   - portCapacityBlocks: LUN_PROVISION QUERY_PORT max_cap_port, in 4 KiB blocks.
+  ///   - maxLUNsPerPort: LUN_PROVISION QUERY_PORT max_num_luns.
   public init(portCount: Int = 2, luns: [MockLUNConfiguration] = [], maxContexts: Int = 512,
               reservedProcessElements: Int = 1, maxRHTPerContext: Int = 4096,
               supportsLUNProvision: Bool = true, supportsAFUDebug: Bool = true,
@@ -95,6 +116,9 @@ public struct MockAdapterConfiguration: Codable, Sendable, Equatable {
   }
 
   /// Decodes a persisted configuration; absent keys take their defaults.
+  ///
+  /// - Parameter decoder: The decoder of `adapter.json`'s configuration.
+  /// - Throws: `DecodingError` for a value of the wrong type.
   public init(from decoder: any Decoder) throws {
     let c = try decoder.container(keyedBy: CodingKeys.self)
     let d = MockAdapterConfiguration()
@@ -134,6 +158,10 @@ public struct MockCaller: Sendable, Hashable {
   /// Thread-group id of the caller's parent.
   public var parentPid: Int32
   /// Creates a caller identity.
+  ///
+  /// - Parameters:
+  ///   - pid: The calling process.
+  ///   - parentPid: Its parent process.
   public init(pid: Int32, parentPid: Int32) {
     self.pid = pid
     self.parentPid = parentPid
@@ -160,6 +188,8 @@ public struct MockAdapterFileID: Hashable, Sendable, Codable, CustomStringConver
   /// Serial number, unique for the life of the model.
   public let rawValue: UInt64
   /// Wraps a serial number.
+  ///
+  /// - Parameter rawValue: The serial number.
   public init(rawValue: UInt64) { self.rawValue = rawValue }
   /// "adapter-file#N".
   public var description: String { "adapter-file#\(rawValue)" }
@@ -187,6 +217,13 @@ public enum MockSideEffect: Sendable, Equatable {
 public protocol MockLUNStorage: Sendable {
   /// WRITE SAME(16) of zeroes: `blocks` device blocks from `lba` on `configuration.luns[lun]`,
   /// with UNMAP when `unmap`. Errors are ignored by the driver.
+  ///
+  /// - Parameters:
+  ///   - lun: The LUN's index in the configuration.
+  ///   - lba: The first block.
+  ///   - blocks: How many blocks.
+  ///   - unmap: Deallocate the blocks.
+  /// - Throws: The storage's own errors (the driver ignores them).
   func writeSame(lun: Int, lba: UInt64, blocks: UInt64, unmap: Bool) throws
 }
 

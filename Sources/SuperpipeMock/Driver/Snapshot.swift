@@ -110,8 +110,12 @@ public struct MockDriverSnapshot: Sendable, Equatable {
   public var afuSyncCount: Int
 
   /// The context with this token, if live.
+  ///
+  /// - Parameter token: The context token (`context_id`).
   public func context(token: UInt64) -> MockContextSnapshot? { contexts.first { $0.token == token } }
   /// The record with this WWID.
+  ///
+  /// - Parameter wwid: The LUN's 16-byte WWID.
   public func lun(wwid: [UInt8]) -> MockLUNSnapshot? { luns.first { $0.wwid == wwid } }
 }
 

@@ -7,10 +7,12 @@ extension SuperpipeCtl {
     static let configuration = CommandConfiguration(
       abstract: "List adapters, FC ports and LUNs with their paths, WWIDs, modes and sizes.",
       discussion: """
-        On hardware the list comes from sysfs (/sys/class/cxlflash, /sys/class/scsi_host/hostN/portN,
-        /sys/bus/scsi/devices/H:C:T:L/mode and wwid, /sys/block/sdX). With --mock DIR it comes from
-        the mock adapter: opened read-only when nobody serves it (then contexts and open handles
-        are known: none), or read from DIR/adapter.json while another process serves it.
+        The list is the library's discovery (CXLFlashInventory). On hardware it reads sysfs
+        (/sys/class/scsi_host/hostN: proc_name cxlflash, portN, lun_mode; /sys/class/cxlflash;
+        /sys/bus/scsi/devices/H:C:T:L/mode and wwid; /sys/block/sdX). With --mock DIR it reads the
+        mock's own sysfs tree (DIR/sys): the mock is opened read-only when nobody serves it (then
+        contexts and open handles are known: none); while another process serves it, that
+        process keeps DIR/sys current.
 
         Examples:
           superpipectl list

@@ -71,22 +71,17 @@ final class MockAccess {
     directory.appendingPathComponent("dev").appendingPathComponent(node.name).path
   }
 
+  /// The `list` document: the library's discovery over the mock's sysfs tree (`DIR/sys`, which
+  /// the mock keeps current as the driver keeps sysfs), with what only the mock can tell added:
+  /// each LUN's index and SAM LUN ids from its configuration, and, when the adapter is open in
+  /// this process, the contexts and handles on each LUN.
   func inventory() throws -> Inventory {
     let configuration: MockAdapterConfiguration
-    let nodes: [MockDiskNode]
-    let superpipe: Set<String>
     var contextsByLUN: [Int: Int]? = nil
     var handlesByLUN: [Int: Int]? = nil
-    var online: Set<Int>? = nil
     if let adapter {
       configuration = adapter.configuration
-      nodes = adapter.diskNodes
       let snapshot = adapter.snapshot()
-      superpipe = Set(
-        snapshot.superpipePaths.compactMap { path -> String? in
-          guard case .disk(let lun, let port) = path else { return nil }
-          return nodes.first { $0.lun == lun && $0.port == port }?.name
-        })
       var contexts: [Int: Int] = [:]
       var handles: [Int: Int] = [:]
       for (index, lun) in configuration.luns.enumerated() {
@@ -95,37 +90,32 @@ final class MockAccess {
       }
       contextsByLUN = contexts
       handlesByLUN = handles
-      online = Set(adapter.portsOnline)
     } else {
-      let state = try persisted()
-      configuration = state.configuration
-      nodes = state.diskNodes
-      superpipe = Set(state.superpipeNodes)
+      configuration = try persisted().configuration
     }
-    var luns: [Inventory.LUN] = []
-    for (index, lun) in configuration.luns.enumerated() {
-      let blocks = lun.lastLBA &+ 1
-      let paths = nodes.filter { $0.lun == index }.sorted { $0.port < $1.port }.map { node in
-        Inventory.LUNPath(
-          device: devicePath(node), port: node.port, mode: superpipe.contains(node.name) ? "superpipe" : "legacy",
-          lunID: lun.lunIDs[node.port].map(Format.hex))
-      }
-      guard !paths.isEmpty else { continue }  // deleted by LUN_PROVISION
-      luns.append(
-        .init(
-          wwid: WWID(bytes: lun.wwid)?.hex, index: index, blockSize: UInt64(lun.blockSize), blocks: blocks,
-          sizeBytes: blocks * UInt64(lun.blockSize), paths: paths, attachedContexts: contextsByLUN?[index],
-          openHandles: handlesByLUN?[index]))
+    let discovered = CXLFlashInventory.discover(in: DiscoveryRoot(directory: directory.path))
+    let adapters = discovered.adapters.map { adapter in
+      let luns = adapter.luns.compactMap { lun -> (Int, Inventory.LUN)? in
+        guard let index = configuration.luns.firstIndex(where: { WWID(bytes: $0.wwid) == lun.wwid }) else { return nil }
+        let configured = configuration.luns[index]
+        let paths = lun.paths.map { path in
+          Inventory.LUNPath(
+            device: path.device, port: path.port, mode: path.mode?.rawValue,
+            lunID: configured.lunIDs[path.port].map(Format.hex))
+        }
+        return (
+          index,
+          Inventory.LUN(
+            wwid: lun.wwid?.hex, index: index, blockSize: lun.blockSize, blocks: lun.blocks, sizeBytes: lun.capacity,
+            paths: paths, attachedContexts: contextsByLUN?[index], openHandles: handlesByLUN?[index])
+        )
+      }.sorted { $0.0 < $1.0 }.map(\.1)
+      return Inventory.Adapter(
+        name: adapter.name, hostNode: adapter.hostNode ?? hostPath, lunMode: adapter.lunMode,
+        ports: adapter.ports.map { .init(index: $0.index, state: $0.state.rawValue) }, luns: luns)
     }
     return Inventory(
-      source: "mock", mockDirectory: directory.path, mockState: stateName,
-      adapters: [
-        .init(
-          name: "cxlflash0", hostNode: hostPath, lunMode: configuration.lunMode,
-          ports: (0..<configuration.portCount).map { port in
-            .init(index: port, state: online.map { $0.contains(port) ? "online" : "offline" } ?? "unknown")
-          }, luns: luns)
-      ],
-      note: servedElsewhere ? "served by another process: modes from adapter.json; contexts and handles unknown" : nil)
+      source: "mock", mockDirectory: directory.path, mockState: stateName, adapters: adapters,
+      note: servedElsewhere ? "served by another process: contexts and handles unknown" : nil)
   }
 }

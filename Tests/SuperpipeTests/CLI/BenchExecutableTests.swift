@@ -20,6 +20,7 @@ struct BenchExecutableTests {
     #expect(result.status == 0, "\(result.stderr)")
     let report = try result.json()
     #expect(report["schemaVersion"] as? Int == 1)
+    try CLI.expectConforms(result.stdout, to: "superpipe-bench.schema.json", "superpipe-bench --json")
     CLI.expectKey(report, "machine", String.self)
     CLI.expectKey(report, "cores", Int.self)
     // The executable re-runs itself with malloc-interposer preloaded; the control allocation was seen.
@@ -57,6 +58,28 @@ struct BenchExecutableTests {
     }
     let baseline = try #require(report["baseline"] as? [[String: Any]])
     #expect(baseline.map { $0["workload"] as? String } == ["randread", "randrw"])
+    // Locks and system calls per I/O on the application thread, for every Swift row.
+    for row in rows {
+      let perIO = try #require(row["perIO"] as? [String: Any], "\(row)")
+      for key in ["libraryLocks", "librarySyscalls", "mockLocks", "mockSyscalls"] { CLI.expectKey(perIO, key, Double.self) }
+      #expect(row["mock"] as? String == "in-process", "\(row)")
+    }
+    // Thread rows: 1 thread (a context), 2 and 4 (a context each, then one shared), per workload.
+    let threadRows = try #require(report["threadRows"] as? [[String: Any]])
+    #expect(
+      threadRows.map { "\($0["threads"] as? Int ?? 0)/\($0["contexts"] as? String ?? "")" }
+        == ["1/per-thread", "1/per-thread", "2/per-thread", "2/per-thread", "2/shared", "2/shared", "4/per-thread",
+          "4/per-thread", "4/shared", "4/shared"], "\(threadRows)")
+    // Threaded baselines for every thread count and depth above 1.
+    let baselineThreads = try #require(report["baselineThreads"] as? [[String: Any]])
+    #expect(Set(baselineThreads.compactMap { $0["threads"] as? Int }) == [2, 4, 32], "\(baselineThreads)")
+    // The same depths against a mock served by another process, and with null storage.
+    let served = try #require(report["served"] as? [[String: Any]])
+    #expect(served.map { $0["iodepth"] as? Int } == [1, 1, 4, 4, 32, 32])
+    #expect(served.allSatisfy { $0["mock"] as? String == "served" && ($0["ios"] as? Int ?? 0) > 0 }, "\(served)")
+    let null = try #require(report["nullStorage"] as? [[String: Any]])
+    #expect(null.map { $0["iodepth"] as? Int } == [1, 4, 32])
+    #expect(null.allSatisfy { $0["mock"] as? String == "null-storage" && ($0["nanosecondsPerIO"] as? Double ?? 0) > 0 }, "\(null)")
   }
 
   @Test("text: fio-style lines for the baseline and each row, then the machine line")
@@ -65,7 +88,12 @@ struct BenchExecutableTests {
     #expect(result.status == 0, "\(result.stderr)")
     let lines = result.stdout.split(separator: "\n").map(String.init)
     #expect(lines.first?.hasPrefix("baseline pread/pwrite randwrite iodepth=1 bs=4k: IOPS=") == true, "\(lines)")
-    #expect(lines.contains { $0.hasPrefix("superpipe randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") }, "\(lines)")
+    #expect(
+      lines.contains { $0.hasPrefix("superpipe randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") && $0.contains("locks/io=") },
+      "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("superpipe served randwrite iodepth=1 bs=4k: IOPS=") }, "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("superpipe null-storage randread iodepth=1 bs=4k: IOPS=") && $0.contains("ns/io=") }, "\(lines)")
+    #expect(lines.contains { $0.hasPrefix("superpipe randwrite iodepth=1 numjobs=2 contexts=shared bs=4k: IOPS=") }, "\(lines)")
     #expect(
       lines.contains { $0.hasPrefix("capiblock randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") && $0.contains(", ratio-to-swift=") },
       "\(lines)")
@@ -78,6 +106,7 @@ struct BenchExecutableTests {
     let result = try Self.bench(Self.quick + ["--depths", "1", "--workloads", "randread", "--no-capiblock", "--json"])
     #expect(result.status == 0, "\(result.stderr)")
     let report = try result.json()
+    try CLI.expectConforms(result.stdout, to: "superpipe-bench.schema.json", "superpipe-bench --no-capiblock --json")
     #expect((report["capiblock"] as? [Any])?.isEmpty == true, "\(report)")
     #expect((report["configuration"] as? [String: Any])?["capiblock"] as? Bool == false)
     #expect((report["rows"] as? [Any])?.count == 1)

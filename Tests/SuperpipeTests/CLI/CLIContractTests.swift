@@ -107,6 +107,9 @@ struct CLIContractTests {
     let document = try result.json()
     CLI.expectEnvelope(document, command: failing.command)
     #expect(document["ok"] as? Bool != true)
+    // The error document, or (io, soak) the command's own document recording the failure.
+    let schema = document["ok"] == nil ? CLI.schemaFile(for: failing.command) : "superpipectl-error.schema.json"
+    try CLI.expectConforms(result.stdout, to: schema, arguments.joined(separator: " "))
     let error = try #require(document["error"] as? [String: Any], "no error object: \(result.stdout)")
     #expect(error["exitCode"] as? Int == Int(failing.status))
     #expect((error["exitClass"] as? String)?.isEmpty == false)
@@ -129,6 +132,7 @@ struct CLIContractTests {
     let document = try result.json()
     CLI.expectEnvelope(document, command: command)
     #expect(document["error"] == nil)
+    try CLI.expectConforms(result.stdout, to: CLI.schemaFile(for: command), command)
   }
 
   @Test("every mock-adapter command's --json success: one document with schemaVersion and command")
@@ -141,6 +145,7 @@ struct CLIContractTests {
       let document = try result.json()
       CLI.expectEnvelope(document, command: command)
       #expect(document["error"] == nil)
+      try CLI.expectConforms(result.stdout, to: CLI.schemaFile(for: command), command)
       return document
     }
     _ = try run(["mock", "create", "--dir", directory, "--luns", "1", "--ports", "1", "--blocks", "65536", "-v"], "mock create")

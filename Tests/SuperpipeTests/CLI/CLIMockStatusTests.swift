@@ -27,6 +27,7 @@ struct CLIMockStatusTests {
     let served = try #require(
       try JSONSerialization.jsonObject(with: Data(lines.joined(separator: "\n").utf8)) as? [String: Any], "\(lines)")
     CLI.expectEnvelope(served, command: "mock serve")
+    try CLI.expectConforms(lines.joined(separator: "\n"), to: "superpipectl-mock.schema.json", "mock serve")
     #expect(served["servedBy"] as? Int == Int(server.process.processIdentifier))
     #expect(served["served"] as? Bool == true)
 
@@ -39,6 +40,7 @@ struct CLIMockStatusTests {
       #expect(result.status == 0, "\(result.stderr)")
       let status = try result.json()
       CLI.expectEnvelope(status, command: "mock status")
+      try CLI.expectConforms(result.stdout, to: "superpipectl-mock.schema.json", "mock status")
       #expect(status["served"] as? Bool == true)
       #expect(status["servedBy"] as? Int == Int(server.process.processIdentifier))
       #expect(status["adapterState"] as? String == "normal")
@@ -67,6 +69,7 @@ struct CLIMockStatusTests {
       let inject = try CLI.run(["mock", "inject", "--dir", directory, "latency", "--count", "1", "--duration-ms", "1", "--json"])
       #expect(inject.status == 0, "\(inject.stderr)")
       CLI.expectEnvelope(try inject.json(), command: "mock inject")
+      try CLI.expectConforms(inject.stdout, to: "superpipectl-mock-inject.schema.json", "mock inject")
     }
     try context.detach()
     let after = try CLI.run(["mock", "status", "--dir", directory, "--json"])

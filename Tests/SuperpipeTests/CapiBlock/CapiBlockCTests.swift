@@ -65,6 +65,31 @@ struct CapiBlockCTests {
     #expect(result.1.last == "PASS", "\(result.1.joined(separator: "\n"))", sourceLocation: sourceLocation)
   }
 
+  /// Runs `test` with a marker directory as its argument: for each line the program prints,
+  /// `answer` does what the line asks (hold the adapter, inject a fault ...) and names the marker
+  /// file to create, which the program waits for (nil: nothing to answer).
+  static func runAnswering(_ test: String, _ fixture: MockFixture, _ answer: (String) -> String?) throws -> (Int32, [String]) {
+    let markers = try TestSupport.temporaryDirectory("capiblock-\(test)")
+    defer { try? FileManager.default.removeItem(at: markers) }
+    return try run(test, fixture, [markers.path]) { line in
+      guard let name = answer(line) else { return }
+      _ = FileManager.default.createFile(atPath: markers.appendingPathComponent(name).path, contents: nil)
+    }
+  }
+
+  /// The answers to "hold" and "resume": the adapter holds its commands, then completes them.
+  static func holdAndResume(_ fixture: MockFixture, _ line: String) -> String? {
+    switch line {
+    case "hold":
+      fixture.adapter.holdCommands()
+      return "held"
+    case "resume":
+      fixture.adapter.resumeCommands()
+      return "resumed"
+    default: return nil
+    }
+  }
+
   @Test(
     "behaviours", .timeLimit(.minutes(1)),
     arguments: ["open-close", "set-size", "read-write", "unmap", "async", "aresult-flags", "stats", "bad-input", "fork"])
@@ -96,18 +121,7 @@ struct CapiBlockCTests {
   @Test("listio: ETIMEDOUT while the adapter holds commands, EBUSY close, completion after resume")
   func listio() throws {
     let fixture = try MockFixture()
-    let markers = try TestSupport.temporaryDirectory("capiblock-listio")
-    defer { try? FileManager.default.removeItem(at: markers) }
-    let result = try Self.run("listio", fixture, [markers.path]) { line in
-      if line == "hold" {
-        fixture.adapter.holdCommands()
-        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("held").path, contents: nil)
-      } else if line == "resume" {
-        fixture.adapter.resumeCommands()
-        _ = FileManager.default.createFile(atPath: markers.appendingPathComponent("resumed").path, contents: nil)
-      }
-    }
-    Self.expectPass(result)
+    Self.expectPass(try Self.runAnswering("listio", fixture) { Self.holdAndResume(fixture, $0) })
   }
 
   @Test("an adapter reset during sync and async I/O: every I/O survives with its data")
@@ -121,6 +135,81 @@ struct CapiBlockCTests {
       fixture.adapter.resetAdapter(duration: .milliseconds(20))
       usleep(20_000)
       _ = FileManager.default.createFile(atPath: marker.path, contents: nil)
+    }
+    Self.expectPass(result)
+  }
+
+  /// A mock whose command room (128) exceeds what the test keeps in flight. The mock AFU posts a
+  /// completion before it gives the command room back, so a client that harvests it and submits
+  /// at once can find no room; the AFU then drops the command (PERM_ERR_CMDROOM) and it is
+  /// recovered only after the command timeout. Tests that keep more than the default room (16) in
+  /// flight while completions come use this fixture; `cmd-room` covers the room queue itself.
+  static func roomyFixture() throws -> MockFixture {
+    var configuration = MockAdapter.configuration(lunCount: 2, blocks: 4 * 65536)
+    configuration.commandRoom = 128
+    return try MockFixture(configuration: configuration)
+  }
+
+  @Test("the reaper: async requests and user statuses complete while the program makes no call; not without it")
+  func reaper() throws {
+    let fixture = try Self.roomyFixture()
+    Self.expectPass(try Self.run("reaper", fixture))
+    fixture.expectNoLeaks()
+  }
+
+  @Test("an adapter reset with 32 async requests in flight on each of two chunks: every one completes with its data")
+  func resetAsync() throws {
+    let fixture = try Self.roomyFixture()
+    let result = try Self.runAnswering("reset-async", fixture) { line in
+      if line.hasPrefix("hold") {
+        fixture.adapter.holdCommands()
+        return "held\(line.suffix(1))"
+      }
+      guard line.hasPrefix("reset") else { return nil }
+      // The held commands are lost with the reset; the resumed adapter serves the re-issues.
+      fixture.adapter.resetAdapter(duration: .milliseconds(20))
+      fixture.adapter.resumeCommands()
+      return "reset\(line.suffix(1))"
+    }
+    Self.expectPass(result)
+  }
+
+  @Test("more async requests than the adapter's command room: none blocks; the rest wait in the queue (num_no_cmd_room)")
+  func commandRoom() throws {
+    let fixture = try MockFixture()
+    Self.expectPass(try Self.runAnswering("cmd-room", fixture) { Self.holdAndResume(fixture, $0) })
+  }
+
+  @Test("the adapter fails for good with async requests in flight: every request ends with an errno")
+  func adapterFail() throws {
+    let fixture = try MockFixture()
+    let result = try Self.runAnswering("adapter-fail", fixture) { line in
+      switch line {
+      case "hold":
+        fixture.adapter.holdCommands()
+        return "held"
+      case "fail":
+        fixture.adapter.failAdapter()
+        fixture.adapter.resumeCommands()
+        return "failed"
+      default: return nil
+      }
+    }
+    Self.expectPass(result)
+  }
+
+  @Test("failed async commands: a retryable status and a unit attention are re-issued, a medium error is EIO")
+  func asyncRetry() throws {
+    let fixture = try MockFixture()
+    let result = try Self.runAnswering("async-retry", fixture) { line in
+      switch line {
+      case "inject-retry": fixture.adapter.failNextCommands(4, matching: .read, with: .afuError(rc: 0x30))
+      case "inject-ua": fixture.adapter.failNextCommands(1, matching: .read, with: .checkCondition(key: 6, asc: 0x29, ascq: 0))
+      case "inject-fatal":
+        fixture.adapter.failNextCommands(1, matching: .read, with: .checkCondition(key: 3, asc: 0x11, ascq: 0))
+      default: return nil
+      }
+      return line
     }
     Self.expectPass(result)
   }

@@ -161,6 +161,7 @@ struct CompileTimeOwnershipTests {
     let scratch = products.deletingLastPathComponent().deletingLastPathComponent()
     let moduleMaps = [
       TestSupport.shimInclude.appendingPathComponent("module.modulemap").path,
+      TestSupport.packageRoot.appendingPathComponent("Sources/CSuperpipeCounters/include/module.modulemap").path,
       scratch.appendingPathComponent("checkouts/swift-system/Sources/CSystem/include/module.modulemap").path,
     ]
     let swiftc = try #require(TestSupport.findExecutable(["swiftc"]), "swiftc not on PATH")
