@@ -86,8 +86,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
 
   private var inlineID: UInt64 = 0
 
-  /// State of whoever holds the consumer lock; the response queue's geometry is also read by the
-  /// commands running outside it (barriers, which change it, never overlap them).
+  /// State of whoever holds the consumer lock.
   private struct Locked {
     var batch: [UInt64] = []
     /// Commands parked while the adapter holds commands: (IOARCB address, SQ mode, queue depth at
@@ -98,7 +97,8 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     var sqEnd: UInt64 = 0
     var sqHead: UInt64 = 0
   }
-  /// The response queue, set by barriers and read by every command: plain values, read in place.
+  /// The response queue: set by barriers, read by every command, also those running outside the
+  /// consumer lock (barriers never overlap them).
   private struct ResponseQueue {
     var start: UInt64 = 0
     var entries: UInt64 = 0
@@ -447,12 +447,14 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     if MonotonicClock.now() < deadline {
       availability.store(Availability.idle, ordering: .releasing)
       var rounds = 0
+      var beat = heartbeat.load(ordering: .relaxed)
       while availability.load(ordering: .acquiring) == Availability.idle, !control.hasPendingWrites,
         !stopped.load(ordering: .relaxed)
       {
         ccxl_cpu_relax()
+        beat &+= 1
+        heartbeat.store(beat, ordering: .relaxed)
         rounds += 1
-        heartbeat.store(UInt64(truncatingIfNeeded: rounds), ordering: .relaxed)
         if rounds & 255 == 0, MonotonicClock.now() >= deadline { break }
       }
       // Handed a command (an application thread made it busy), work queued, or stopping: go on.
@@ -685,8 +687,11 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
         _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, ioasaBytes) }
       }
     }
-    postResponse(submissionQueue ? ioasaAddress : address)
+    // The room comes back with the completion, before its RRQ entry is visible: a host that sees
+    // the entry and submits again at once (as it may: it had no more than cmd_room outstanding)
+    // must find the room, or its new command would be dropped with PERM_ERR_CMDROOM.
     if !submissionQueue { giveBackCommandRoom() }
+    postResponse(submissionQueue ? ioasaAddress : address)
     if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
   }
 

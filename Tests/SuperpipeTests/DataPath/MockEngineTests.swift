@@ -140,6 +140,42 @@ struct MockEngineTests {
     mock.expectNoLeaks()
   }
 
+  @Test("cmd_room comes back before the completion is visible: a served mock's client that resubmits at once finds the room")
+  func roomBeforeCompletion() throws {
+    // The race needs the completion to be visible to the host before the room is back: a mock in
+    // another process posts with process_vm_writev, a wide window. Queue depth = cmd_room = 2 and
+    // null storage (commands complete at once) make the host resubmit the moment it harvests.
+    TestSupport.reachServedMocks()
+    let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var configuration = MockAdapter.configuration(lunCount: 1, ports: 1)
+    configuration.commandRoom = 2
+    _ = try MockAdapter.create(at: directory, configuration: configuration)  // saved, then closed
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory.path, "--null-storage"])
+    defer {
+      kill(server.process.processIdentifier, SIGTERM)
+      _ = server.wait()
+    }
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let disk = directory.path + "/dev/sda"
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
+    let context = try Context(lun: disk)
+    context.configureIO(IOConfiguration(queueDepth: 2, commandTimeout: .seconds(30)))
+    try context.withPhysicalLUN { lun in
+      // A dropped command never completes: keepInFlight gives up after 30 s.
+      let buffer = AlignedBuffer(count: 2 * 4096)
+      try Self.keepInFlight(depth: 2, count: 20_000) { index in
+        try lun.submitRead(at: UInt64(index % 64), into: Self.piece(buffer, index % 2))
+      } poll: { try context.pollCompletions($0) }
+    }
+    let window = try #require(context.core.state.withLock { $0.window })
+    #expect(window.load(.interruptStatus) & SISL_ISTATUS_PERM_ERR_CMDROOM == 0, "no IOARRIN store found the room gone")
+    try context.detach()
+  }
+
   @Test("commands in flight while the adapter holds them: parked, none completes, all complete once after resume")
   func heldWhileParallel() throws {
     let mock = try roomyMock()
