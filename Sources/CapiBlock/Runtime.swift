@@ -3,7 +3,7 @@
 
 import CCapiBlock
 import Glibc
-@_spi(Instrumentation) import Superpipe
+import Superpipe
 import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC. The waits sleep (no spinning).

@@ -40,10 +40,7 @@ final class ContextCore: Sendable {
   let interrupts: Int
   let state: Mutex<State>
   /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
-  /// Every I/O reaches it without a lock (`ChannelReference`).
-  let io = ChannelReference()
-  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists).
-  private let channelChanges = Mutex(())
+  let io = Mutex<IOChannel?>(nil)
   let ioConfiguration = Mutex(IOConfiguration())
   /// Recovery generation, policy, counters and observers.
   let recovery = RecoveryState()
@@ -257,9 +254,9 @@ final class ContextCore: Sendable {
     }
   }
 
-  /// The context's I/O channel, created on first use. Lock-free once it exists.
+  /// The context's I/O channel, created on first use.
   func channel() throws(SuperpipeError) -> IOChannel {
-    if let channel = io.current {
+    if let channel = io.withLock({ $0 }) {
       if Syscall.processID() != ownerPID { try checkUsable("I/O") }
       return channel
     }
@@ -273,20 +270,22 @@ final class ContextCore: Sendable {
           + "the context and attach a new one")
     }
     let configuration = ioConfiguration.withLock { $0 }
-    return channelChanges.withLock { _ in
-      if let current = io.current { return current }
+    return io.withLock { current in
+      if let current { return current }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
         configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode))
-      _ = io.exchange(channel)
+      current = channel
       return channel
     }
   }
 
-  /// Stops and forgets the I/O channel (before the window it uses goes away). Threads still using
-  /// it keep it alive and find it retired.
+  /// Stops and forgets the I/O channel (before the window it uses goes away).
   func dropChannel() {
-    let channel = channelChanges.withLock { _ in io.exchange(nil) }
+    let channel = io.withLock { current in
+      defer { current = nil }
+      return current
+    }
     channel?.stop()
   }
 
@@ -394,7 +393,7 @@ extension ContextCore {
   /// After a timeout observed at `generation`: abort the context's outstanding commands with a
   /// context reset (once, however many threads timed out), or recover if the adapter was reset.
   func resetContextOnce(observed generation: UInt64) throws(SuperpipeError) {
-    let channel = io.current
+    let channel = io.withLock { $0 }
     let done: Bool = recovery.serial.withLock { _ in
       guard recovery.generation == generation, let channel else { return true }
       guard channel.resetContext() else { return false }

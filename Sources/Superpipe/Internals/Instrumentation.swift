@@ -11,44 +11,37 @@
 // `-Xswiftc -DSUPERPIPE_TSAN` (Scripts/sanitize.sh thread), the lock is a `pthread_mutex_t`, which
 // TSan intercepts; every other build gets `Synchronization.Mutex` itself.
 //
-// The lock type is public and its methods `@inlinable`, so that every module's calls are specialized
-// and inlined (a `package` type's inlinable bodies are not: each lock then paid for generic
-// metadata). The counting domains and the counters are SPI (`@_spi(Instrumentation) import
-// Superpipe`): each module's typealias file imports it, and benchmarks and tests that print locks
-// and system calls per I/O.
+// The lock is `package`: every module of this package uses it, applications never see it. The
+// counters are SPI (`@_spi(Instrumentation) import Superpipe`): for benchmarks and tests that print
+// locks and system calls per I/O.
 
-public import CSuperpipeCounters
-public import Synchronization
+import CSuperpipeCounters
+package import Synchronization
 
-/// Whose lock acquisitions an `InstrumentedMutex` counts (`LibraryLocks` or `PackageLocks`,
-/// `@_spi(Instrumentation)`).
-public protocol LockCountingDomain {
+/// Whose lock acquisitions an `InstrumentedMutex` counts.
+package protocol LockCountingDomain {
   /// Counts one acquisition on the calling thread.
   static func countAcquisition()
 }
 
 /// The Superpipe library's locks (`Instrumentation.Counts.libraryLocks`).
-@_spi(Instrumentation)
-public enum LibraryLocks: LockCountingDomain {
-  /// Adds one to the calling thread's library lock count.
+package enum LibraryLocks: LockCountingDomain {
   @inlinable @inline(__always)
-  public static func countAcquisition() { superpipe_count_library_lock() }
+  package static func countAcquisition() { superpipe_count_library_lock() }
 }
 
 /// The locks of the package's other modules: the stand-in adapter, libcflsh_block, the tools, the tests
 /// (`Instrumentation.Counts.otherLocks`).
-@_spi(Instrumentation)
-public enum PackageLocks: LockCountingDomain {
-  /// Adds one to the calling thread's count of other modules' locks.
+package enum PackageLocks: LockCountingDomain {
   @inlinable @inline(__always)
-  public static func countAcquisition() { superpipe_count_other_lock() }
+  package static func countAcquisition() { superpipe_count_other_lock() }
 }
 
 /// A mutual-exclusion lock protecting a value, with `Synchronization.Mutex`'s API (`init(_:)`,
 /// `withLock`, `withLockIfAvailable`), that counts its acquisitions per thread and that
-/// ThreadSanitizer understands in `SUPERPIPE_TSAN` builds (see the file comment). The package's
-/// modules use it through a module-local `Mutex` typealias; applications have no need of it.
-public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~Copyable {
+/// ThreadSanitizer understands in `SUPERPIPE_TSAN` builds (see the file comment). Use it through
+/// a module's `Mutex` typealias.
+package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~Copyable {
   #if SUPERPIPE_TSAN
     /// The `pthread_mutex_t` (heap: its address must not change).
     @usableFromInline let lock: UnsafeMutableRawPointer
@@ -56,7 +49,7 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
 
     /// A lock protecting `initialValue`.
     @inlinable
-    public init(_ initialValue: consuming sending Value) {
+    package init(_ initialValue: consuming sending Value) {
       lock = superpipe_pthread_mutex_create()
       value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
       value.initialize(to: initialValue)
@@ -70,7 +63,7 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
 
     /// Runs `body` with the value, holding the lock (`pthread_mutex_lock`).
     @inlinable
-    public borrowing func withLock<Result: ~Copyable, E: Error>(
+    package borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
       superpipe_pthread_mutex_lock(lock)
@@ -81,7 +74,7 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
 
     /// Runs `body` with the value if the lock is free (`pthread_mutex_trylock`); nil otherwise.
     @inlinable
-    public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
+    package borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result? {
       guard superpipe_pthread_mutex_trylock(lock) != 0 else { return nil }
@@ -94,13 +87,13 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
 
     /// A lock protecting `initialValue`.
     @inlinable
-    public init(_ initialValue: consuming sending Value) {
+    package init(_ initialValue: consuming sending Value) {
       mutex = Synchronization.Mutex(initialValue)
     }
 
     /// Runs `body` with the value, holding the lock (`Synchronization.Mutex.withLock`).
     @inlinable @inline(__always)
-    public borrowing func withLock<Result: ~Copyable, E: Error>(
+    package borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
       Domain.countAcquisition()
@@ -110,7 +103,7 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
     /// Runs `body` with the value if the lock is free (`Synchronization.Mutex.withLockIfAvailable`);
     /// nil otherwise.
     @inlinable @inline(__always)
-    public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
+    package borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result? {
       try mutex.withLockIfAvailable { (value: inout sending Value) throws(E) -> sending Result in
