@@ -635,7 +635,17 @@ extension IOTarget {
         guard policy.verifyOnUnitAttention, let sense = status.sense else { throw giveUp(error) }
         let used = ResourceHandleID(rawValue: UInt64(handle(path: retry.path)))
         let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
-        let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense)
+        let lastLBA: UInt64
+        do {
+          lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense)
+        } catch where error.errno == .invalidArgument {
+          // The driver refuses VERIFY with EINVAL while the context is unavailable: an adapter
+          // reset (the unit attention's usual cause) raced this VERIFY. Recover as for a reset
+          // and re-issue; the unit attention, if still pending, comes back and is verified then.
+          try core.recoverOnce(observed: generation, after: error)
+          recovery.count { $0.retries += 1 }
+          return delay
+        }
         recovery.count { $0.verifies += 1 }
         recovery.emit(.verified(handle: used, sense: sense))
         if size.exchange(lastLBA) != lastLBA { recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
