@@ -381,7 +381,7 @@ public final class MockAdapter: Sendable {
   ///   - inFlight: How many commands routed to the port fail LINKDOWN before the AFU avoids it.
   public func linkDown(port: Int, inFlight: Int = 1) {
     executor.setLink(port: port, up: false, inFlight: inFlight)
-    refreshSysfs()
+    MockSysfsTree(directory: directory).updatePorts(online: Set(portsOnline)) { refreshSysfs() }
   }
 
   /// Brings FC port `port`'s link back up: the AFU selects it again.
@@ -389,7 +389,7 @@ public final class MockAdapter: Sendable {
   /// - Parameter port: The FC port.
   public func linkUp(port: Int) {
     executor.setLink(port: port, up: true)
-    refreshSysfs()
+    MockSysfsTree(directory: directory).updatePorts(online: Set(portsOnline)) { refreshSysfs() }
   }
 
   /// The ports whose link is up.
