@@ -221,22 +221,12 @@ public enum SuperpipeBenchmark {
       progress(describe(row, label: "baseline pread/pwrite"))
     }
     let verified = allocationCounterIsLive()
-    var rows: [BenchmarkRow] = []
-    let context = try Context(lun: disk)
-    for depth in configuration.queueDepths {
-      context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
-      for workload in configuration.workloads {
-        var row = try context.withPhysicalLUN { lun in
-          depth <= 1
-            ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: verified)
-            : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
-        }
-        finish(&row, baseline: baseline, api: "swift", mock: "in-process")
-        rows.append(row)
-        progress(describe(row, label: "superpipe"))
-      }
+    let rows = try runDepths(
+      disk: disk, workloads: configuration.workloads, configuration: configuration, countAllocations: verified
+    ) { row in
+      finish(&row, baseline: baseline, api: "swift", mock: "in-process")
+      progress(describe(row, label: "superpipe"))
     }
-    try context.detach()
 
     // Several application threads, then several pread threads for comparison.
     var threadRows: [BenchmarkRow] = []
@@ -269,21 +259,12 @@ public enum SuperpipeBenchmark {
       defer { served.stop() }
       try Superpipe.setMode(.superpipe, wwid: WWID(bytes: adapter.wwid(lun: 0))!, path: served.disk)
       try prefill(served.lunFile, blocks: configuration.lunBlocks)
-      let context = try Context(lun: served.disk)
-      for depth in configuration.queueDepths {
-        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
-        for workload in configuration.workloads {
-          var row = try context.withPhysicalLUN { lun in
-            depth <= 1
-              ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: false)
-              : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
-          }
-          finish(&row, baseline: baseline, api: "swift", mock: "served")
-          servedRows.append(row)
-          progress(describe(row, label: "superpipe served"))
-        }
+      servedRows = try runDepths(
+        disk: served.disk, workloads: configuration.workloads, configuration: configuration, countAllocations: false
+      ) { row in
+        finish(&row, baseline: baseline, api: "swift", mock: "served")
+        progress(describe(row, label: "superpipe served"))
       }
-      try context.detach()
     }
 
     // Null storage: the in-process mock completes every command without moving data, so what is
@@ -291,20 +272,13 @@ public enum SuperpipeBenchmark {
     var nullRows: [BenchmarkRow] = []
     if configuration.nullStorage {
       adapter.nullStorage = true
-      let context = try Context(lun: disk)
-      for depth in configuration.queueDepths {
-        context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
-        var row = try context.withPhysicalLUN { lun in
-          depth <= 1
-            ? try runSynchronous(lun, workload: .randread, configuration: configuration, countAllocations: verified)
-            : try runQueued(context, lun, depth: depth, workload: .randread, configuration: configuration)
-        }
+      nullRows = try runDepths(
+        disk: disk, workloads: [.randread], configuration: configuration, countAllocations: verified
+      ) { row in
         finish(&row, baseline: baseline, api: "swift", mock: "null-storage")
         row.nanosecondsPerIO = row.iops > 0 ? 1e9 / row.iops : nil
-        nullRows.append(row)
         progress(describe(row, label: "superpipe null-storage"))
       }
-      try context.detach()
       adapter.nullStorage = false
     }
 
@@ -343,6 +317,30 @@ public enum SuperpipeBenchmark {
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
       baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock,
       baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows, nullStorage: nullRows)
+  }
+
+  /// One context on `disk`, every queue depth × workload: the synchronous API at depth 1, the
+  /// submit/poll loop deeper; `finish` completes each row (ratio, labels, progress).
+  private static func runDepths(
+    disk: String, workloads: [BenchmarkConfiguration.Workload], configuration: BenchmarkConfiguration,
+    countAllocations: Bool, finish: (inout BenchmarkRow) -> Void
+  ) throws -> [BenchmarkRow] {
+    var rows: [BenchmarkRow] = []
+    let context = try Context(lun: disk)
+    for depth in configuration.queueDepths {
+      context.configureIO(IOConfiguration(queueDepth: max(depth, 1), completion: configuration.completion))
+      for workload in workloads {
+        var row = try context.withPhysicalLUN { lun in
+          depth <= 1
+            ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: countAllocations)
+            : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
+        }
+        finish(&row)
+        rows.append(row)
+      }
+    }
+    try context.detach()
+    return rows
   }
 
   /// Fills in a row's ratio to the single-thread baseline of its workload, its API and its mock.
