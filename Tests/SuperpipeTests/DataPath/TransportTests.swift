@@ -45,8 +45,16 @@ struct TransportTests {
     let window = try #require(context.core.state.withLock { $0.window })
     let control = try #require((window.stores as? MockRegisterStores)?.control)
     #expect(window.load(.commandRoom) == 2)
-    // Hold the AFU (its consumer lock) so that stores queue up without being executed.
-    #expect(control.tryLockConsumer())
+    // Hold the AFU (its consumer lock) so that stores queue up without being executed. The engine
+    // thread takes the lock for a moment whenever it looks for work (at start, on its periodic
+    // wake), so wait (bounded) until it lets go.
+    let deadline = MonotonicClock.now() + 2_000_000_000
+    var held = control.tryLockConsumer()
+    while !held, MonotonicClock.now() < deadline {
+      usleep(100)
+      held = control.tryLockConsumer()
+    }
+    try #require(held, "the consumer lock was free within 2 s")
     let bogus = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
     defer { bogus.deallocate() }
     bogus.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
