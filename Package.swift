@@ -194,3 +194,19 @@ let package = Package(
     ),
   ]
 )
+
+// `Scripts/sanitize.sh thread` sets SUPERPIPE_SANITIZE_THREAD=1: ThreadSanitizer on this package's
+// own targets, with the lock TSan sees (-DSUPERPIPE_TSAN: Sources/Superpipe/Internals/Instrumentation.swift).
+// Not `swift build --sanitize=thread`: that instruments the dependencies too, and swiftc 6.3.1
+// crashes compiling swift-collections' BasicContainers with it ("Invalid bitcast"). Never set for a
+// package that depends on this one (unsafe flags are refused in dependencies).
+if Context.environment["SUPERPIPE_SANITIZE_THREAD"] == "1" {
+  for target in package.targets {
+    if target.swiftSettings != nil {
+      target.swiftSettings! += [.unsafeFlags(["-sanitize=thread", "-DSUPERPIPE_TSAN"])]
+      target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=thread"])]
+    } else {
+      target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=thread"])]
+    }
+  }
+}

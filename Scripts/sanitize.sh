@@ -10,7 +10,8 @@
 #   undefined: UndefinedBehaviorSanitizer on the C code (the shim, the probe, the mock environment
 #              hook): swiftc has no -sanitize=undefined on Linux, so it is passed to clang
 #              (-Xcc) and linked with clang's driver; Swift code has its own checks in debug builds.
-#   thread:    ThreadSanitizer, built with -DSUPERPIPE_TSAN: the package's lock (`Mutex`, see
+#   thread:    ThreadSanitizer on the package's own targets (SUPERPIPE_SANITIZE_THREAD=1, read by
+#              Package.swift), built with -DSUPERPIPE_TSAN: the package's lock (`Mutex`, see
 #              Sources/Superpipe/Internals/Instrumentation.swift) is then a pthread mutex, which TSan
 #              sees (it cannot see Synchronization.Mutex's futex). Results and suppressions:
 #              Docs/reliability.md (Scripts/tsan.supp).
@@ -27,7 +28,8 @@ if [ "$sanitizer" = undefined ]; then
     -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined "$@"
 elif [ "$sanitizer" = thread ]; then
   export TSAN_OPTIONS="suppressions=$(pwd)/Scripts/tsan.supp:halt_on_error=0:second_deadlock_stack=1${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
-  swift test --scratch-path ".build-$sanitizer" --sanitize=thread -Xswiftc -DSUPERPIPE_TSAN "$@"
+  # The package's own targets only (Package.swift reads SUPERPIPE_SANITIZE_THREAD).
+  SUPERPIPE_SANITIZE_THREAD=1 swift test --scratch-path ".build-$sanitizer" "$@"
 else
   swift test --scratch-path ".build-$sanitizer" --sanitize="$sanitizer" "$@"
 fi

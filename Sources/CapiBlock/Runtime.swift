@@ -3,7 +3,7 @@
 
 import CCapiBlock
 import Glibc
-import Superpipe
+@_spi(Instrumentation) import Superpipe
 import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC. The waits sleep (no spinning).

@@ -40,7 +40,10 @@ final class ContextCore: Sendable {
   let interrupts: Int
   let state: Mutex<State>
   /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
-  let io = Mutex<IOChannel?>(nil)
+  /// Every I/O reaches it without a lock (`ChannelReference`).
+  let io = ChannelReference()
+  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists).
+  private let channelChanges = Mutex(())
   let ioConfiguration = Mutex(IOConfiguration())
   /// Recovery generation, policy, counters and observers.
   let recovery = RecoveryState()
@@ -254,9 +257,9 @@ final class ContextCore: Sendable {
     }
   }
 
-  /// The context's I/O channel, created on first use.
+  /// The context's I/O channel, created on first use. Lock-free once it exists.
   func channel() throws(SuperpipeError) -> IOChannel {
-    if let channel = io.withLock({ $0 }) {
+    if let channel = io.current {
       if Syscall.processID() != ownerPID { try checkUsable("I/O") }
       return channel
     }
@@ -270,22 +273,20 @@ final class ContextCore: Sendable {
           + "the context and attach a new one")
     }
     let configuration = ioConfiguration.withLock { $0 }
-    return io.withLock { current in
-      if let current { return current }
+    return channelChanges.withLock { _ in
+      if let current = io.current { return current }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
         configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode))
-      current = channel
+      _ = io.exchange(channel)
       return channel
     }
   }
 
-  /// Stops and forgets the I/O channel (before the window it uses goes away).
+  /// Stops and forgets the I/O channel (before the window it uses goes away). Threads still using
+  /// it keep it alive and find it retired.
   func dropChannel() {
-    let channel = io.withLock { current in
-      defer { current = nil }
-      return current
-    }
+    let channel = channelChanges.withLock { _ in io.exchange(nil) }
     channel?.stop()
   }
 
@@ -393,7 +394,7 @@ extension ContextCore {
   /// After a timeout observed at `generation`: abort the context's outstanding commands with a
   /// context reset (once, however many threads timed out), or recover if the adapter was reset.
   func resetContextOnce(observed generation: UInt64) throws(SuperpipeError) {
-    let channel = io.withLock { $0 }
+    let channel = io.current
     let done: Bool = recovery.serial.withLock { _ in
       guard recovery.generation == generation, let channel else { return true }
       guard channel.resetContext() else { return false }

@@ -8,10 +8,14 @@
 //   rrq:   `depth` u64 response-queue entries (never fewer than commands outstanding).
 //
 // Submission: take a free slot and a unit of command room (both bounded: wait, or report
-// would-block), fill the IOARCB, zero the IOASA, store its address to IOARRIN.
+// would-block), fill the IOARCB, zero the IOASA, store its address to IOARRIN. Slots and room are
+// atomics, not state under the lock: a slot is a bit in `freeSlots` (taken with a compare-and-swap,
+// given back with an atomic OR; bits carry no pointers, so there is no ABA), room is a counter.
 // Completion: whoever holds the channel lock consumes RRQ entries whose toggle bit matches, marks
 // their slots done, and gives the command room back. Async callers' continuations are resumed by
-// the harvester.
+// the harvester. A waiter looks at the RRQ entry at the consumer position (published as an atomic)
+// before it takes the lock, so spinning costs no lock and a synchronous command takes the lock
+// once, to harvest its completion (Docs/datapath.md, "Locks and system calls per I/O").
 //
 // Waiting (one discipline for every wait: a synchronous command, a free slot, the event/poller
 // thread on behalf of async callers). A wait ends by
@@ -27,9 +31,9 @@
 // (up to 10 ms at a time; the event thread wakes it). A harvester wakes a slot's sleeper only when
 // the sleeper flag is set, so the completion path makes no system call when nobody sleeps.
 //
-// Allocation discipline: the steady-state synchronous path allocates nothing: the free-slot stack
-// and the waiter table are preallocated arrays mutated in place under the lock; requests are
-// described by raw pointers.
+// Allocation discipline: the steady-state synchronous and submit/poll paths allocate nothing: the
+// free-slot bitmap, the completed-slot list and the waiter table are allocated with the channel and
+// mutated in place; requests are described by raw pointers.
 
 import CCXLFlash
 import Synchronization
@@ -140,7 +144,6 @@ final class IOChannel: @unchecked Sendable {
   let spinNanoseconds: Int64
 
   struct State {
-    var free: [Int32]
     /// Completed slots submitted through the low-level interface, not yet reported (capacity
     /// `depth`, never grows).
     var completedUser: [Int32]
@@ -149,14 +152,24 @@ final class IOChannel: @unchecked Sendable {
     var deadlines: [Int64]
     var head = 0
     var toggle: UInt64 = 1
-    var room: Int
     var asyncOutstanding = 0
-    var stopped = false
     /// SQ mode: the next free ring slot.
     var sqTail = 0
   }
 
   let state: Mutex<State>
+  /// Free command slots, one bit each (see the file comment).
+  private let freeSlots: SlotBitmap
+  /// Command room: commands the adapter still accepts (IOARRIN: cmd_room at setup, at most
+  /// `depth`; SQ mode: `depth`). Taken at acquire, given back at harvest.
+  private let room = Atomic<Int>(0)
+  /// `state.head | state.toggle << 32`, published after every harvest, so that a waiter can see
+  /// whether an RRQ entry is posted without the lock (`completionPosted`).
+  private let consumer = Atomic<UInt64>(1 << 32)
+  /// `state.completedUser.count` as of the last change (read without the lock by `completions`).
+  private let completedUserCount = Atomic<Int>(0)
+  /// Set once by `stop()`.
+  private let stopped = Atomic<Bool>(false)
   /// The channel's `ChannelFault` (raw value); set once, never cleared.
   private let faultWord = Atomic<UInt32>(0)
   /// Context resets so far (low 32 bits): a synchronous waiter whose command was prepared in an
@@ -201,11 +214,12 @@ final class IOChannel: @unchecked Sendable {
     // IOARRIN mode: the adapter's command room bounds what is in flight; SQ mode: the ring (one
     // slot always free).
     let room = submissionQueueMode ? UInt64(depth) : window.load(.commandRoom)
+    freeSlots = SlotBitmap(count: depth)
     state = Mutex(
       State(
-        free: (0..<Int32(depth)).reversed().map { $0 }, completedUser: Self.emptyList(capacity: depth),
-        waiters: Array(repeating: nil, count: depth), deadlines: Array(repeating: 0, count: depth),
-        room: room == .max ? depth : min(depth, Int(room))))
+        completedUser: Self.emptyList(capacity: depth), waiters: Array(repeating: nil, count: depth),
+        deadlines: Array(repeating: 0, count: depth)))
+    self.room.store(room == .max ? depth : min(depth, Int(room)), ordering: .relaxed)
     // A stand-in adapter may read IOARCBs and write IOASAs there directly (nothing on hardware).
     window.declareCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
     if let ring = submissionQueue { window.declareCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
@@ -225,7 +239,7 @@ final class IOChannel: @unchecked Sendable {
     // reset, whose completion could still arrive) is never freed: it is left allocated rather
     // than risk the adapter writing into reused memory. Only a channel with every slot accounted
     // for frees its memory.
-    let quiet = state.withLock { $0.free.count + $0.completedUser.count == depth }
+    let quiet = state.withLock { freeSlots.freeCount + $0.completedUser.count == depth }
     if quiet {
       window.withdrawCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
       if let ring = submissionQueue { window.withdrawCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
@@ -263,11 +277,11 @@ final class IOChannel: @unchecked Sendable {
         if ccxl_atomic_load_acquire_u32(arcb + Self.abandonedOffset) != 0 {
           // Its waiter gave up; the adapter will not write it any more.
           ccxl_atomic_store_release_u32(arcb + Self.abandonedOffset, 0)
-          state.free.append(index)
+          freeSlots.put(index)
         }
       }
       let room = window.load(.commandRoom)
-      state.room = submissionQueue != nil || room == .max ? depth : min(depth, Int(room))
+      self.room.store(submissionQueue != nil || room == .max ? depth : min(depth, Int(room)), ordering: .releasing)
       // Async waiters whose commands were aborted: their callers release the slots.
       return takeAsyncWaiters(&state, abandoning: false) { _ in true }
     }
@@ -282,10 +296,12 @@ final class IOChannel: @unchecked Sendable {
   /// toggle 1, rewind the SQ tail, and program the registers again. Commands in flight are lost.
   func rearm() {
     state.withLock { state in
-      rrq.update(repeating: 0, count: depth)
+      // Atomic stores: waiters look at the RRQ without the lock (`completionPosted`).
+      for entry in 0..<depth { ccxl_store_release64(rrq + entry, 0) }
       state.head = 0
       state.toggle = 1
       state.sqTail = 0
+      publishConsumer(state)
     }
     program()
   }
@@ -311,14 +327,39 @@ final class IOChannel: @unchecked Sendable {
     ccxl_atomic_load_acquire_u32(slot(index) + Self.doneOffset) != 0
   }
 
-  /// Takes a free slot and a unit of command room. Nil when none is free (the caller waits or
-  /// reports would-block).
+  /// Takes a free slot and a unit of command room (atomics, no lock). When either is exhausted,
+  /// harvests what the adapter has posted (which frees slots given up on and gives room back)
+  /// and looks once more. Nil when none is free (the caller waits or reports would-block).
   func tryAcquire() -> Int32? {
-    state.withLock { state -> Int32? in
-      if state.free.isEmpty || state.room == 0 { harvest(&state) }
-      guard state.room > 0, let index = state.free.popLast() else { return nil }
-      state.room -= 1
-      return index
+    if let index = takeSlotAndRoom() { return index }
+    if completionPosted { _ = state.withLock { harvest(&$0) } }
+    return takeSlotAndRoom()
+  }
+
+  private func takeSlotAndRoom() -> Int32? {
+    var units = room.load(ordering: .relaxed)
+    while true {
+      guard units > 0 else { return nil }
+      let (exchanged, original) = room.compareExchange(
+        expected: units, desired: units - 1, ordering: .acquiring)
+      if exchanged { break }
+      units = original
+    }
+    guard let index = freeSlots.take() else {
+      giveRoom(1)
+      return nil
+    }
+    return index
+  }
+
+  /// Gives `units` of command room back, never above the depth.
+  private func giveRoom(_ units: Int) {
+    var current = room.load(ordering: .relaxed)
+    while true {
+      let (exchanged, original) = room.compareExchange(
+        expected: current, desired: min(current + units, depth), ordering: .releasing)
+      if exchanged { return }
+      current = original
     }
   }
 
@@ -338,9 +379,9 @@ final class IOChannel: @unchecked Sendable {
     }
   }
 
-  /// Returns a slot whose result was read.
+  /// Returns a slot whose result was read (an atomic OR, no lock).
   func release(_ index: Int32) {
-    state.withLock { $0.free.append(index) }
+    freeSlots.put(index)
   }
 
   /// The LBA and block count in a slot's 16-byte CDB (big-endian fields).
@@ -360,12 +401,15 @@ final class IOChannel: @unchecked Sendable {
   /// Low-level interface: harvests, then reports and frees every completed user-submitted slot,
   /// in completion order.
   func completions(_ body: (Int32, CommandStatus) -> Void) -> Int {
-    withUnsafeTemporaryAllocation(of: Int32.self, capacity: depth) { reported in
+    // Nothing posted and nothing waiting to be reported: no lock.
+    guard completionPosted || completedUserCount.load(ordering: .acquiring) > 0 else { return 0 }
+    return withUnsafeTemporaryAllocation(of: Int32.self, capacity: depth) { reported in
       let count = state.withLock { state -> Int in
         harvest(&state)
         let count = state.completedUser.count
         for (position, index) in state.completedUser.enumerated() { reported[position] = index }
         state.completedUser.removeAll(keepingCapacity: true)
+        completedUserCount.store(0, ordering: .releasing)
         return count
       }
       for position in 0..<count {
@@ -452,6 +496,13 @@ final class IOChannel: @unchecked Sendable {
     let base = UInt64(UInt(bitPattern: slots))
     let limit = base + UInt64(depth * Self.slotSize)
     var consumed = 0
+    defer {
+      if consumed > 0 {
+        giveRoom(consumed)
+        publishConsumer(state)
+        completedUserCount.store(state.completedUser.count, ordering: .releasing)
+      }
+    }
     while true {
       let entry = ccxl_load_acquire64(rrq + state.head)
       guard entry & SISL_RESP_HANDLE_T_BIT == state.toggle else { break }
@@ -461,7 +512,6 @@ final class IOChannel: @unchecked Sendable {
         state.head = 0
         state.toggle ^= 1
       }
-      state.room = min(state.room + 1, depth)
       // IOARRIN mode: the IOARCB's address; SQ mode: the IOASA's (64 bytes into the slot).
       var address = entry & ~SISL_RESP_HANDLE_T_BIT
       if submissionQueue != nil { address &-= UInt64(Self.ioasaOffset) }
@@ -471,7 +521,7 @@ final class IOChannel: @unchecked Sendable {
       if ccxl_atomic_load_acquire_u32(arcb + Self.abandonedOffset) != 0 {
         // Its waiter gave up (timeout): the slot is free again only now that the adapter is done with it.
         ccxl_atomic_store_release_u32(arcb + Self.abandonedOffset, 0)
-        state.free.append(index)
+        freeSlots.put(index)
         continue
       }
       ccxl_atomic_store_release_u32(arcb + Self.doneOffset, 1)
@@ -491,8 +541,23 @@ final class IOChannel: @unchecked Sendable {
     return consumed
   }
 
-  /// Harvests if nobody else is (polling).
+  /// Publishes the consumer position for `completionPosted` (lock held).
+  private func publishConsumer(_ state: borrowing State) {
+    consumer.store(UInt64(state.head) | state.toggle << 32, ordering: .releasing)
+  }
+
+  /// Whether the RRQ entry at the consumer position is posted (its toggle bit matches): there is
+  /// something to harvest. No lock: a stale position can only say yes for an entry already
+  /// consumed (a harmless look under the lock), never no for a posted one.
+  var completionPosted: Bool {
+    let position = consumer.load(ordering: .acquiring)
+    let entry = ccxl_load_acquire64(rrq + Int(position & 0xFFFF_FFFF))
+    return entry & SISL_RESP_HANDLE_T_BIT == position >> 32
+  }
+
+  /// Harvests if something is posted and nobody else is harvesting (polling).
   func poll() {
+    guard completionPosted else { return }
     _ = state.withLockIfAvailable { harvest(&$0) }
   }
 
@@ -622,6 +687,10 @@ final class IOChannel: @unchecked Sendable {
   /// (the slot is abandoned).
   func wait(_ index: Int32) throws(SuperpipeError) {
     if isDone(index) { return }
+    // Often complete already (an in-process adapter ran it on this thread): harvest before the
+    // pacer reads the clock.
+    poll()
+    if isDone(index) { return }
     let epoch = ccxl_atomic_load_acquire_u32(slot(index) + Self.epochOffset)
     var pacer = WaitPacer(self, woken: true)
     let interrupts = configuration.completion == .interrupts
@@ -670,7 +739,7 @@ final class IOChannel: @unchecked Sendable {
   /// or by the next context reset.
   private func abandon(_ index: Int32, _ state: inout State) {
     if isDone(index) {
-      state.free.append(index)
+      freeSlots.put(index)
     } else {
       ccxl_atomic_store_release_u32(slot(index) + Self.abandonedOffset, 1)
     }
@@ -773,7 +842,7 @@ final class IOChannel: @unchecked Sendable {
       _ = checkHealth()
       expireAsyncWaiters()
     }
-    while !state.withLock({ $0.stopped }) {
+    while !stopped.load(ordering: .acquiring) {
       let word = ccxl_atomic_load_acquire_u32(pollerWord)
       if fault != .none {
         Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
@@ -810,10 +879,7 @@ final class IOChannel: @unchecked Sendable {
   /// Stops the thread (if any) and waits for it; the channel is retired: async waiters and
   /// sleepers go back through the recovery loop.
   func stop() {
-    let wasRunning = state.withLock { state -> Bool in
-      defer { state.stopped = true }
-      return !state.stopped
-    }
+    let wasRunning = !stopped.exchange(true, ordering: .acquiringAndReleasing)
     raise(.retired)
     // In a child after fork() the thread was not copied: there is nothing to wait for.
     guard wasRunning, hasThread, Syscall.processID() == ownerPID else { return }

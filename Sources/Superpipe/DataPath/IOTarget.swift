@@ -108,26 +108,26 @@ struct IOTarget: Sendable {
   /// request finally fails). The caller runs attempts and waits between them (a thread sleeps, a
   /// task suspends); everything else is decided here, once for every API.
   struct RecoveryLoop {
-    let target: IOTarget
     let split: Bool
     var retry = RetryState()
     var completed = CompletedRanges()
     private var generation: UInt64 = 0
 
-    init(_ target: IOTarget, split: Bool) {
-      self.target = target
+    /// (The loop keeps no copy of the target: each call is given it, which spares a copy's
+    /// retains and releases per I/O.)
+    init(split: Bool) {
       self.split = split
     }
 
     /// Starts an attempt: the handle (path) it uses.
-    mutating func begin() -> UInt32 {
+    mutating func begin(_ target: borrowing IOTarget) -> UInt32 {
       generation = target.core.recovery.generation
       retry.path = target.paths?.activeIndex ?? 0
       return target.handle(path: retry.path)
     }
 
     /// After a failed attempt: how long to wait before the next one, or the error to give up with.
-    mutating func failed(_ error: SuperpipeError) throws(SuperpipeError) -> Duration {
+    mutating func failed(_ error: SuperpipeError, on target: borrowing IOTarget) throws(SuperpipeError) -> Duration {
       do throws(SuperpipeError) {
         return try target.recoverOrThrow(error, generation: generation, retry: &retry)
       } catch var final {
@@ -142,14 +142,14 @@ struct IOTarget: Sendable {
   func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
-    var loop = RecoveryLoop(self, split: total > UInt64(maxTransferBlocks))
+    var loop = RecoveryLoop(split: total > UInt64(maxTransferBlocks))
     while true {
-      let handle = loop.begin()
+      let handle = loop.begin(self)
       do throws(SuperpipeError) {
         return try transferOnce(
           lba: lba, address: address, total: total, opcode: opcode, handle: handle, completed: &loop.completed)
       } catch {
-        Syscall.sleep(try loop.failed(error))
+        Syscall.sleep(try loop.failed(error, on: self))
       }
     }
   }
@@ -251,13 +251,13 @@ struct IOTarget: Sendable {
       throw SuperpipeError(code: .invalidIORequest, operation: operationName(opcode), device: device, message: "block size above 4096")
     }
     try checkRange(lba: lba, blocks: count, opcode: opcode)
-    var loop = RecoveryLoop(self, split: count > UInt64(UInt32.max))
+    var loop = RecoveryLoop(split: count > UInt64(UInt32.max))
     while true {
-      let handle = loop.begin()
+      let handle = loop.begin(self)
       do throws(SuperpipeError) {
         return try writeZeroesOnce(lba: lba, blocks: count, unmap: unmap, handle: handle, completed: &loop.completed)
       } catch {
-        Syscall.sleep(try loop.failed(error))
+        Syscall.sleep(try loop.failed(error, on: self))
       }
     }
   }
@@ -291,14 +291,14 @@ struct IOTarget: Sendable {
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
-    var loop = RecoveryLoop(self, split: total > UInt64(maxTransferBlocks))
+    var loop = RecoveryLoop(split: total > UInt64(maxTransferBlocks))
     while true {
-      let handle = loop.begin()
+      let handle = loop.begin(self)
       do throws(SuperpipeError) {
         return try await transferAsyncOnce(
           lba: lba, address: address, total: total, opcode: opcode, handle: handle, completed: &loop.completed)
       } catch {
-        let delay = try loop.failed(error)
+        let delay = try loop.failed(error, on: self)
         if delay > .zero { try? await Task.sleep(for: delay) }
       }
     }

@@ -11,37 +11,44 @@
 // `-Xswiftc -DSUPERPIPE_TSAN` (Scripts/sanitize.sh thread), the lock is a `pthread_mutex_t`, which
 // TSan intercepts; every other build gets `Synchronization.Mutex` itself.
 //
-// The lock is `package`: every module of this package uses it, applications never see it. The
-// counters are SPI (`@_spi(Instrumentation) import Superpipe`): for benchmarks and tests that print
-// locks and system calls per I/O.
+// The lock type is public and its methods `@inlinable`, so that every module's calls are specialized
+// and inlined (a `package` type's inlinable bodies are not: each lock then paid for generic
+// metadata). The counting domains and the counters are SPI (`@_spi(Instrumentation) import
+// Superpipe`): each module's typealias file imports it, and benchmarks and tests that print locks
+// and system calls per I/O.
 
-import CSuperpipeCounters
-package import Synchronization
+public import CSuperpipeCounters
+public import Synchronization
 
-/// Whose lock acquisitions an `InstrumentedMutex` counts.
-package protocol LockCountingDomain {
+/// Whose lock acquisitions an `InstrumentedMutex` counts (`LibraryLocks` or `PackageLocks`,
+/// `@_spi(Instrumentation)`).
+public protocol LockCountingDomain {
   /// Counts one acquisition on the calling thread.
   static func countAcquisition()
 }
 
 /// The Superpipe library's locks (`Instrumentation.Counts.libraryLocks`).
-package enum LibraryLocks: LockCountingDomain {
+@_spi(Instrumentation)
+public enum LibraryLocks: LockCountingDomain {
+  /// Adds one to the calling thread's library lock count.
   @inlinable @inline(__always)
-  package static func countAcquisition() { superpipe_count_library_lock() }
+  public static func countAcquisition() { superpipe_count_library_lock() }
 }
 
 /// The locks of the package's other modules: the stand-in adapter, libcflsh_block, the tools, the tests
 /// (`Instrumentation.Counts.otherLocks`).
-package enum PackageLocks: LockCountingDomain {
+@_spi(Instrumentation)
+public enum PackageLocks: LockCountingDomain {
+  /// Adds one to the calling thread's count of other modules' locks.
   @inlinable @inline(__always)
-  package static func countAcquisition() { superpipe_count_other_lock() }
+  public static func countAcquisition() { superpipe_count_other_lock() }
 }
 
 /// A mutual-exclusion lock protecting a value, with `Synchronization.Mutex`'s API (`init(_:)`,
 /// `withLock`, `withLockIfAvailable`), that counts its acquisitions per thread and that
-/// ThreadSanitizer understands in `SUPERPIPE_TSAN` builds (see the file comment). Use it through
-/// a module's `Mutex` typealias.
-package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~Copyable {
+/// ThreadSanitizer understands in `SUPERPIPE_TSAN` builds (see the file comment). The package's
+/// modules use it through a module-local `Mutex` typealias; applications have no need of it.
+public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~Copyable {
   #if SUPERPIPE_TSAN
     /// The `pthread_mutex_t` (heap: its address must not change).
     @usableFromInline let lock: UnsafeMutableRawPointer
@@ -49,7 +56,7 @@ package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: 
 
     /// A lock protecting `initialValue`.
     @inlinable
-    package init(_ initialValue: consuming sending Value) {
+    public init(_ initialValue: consuming sending Value) {
       lock = superpipe_pthread_mutex_create()
       value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
       value.initialize(to: initialValue)
@@ -63,7 +70,7 @@ package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: 
 
     /// Runs `body` with the value, holding the lock (`pthread_mutex_lock`).
     @inlinable
-    package borrowing func withLock<Result: ~Copyable, E: Error>(
+    public borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
       superpipe_pthread_mutex_lock(lock)
@@ -74,7 +81,7 @@ package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: 
 
     /// Runs `body` with the value if the lock is free (`pthread_mutex_trylock`); nil otherwise.
     @inlinable
-    package borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
+    public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result? {
       guard superpipe_pthread_mutex_trylock(lock) != 0 else { return nil }
@@ -87,13 +94,13 @@ package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: 
 
     /// A lock protecting `initialValue`.
     @inlinable
-    package init(_ initialValue: consuming sending Value) {
+    public init(_ initialValue: consuming sending Value) {
       mutex = Synchronization.Mutex(initialValue)
     }
 
     /// Runs `body` with the value, holding the lock (`Synchronization.Mutex.withLock`).
     @inlinable @inline(__always)
-    package borrowing func withLock<Result: ~Copyable, E: Error>(
+    public borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
       Domain.countAcquisition()
@@ -103,7 +110,7 @@ package struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: 
     /// Runs `body` with the value if the lock is free (`Synchronization.Mutex.withLockIfAvailable`);
     /// nil otherwise.
     @inlinable @inline(__always)
-    package borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
+    public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result? {
       try mutex.withLockIfAvailable { (value: inout sending Value) throws(E) -> sending Result in

@@ -28,38 +28,107 @@ public struct CommandRecord: Sendable, Hashable, Codable, CustomStringConvertibl
 }
 
 /// The last `capacity` commands of a context, kept in a preallocated ring (recording allocates
-/// nothing). Dumped into `SuperpipeError.flightRecord` when an I/O's error reaches the caller.
-final class FlightRecorder: Sendable {
-  struct Ring: Sendable {
-    var records: [CommandRecord]
-    var next = 0
-    var count = 0
-  }
-
+/// nothing and takes no lock). Dumped into `SuperpipeError.flightRecord` when an I/O's error
+/// reaches the caller.
+///
+/// Each record takes a ticket (an atomic counter) that names its ring entry, claims the entry with
+/// a compare-and-swap of the entry's sequence word (odd: being written), writes its fields as
+/// relaxed atomic words and publishes them with the sequence word (even: complete, with the
+/// ticket). `snapshot()` reads the tickets of the last `capacity` records and keeps each entry
+/// whose sequence word names that ticket, the same before and after it read the fields (a
+/// sequence lock per entry). A record that finds its entry being written by a preempted writer, or
+/// already holding a newer ticket, is dropped: it was about to be overwritten anyway.
+final class FlightRecorder: @unchecked Sendable {
   let capacity: Int
-  private let ring: Mutex<Ring>
+  /// Tickets handed out so far.
+  private let next = Atomic<UInt64>(0)
+  /// `capacity` entries of `Self.stride` words: the sequence word (2 × ticket + 1 while being
+  /// written, 2 × ticket + 2 once complete, 0 never written), then the record.
+  private let words: UnsafeMutablePointer<Atomic<UInt64>>
+
+  private static let stride = 9
+  /// Sense bytes kept per record (the IOASA carries DK_CXLFLASH_VERIFY_SENSE_LEN = 18).
+  private static let senseCapacity = 24
+  private static let noSense: UInt64 = 0xFF
 
   init(capacity: Int = 64) {
     self.capacity = capacity
-    let empty = CommandRecord(time: 0, opcode: 0, handle: 0, lba: 0, blocks: 0, status: CommandStatus())
-    ring = Mutex(Ring(records: Array(repeating: empty, count: capacity)))
+    words = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: capacity * Self.stride)
+    for word in 0..<capacity * Self.stride { (words + word).initialize(to: Atomic(0)) }
+  }
+
+  deinit {
+    words.deinitialize(count: capacity * Self.stride)
+    words.deallocate()
   }
 
   func record(opcode: UInt8, handle: UInt32, lba: UInt64, blocks: UInt32, status: CommandStatus) {
     let time = MonotonicClock.now()
-    ring.withLock { ring in
-      ring.records[ring.next] = CommandRecord(
-        time: time, opcode: opcode, handle: handle, lba: lba, blocks: blocks, status: status)
-      ring.next = (ring.next + 1) % capacity
-      ring.count = min(ring.count + 1, capacity)
+    let ticket = next.wrappingAdd(1, ordering: .relaxed).oldValue
+    let entry = words + Int(ticket % UInt64(capacity)) * Self.stride
+    let sequence = entry[0].load(ordering: .relaxed)
+    // Claim the entry unless a writer holds it (odd) or it already holds a newer record.
+    guard sequence & 1 == 0, sequence <= 2 &* ticket,
+      entry[0].compareExchange(expected: sequence, desired: 2 &* ticket &+ 1, ordering: .acquiring).exchanged
+    else { return }
+    entry[1].store(UInt64(bitPattern: time), ordering: .relaxed)
+    entry[2].store(lba, ordering: .relaxed)
+    entry[3].store(UInt64(handle) | UInt64(blocks) << 32, ordering: .relaxed)
+    let senseBytes = status.sense?.bytes.prefix(Self.senseCapacity)
+    let senseLength = senseBytes.map { UInt64($0.count) } ?? Self.noSense
+    entry[4].store(
+      UInt64(opcode) | UInt64(status.flags) << 8 | UInt64(status.afuRC) << 16 | UInt64(status.scsiStatus) << 24
+        | UInt64(status.fcRC) << 32 | UInt64(status.afuExtra) << 40 | UInt64(status.port) << 48 | senseLength << 56,
+      ordering: .relaxed)
+    entry[5].store(UInt64(status.residual), ordering: .relaxed)
+    var sense: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    if let senseBytes {
+      withUnsafeMutableBytes(of: &sense) { raw in
+        for (offset, byte) in senseBytes.enumerated() { raw[offset] = byte }
+      }
     }
+    entry[6].store(sense.0, ordering: .relaxed)
+    entry[7].store(sense.1, ordering: .relaxed)
+    entry[8].store(sense.2, ordering: .relaxed)
+    entry[0].store(2 &* ticket &+ 2, ordering: .releasing)
   }
 
   /// The recorded commands, oldest first.
   func snapshot() -> [CommandRecord] {
-    ring.withLock { ring in
-      let start = (ring.next - ring.count + capacity) % capacity
-      return (0..<ring.count).map { ring.records[(start + $0) % capacity] }
+    let end = next.load(ordering: .acquiring)
+    let start = end > UInt64(capacity) ? end - UInt64(capacity) : 0
+    var records: [CommandRecord] = []
+    records.reserveCapacity(Int(end - start))
+    for ticket in start..<end {
+      let entry = words + Int(ticket % UInt64(capacity)) * Self.stride
+      let complete = 2 &* ticket &+ 2
+      guard entry[0].load(ordering: .acquiring) == complete else { continue }
+      var fields: [UInt64] = []
+      fields.reserveCapacity(Self.stride - 1)
+      for word in 1..<Self.stride { fields.append(entry[word].load(ordering: .relaxed)) }
+      atomicMemoryFence(ordering: .acquiring)
+      guard entry[0].load(ordering: .relaxed) == complete else { continue }
+      records.append(Self.decode(fields))
     }
+    return records
+  }
+
+  /// A record from its words (`fields[0]` is the entry's word 1).
+  private static func decode(_ fields: [UInt64]) -> CommandRecord {
+    let packed = fields[3]
+    let senseLength = packed >> 56
+    var sense: SenseData?
+    if senseLength != noSense {
+      var raw = (fields[5], fields[6], fields[7])
+      sense = withUnsafeBytes(of: &raw) { SenseData(bytes: Array($0.prefix(Int(senseLength)))) }
+    }
+    let status = CommandStatus(
+      flags: UInt8(truncatingIfNeeded: packed >> 8), afuRC: UInt8(truncatingIfNeeded: packed >> 16),
+      scsiStatus: UInt8(truncatingIfNeeded: packed >> 24), fcRC: UInt8(truncatingIfNeeded: packed >> 32),
+      residual: UInt32(truncatingIfNeeded: fields[4]), afuExtra: UInt8(truncatingIfNeeded: packed >> 40), sense: sense,
+      port: UInt8(truncatingIfNeeded: packed >> 48))
+    return CommandRecord(
+      time: Int64(bitPattern: fields[0]), opcode: UInt8(truncatingIfNeeded: packed), handle: UInt32(truncatingIfNeeded: fields[2]),
+      lba: fields[1], blocks: UInt32(truncatingIfNeeded: fields[2] >> 32), status: status)
   }
 }

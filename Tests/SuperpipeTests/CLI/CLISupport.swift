@@ -35,12 +35,17 @@ enum CLI {
     process.standardError = err
     try process.run()
     // Read both pipes concurrently so that neither fills up.
-    nonisolated(unsafe) var errData = Data()
-    let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    // Handed over under the lock: ThreadSanitizer sees no ordering in polling `isFinished`.
+    let errBox = Mutex(Data())
+    let reader = Thread {
+      let data = err.fileHandleForReading.readDataToEndOfFile()
+      errBox.withLock { $0 = data }
+    }
     reader.start()
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     while !reader.isFinished { usleep(1000) }
+    let errData = errBox.withLock { $0 }
     return Result(
       status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
       stderr: String(decoding: errData, as: UTF8.self))
