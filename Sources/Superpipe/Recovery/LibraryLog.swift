@@ -31,7 +31,7 @@ enum LogKey {
   static let ioctl = "superpipe.ioctl"
   /// The errno name (EINVAL, ...).
   static let errno = "superpipe.errno"
-  /// A data-path operation (READ(16), WRITE(16), WRITE SAME(16)).
+  /// A data-path operation (READ(16), WRITE(16), WRITE SAME(16)), or a system call that failed.
   static let operation = "superpipe.operation"
   /// The decoded command status.
   static let status = "superpipe.status"
@@ -100,7 +100,7 @@ enum RecoveryLog {
   /// Registers the observer that logs `core`'s recovery events. It holds the core weakly (the
   /// core owns it); nothing is registered for the disabled logger.
   static func observe(_ core: ContextCore) {
-    guard core.logger.handler is SwiftLogNoOpLogHandler == false else { return }
+    if core.logger.handler is SwiftLogNoOpLogHandler { return }
     let logger = core.logger
     core.recovery.shared.withLock { state in
       state.nextObserver += 1
@@ -140,7 +140,8 @@ enum RecoveryLog {
       message = "command timed out: resetting the context, which aborts its outstanding commands"
     case .failed(let error):
       if let device = error.device ?? device { metadata[LogKey.device] = "\(device)" }
-      metadata[LogKey.ioctl] = "\(error.operation)"
+      // The step that failed: RECOVER_AFU (or mmap of the recovered context's window).
+      metadata[error.operation.hasPrefix("DK_") ? LogKey.ioctl : LogKey.operation] = "\(error.operation)"
       metadata[LogKey.code] = "\(error.code)"
       if let errno = error.errno { metadata[LogKey.errno] = "\(SuperpipeError.errnoName(errno.rawValue))" }
       message =
