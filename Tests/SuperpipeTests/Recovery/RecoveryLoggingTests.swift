@@ -160,6 +160,40 @@ struct RecoveryLoggingTests {
     mock.adapter.replaceAdapter()
   }
 
+  @Test("the adapter gone (the mock server killed): RECOVER_AFU's failure and 'adapter gone' are logged, once")
+  func adapterGoneLogged() throws {
+    TestSupport.reachServedMocks()
+    let directory = "/tmp/spm-\(UUID().uuidString.prefix(8))"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory, "--luns", "1", "--blocks", "65536", "--ports", "1"])
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let disk = directory + "/dev/sda"
+    try Superpipe.setMode(.superpipe, wwid: try #require(WWID(hex: "60050768018000000000000000000001")), path: disk)
+    let store = CapturingLogHandler.Store()
+    let context = try Context(lun: disk, logger: CapturingLogHandler.logger(store))
+    context.recoveryPolicy = Self.fast
+    do {
+      let lun = try context.openPhysicalLUN()  // released by its deinit (nothing left to release it in)
+      let buffer = AlignedBuffer(count: 4096)
+      try lun.read(at: 0, into: buffer.bytes)
+      server.kill()  // SIGKILL: the adapter fd hangs up
+      for _ in 0..<2 {
+        let error = #expect(throws: SuperpipeError.self) { try lun.read(at: 0, into: buffer.bytes) }
+        #expect(error?.code == .adapterGone, "\(String(describing: error))")
+      }
+    }
+    let gone = store.snapshot.filter { $0.message.hasPrefix("adapter gone") }
+    #expect(gone.count == 1, "\(store.snapshot)")
+    #expect(gone.first?.metadata["superpipe.code"] == "adapterGone")
+    #expect(gone.first?.metadata["superpipe.context"] == "\(context.token)")
+    #expect(gone.first?.metadata["superpipe.errno"] != nil)
+    let recover = store.snapshot.filter { $0.ioctl == "DK_CXLFLASH_RECOVER_AFU" }
+    #expect(!recover.isEmpty && recover.allSatisfy { $0.metadata["superpipe.errno"] != nil }, "\(recover)")
+    _ = try? context.detach()
+  }
+
   @Test("failover between paths, a re-issue after a retryable status, a control ioctl retried after EAGAIN, a timeout")
   func failoverRetriesAndTimeoutLogged() throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
