@@ -1,4 +1,5 @@
 import CCXLFlash
+import Logging
 import Synchronization
 import SystemPackage
 
@@ -51,12 +52,17 @@ final class ContextCore: Sendable {
   let flightRecorder = FlightRecorder()
   /// Streams handed out by `recoveryEvents()`, finished when the context is detached.
   let eventContinuations = Mutex<[AsyncStream<RecoveryEvent>.Continuation]>([])
+  /// The application's logger (`Context.init`'s; disabled when it handed none): control ioctls
+  /// and recovery events only (Recovery/LibraryLog.swift).
+  let logger: Logger
 
-  init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State) {
+  init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State, logger: Logger = LibraryLog.disabled) {
     self.ownerPID = ownerPID
     self.access = access
     self.interrupts = interrupts
     self.state = Mutex(state)
+    self.logger = logger
+    RecoveryLog.observe(self)
   }
 
   var token: ContextToken { state.withLock { $0.token } }
@@ -122,7 +128,7 @@ final class ContextCore: Sendable {
         detach.hdr = DriverCall.diskHeader()
         detach.context_id = snapshot.token.rawValue
         do {
-          try DriverCall.issue(.detach, fd: link.fd, device: link.path, &detach)
+          try DriverCall.issue(.detach, fd: link.fd, device: link.path, &detach, log: ioctlLog(snapshot.token))
         } catch {
           firstError = firstError ?? error
         }
@@ -188,10 +194,10 @@ final class ContextCore: Sendable {
     }
     // Which attached LUN is it? VERIFY of the new handle succeeds only through a path of its LUN.
     let owner = attached.first { link in
-      (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil
+      (try? Context.verify(token: token, link: link, handle: handle, sense: nil, logger: logger)) != nil
     }
     guard let owner else {
-      try? Self.release(handle, token: token, link: provisional)
+      try? Self.release(handle, token: token, link: provisional, logger: logger)
       _ = Syscall.close(fd)
       throw SuperpipeError(
         code: .invalidArgument, operation: operation, device: path,
@@ -293,16 +299,19 @@ final class ContextCore: Sendable {
   /// RELEASE of one handle; used by handles' deinit and release().
   func release(_ handle: ResourceHandleID, lunPath: String) throws(SuperpipeError) {
     let (token, link) = try self.link(lunPath, for: CXLFlashIoctl.release.name)
-    try Self.release(handle, token: token, link: link)
+    try Self.release(handle, token: token, link: link, logger: logger)
   }
 
   /// DK_CXLFLASH_RELEASE of `handle` through `link`.
-  static func release(_ handle: ResourceHandleID, token: ContextToken, link: LUNLink) throws(SuperpipeError) {
+  static func release(_ handle: ResourceHandleID, token: ContextToken, link: LUNLink, logger: Logger)
+    throws(SuperpipeError)
+  {
     var release = dk_cxlflash_release()
     release.hdr = DriverCall.diskHeader()
     release.context_id = token.rawValue
     release.rsrc_handle = handle.rawValue
-    try DriverCall.issue(.release, fd: link.fd, device: link.path, &release)
+    try DriverCall.issue(
+      .release, fd: link.fd, device: link.path, &release, log: IoctlLog(logger: logger, token: token, handle: handle))
   }
 }
 
@@ -318,7 +327,7 @@ extension ContextCore {
     recover.context_id = token.rawValue
     recover.mmio_size = UInt64(oldWindow?.length ?? SISLiteRegister.windowSize)
     recover.adap_fd = UInt64(bitPattern: Int64(oldFD))
-    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover)
+    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover, log: ioctlLog(token))
     let flags = ReturnFlags(rawValue: recover.hdr.return_flags)
     guard flags.contains(.contextReset) else { return .notNeeded }
     let newToken = ContextToken(rawValue: recover.context_id)

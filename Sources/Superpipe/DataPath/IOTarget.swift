@@ -91,7 +91,7 @@ struct IOTarget: Sendable {
   private func refreshCapacity() throws(SuperpipeError) -> UInt64 {
     let used = ResourceHandleID(rawValue: UInt64(handle))
     let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
-    let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: .powerOnReset)
+    let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: .powerOnReset, logger: core.logger)
     if size.exchange(lastLBA) != lastLBA { core.recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
     return lastLBA
   }
@@ -637,7 +637,7 @@ extension IOTarget {
         let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
         let lastLBA: UInt64
         do {
-          lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense)
+          lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense, logger: core.logger)
         } catch where error.errno == .invalidArgument {
           // The driver refuses VERIFY with EINVAL while the context is unavailable: an adapter
           // reset (the unit attention's usual cause) raced this VERIFY. Recover as for a reset
