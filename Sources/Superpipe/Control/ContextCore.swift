@@ -42,8 +42,14 @@ final class ContextCore: Sendable {
   /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
   /// Every I/O reaches it without a lock (`ChannelReference`).
   let io = ChannelReference()
-  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists).
-  private let channelChanges = Mutex(())
+  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists);
+  /// holds the serial of the next channel (`IOTag.generation`).
+  private let channelChanges = Mutex<UInt32>(0)
+  /// Low-level commands of retired channels not yet reported by `Context.pollCompletions`: those
+  /// that completed before the retirement, with their result, and the lost ones.
+  let retiredUserResults = Mutex<[(IOTag, Result<Void, SuperpipeError>)]>([])
+  /// `retiredUserResults.count` (read without the lock on every poll).
+  let retiredUserCount = Atomic<Int>(0)
   let ioConfiguration = Mutex(IOConfiguration())
   /// Recovery generation, policy, counters and observers.
   let recovery = RecoveryState()
@@ -270,7 +276,7 @@ final class ContextCore: Sendable {
     }
     try checkUsable("I/O")
     let configuration = ioConfiguration.withLock { $0 }
-    return try channelChanges.withLock { (_) throws(SuperpipeError) -> IOChannel in
+    return try channelChanges.withLock { (serial) throws(SuperpipeError) -> IOChannel in
       if let current = io.current { return current }
       let (window, adapterFD, token, flags) = state.withLock { ($0.window, $0.adapterFD, $0.token, $0.attachFlags) }
       guard let window else {
@@ -282,7 +288,8 @@ final class ContextCore: Sendable {
       }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
-        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode))
+        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode), serial: serial)
+      serial &+= 1
       _ = io.exchange(channel)
       return channel
     }
@@ -292,7 +299,50 @@ final class ContextCore: Sendable {
   /// it keep it alive and find it retired.
   func dropChannel() {
     let channel = channelChanges.withLock { _ in io.exchange(nil) }
-    channel?.stop()
+    if let channel { retire(channel) }
+  }
+
+  /// Stops a channel taken out of `io` and keeps its low-level commands for
+  /// `Context.pollCompletions`: completed ones with their result, the others as lost.
+  private func retire(_ channel: IOChannel) {
+    channel.stop()
+    var results: [(IOTag, Result<Void, SuperpipeError>)] = []
+    channel.drainUserCommands { index, status in
+      results.append((IOTag(rawValue: index, generation: channel.serial), Self.userResult(status)))
+    }
+    guard !results.isEmpty else { return }
+    retiredUserResults.withLock {
+      $0.append(contentsOf: results)
+      retiredUserCount.store($0.count, ordering: .releasing)
+    }
+  }
+
+  /// What `Context.pollCompletions` reports for a low-level command: its status (success, or
+  /// `.commandFailed` with the decoded IOASA), or, without one, `.commandLost`.
+  static func userResult(_ status: CommandStatus?) -> Result<Void, SuperpipeError> {
+    guard let status else {
+      return .failure(
+        SuperpipeError(
+          code: .commandLost, operation: "I/O",
+          message: "the command was lost to an adapter reset and recovery, a context reset or a reconfiguration; "
+            + "it will not complete (a write may or may not have reached the device); submit it again"))
+    }
+    if status.isSuccess || status.retryClass == .none { return .success(()) }
+    return .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation))
+  }
+
+  /// Reports (and forgets) the retired channels' low-level commands; how many.
+  func reportRetiredUserCommands(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) -> Int {
+    guard retiredUserCount.load(ordering: .acquiring) > 0 else { return 0 }
+    let results = retiredUserResults.withLock { results in
+      defer {
+        results.removeAll()
+        retiredUserCount.store(0, ordering: .releasing)
+      }
+      return results
+    }
+    for (tag, result) in results { body(tag, result) }
+    return results.count
   }
 
   /// Installs a recovered context's token, adapter fd, window and flags, and retires the channel
@@ -313,7 +363,7 @@ final class ContextCore: Sendable {
       }
       return (io.exchange(nil), oldFD)
     }
-    retired?.stop()
+    if let retired { retire(retired) }
     return oldFD
   }
 
