@@ -37,6 +37,15 @@ struct RecoveryRaceTests {
     var wasReached: Bool { hits.load(ordering: .relaxed) > 0 }
   }
 
+  /// Waits (suspending, up to 20 s) until `condition` holds; whether it did.
+  static func eventually(_ condition: () -> Bool) async -> Bool {
+    for _ in 0..<20_000 {
+      if condition() { return true }
+      try? await Task.sleep(for: .milliseconds(1))
+    }
+    return condition()
+  }
+
   /// A handle shared with another thread.
   final class Shared: Sendable {
     let lun: PhysicalLUN
@@ -125,8 +134,9 @@ struct RecoveryRaceTests {
       try await shared.lun.read(at: 11, into: readBuffer.bytes)
       return BlockPattern.verify(readBuffer.readOnly, lba: 11, blockSize: 4096, generation: 5)
     }
-    try #require(
-      pause.reached.wait(timeout: .now() + .seconds(10)) == .success, "the poller thread never polled the adapter fd")
+    // (Waits in this async test suspend rather than block: the task above needs a thread of the
+    // cooperative pool to run at all.)
+    try #require(await Self.eventually { pause.wasReached }, "the poller thread never polled the adapter fd")
     mock.adapter.resetAdapter(duration: .milliseconds(10))
     mock.adapter.resumeCommands()
 
@@ -152,7 +162,7 @@ struct RecoveryRaceTests {
     case .success(let problem): #expect(problem == nil, "\(problem ?? "")")
     case .failure(let error): Issue.record("the re-issued read failed: \(error)")
     }
-    for _ in 0..<2000 where recovered.withLock({ $0 }) == nil { usleep(5_000) }
+    _ = await Self.eventually { recovered.withLock { $0 } != nil }
     if case .failure(let error)? = recovered.withLock({ $0 }) { Issue.record("recover() failed: \(error)") }
     // Later I/O runs on the new window.
     try await shared.lun.read(at: 11, into: buffer.bytes)
