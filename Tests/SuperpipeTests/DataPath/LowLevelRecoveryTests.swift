@@ -126,6 +126,46 @@ struct LowLevelRecoveryTests {
     }
   }
 
+  @Test("a context reset after another command's timeout aborts a low-level command: reported lost, not never")
+  func lostToTimeoutContextReset() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 8, commandTimeout: .milliseconds(300)))
+    var policy = context.recoveryPolicy
+    policy.commandRetries = 0
+    context.recoveryPolicy = policy
+    let lun = try context.openPhysicalLUN()
+    let buffer = AlignedBuffer(count: 2 * 4096)
+    let low = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[0..<4096])
+    let sync = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[4096..<8192])
+    mock.adapter.holdCommands()
+    let tag = try lun.submitRead(at: 5, into: low)
+    // The synchronous read times out; the library resets the context, which aborts both commands.
+    do {
+      try lun.read(at: 6, into: sync)
+      Issue.record("the held read completed")
+    } catch {
+      #expect(error.code == .timedOut, "\(error)")
+    }
+    mock.adapter.resumeCommands()
+    var results: [IOTag: Result<Void, SuperpipeError>] = [:]
+    #expect(try context.waitForCompletions(timeout: .seconds(5)) { results[$0] = $1 } == 1)
+    if case .failure(let error)? = results[tag] { #expect(error.code == .commandLost) } else { Issue.record("\(results)") }
+    // The slot is free again: the queue takes a full depth of new commands.
+    var tags: Set<IOTag> = []
+    for index in 0..<8 {
+      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[(index % 2) * 4096..<(index % 2 + 1) * 4096])
+      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
+    }
+    var completed = 0
+    while completed < tags.count {
+      completed += try context.waitForCompletions(timeout: .seconds(5)) { tag, result in
+        #expect(tags.contains(tag))
+        if case .failure(let error) = result { Issue.record("\(error)") }
+      }
+    }
+  }
+
   @Test("waitForCompletions: returns at once with nothing outstanding, times out typed, then reports the completion", arguments: CompletionMode.allCases)
   func waitEnds(mode: CompletionMode) throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
