@@ -69,6 +69,7 @@ enum MockDevices {
   static func forget(_ fd: CInt) {
     let removed = registry.withLock { $0.removeValue(forKey: fd) }
     if case .adapter(let memory, _)? = removed?.kind {
+      MockCommandArenas.forget(memory: memory)
       _ = Glibc.close(memory)
     }
   }
@@ -321,7 +322,7 @@ enum MockDevices {
     let address = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0)
     if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
     guard let address else { return .failure(.invalidArgument) }
-    let stores = MockRegisterStores(control: control, keeping: mapping, node: descriptor.nodePath)
+    let stores = MockRegisterStores(control: control, memory: memory, keeping: mapping, node: descriptor.nodePath)
     return .success(MappedRegisters(base: address, stores: stores))
   }
 }
