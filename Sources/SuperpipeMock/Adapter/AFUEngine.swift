@@ -67,6 +67,9 @@ import Synchronization
 
 final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let window: UnsafeMutableRawPointer
+  /// Keeps `window` (and the control page after it) mapped while this engine exists: an
+  /// application thread of this process may still reach the engine after its context was released.
+  private let mapping: MockSharedMapping
   let control: MockControlPage
   let socket: CInt
   let processElement: UInt32
@@ -161,11 +164,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let engineThreadRuns = Atomic<Int>(0)
 
   init(
-    window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
-    reorderCompletions: Bool, unmapSupported: Bool, commandRoom: Int
+    window mapping: MockSharedMapping, socket: CInt, processElement: UInt32, ownerPID: pid_t,
+    executor: MockAFUExecutor, reorderCompletions: Bool, unmapSupported: Bool, commandRoom: Int
   ) {
     self.unmapSupported = unmapSupported
     self.commandRoom = commandRoom
+    self.mapping = mapping
+    let window = mapping.base
     self.window = window
     self.control = MockControlPage(base: window + MockWire.controlAreaOffset)
     self.socket = socket

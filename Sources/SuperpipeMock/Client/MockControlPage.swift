@@ -30,6 +30,27 @@ import Synchronization
   import Glibc
 #endif
 
+/// A shared mapping of an adapter memfd (the seam's control page, the mock's window and control
+/// page), unmapped when the last object that refers to it goes away.
+///
+/// A context's pages must outlive every thread that may still touch them: after recovery the
+/// application closes the old adapter fd while another of its threads may still be storing to the
+/// retired channel's window (the store then reaches this control page), and an in-process AFU
+/// engine may still be asked about a store after its context was released. Each user keeps the
+/// mapping alive by holding this object (the descriptor table, the register-store handler of every
+/// window mapped from it, the engine), instead of one of them unmapping it under the others.
+final class MockSharedMapping: @unchecked Sendable {
+  let base: UnsafeMutableRawPointer
+  let length: Int
+
+  init(base: UnsafeMutableRawPointer, length: Int) {
+    self.base = base
+    self.length = length
+  }
+
+  deinit { _ = munmap(base, length) }
+}
+
 struct MockControlPage: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
 
