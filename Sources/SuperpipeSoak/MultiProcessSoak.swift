@@ -40,6 +40,9 @@ public struct MultiProcessSoakConfiguration: Sendable, Codable {
   public var seed: UInt64 = 1
   /// Blocks each thread owns.
   public var blocksPerThread = 4096
+  /// Commands each worker thread keeps in flight: 1, synchronous I/O on the worker's one context;
+  /// more, the low-level submit/poll interface on a context of the thread's own.
+  public var depth = 1
   /// Where the run's files go (the mock the soak starts, the progress board, the ledgers).
   public var directory = "/dev/shm"
   /// A mock already served by another process (its directory); nil: the soak serves its own.
@@ -91,6 +94,12 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var faultsScheduled: [String: Int]
   /// Faults injected, by kind (fewer than scheduled when the workers finished first).
   public var faultsInjected: [String: Int]
+  /// Injected adapter resets that some worker saw: a thread of a worker completed more than
+  /// `depth` I/Os after the reset, so at least one of them was submitted after it, and its context
+  /// had to recover from this reset. The fault driver injects nothing after a reset until it was
+  /// seen, so every injected reset but possibly the last is seen, and each seen reset has a
+  /// recovery of its own (between it and the next fault): `recovery.recoveries >= resetsSeen`.
+  public var resetsSeen = 0
   /// The served mock's directory.
   public var mockDirectory: String
   /// The process serving it.
@@ -111,6 +120,10 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var lostWrites = 0
   /// I/Os whose error reached a worker's thread (every scheduled fault is recoverable).
   public var failedIOs = 0
+  /// Depth > 1: commands the workers resubmitted after a retryable status.
+  public var resubmitted = 0
+  /// Depth > 1: commands lost in flight when `Context.recover()` re-created a context, resubmitted.
+  public var lostInFlight = 0
   /// Contexts alive after their process detached or exited (workers' and the coordinator's).
   public var leakedContexts = 0
   /// The recovery counters of every worker's context, summed (nil when no worker reported).
@@ -214,7 +227,8 @@ public enum MultiProcessSoak {
         blocksPerThread: configuration.blocksPerThread, ios: share, seed: configuration.seed,
         firstGeneration: firstGeneration, completion: index % 2 == 0 ? .polling : .interrupts,
         progressFile: runDirectory.appendingPathComponent("progress").path, progressSlot: index * configuration.threads,
-        progressSlots: slots, ledgerFile: runDirectory.appendingPathComponent("worker-\(index).ledger.json").path)
+        progressSlots: slots, ledgerFile: runDirectory.appendingPathComponent("worker-\(index).ledger.json").path,
+        depth: configuration.depth)
       let json = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
       workers.append(
         try ChildProcess(
@@ -222,10 +236,12 @@ public enum MultiProcessSoak {
           environment: [MockDeviceBackend.environmentVariable: mockDirectory.path], collectOutput: true))
     }
     let pids = workers.map { String($0.pid) }.joined(separator: ", ")
-    progress("soak: \(workers.count) workers (pids \(pids)), \(configuration.threads) threads each")
+    progress(
+      "soak: \(workers.count) workers (pids \(pids)), \(configuration.threads) threads each at queue depth "
+        + "\(configuration.depth)")
 
     // 4. The fault driver, and progress.
-    let driver = FaultDriver(schedule: schedule, directory: mockDirectory, board: board)
+    let driver = FaultDriver(schedule: schedule, directory: mockDirectory, board: board, depth: configuration.depth)
     driver.start()
     var lastTotal = -1
     var lastChange = DispatchTime.now()
@@ -267,6 +283,7 @@ public enum MultiProcessSoak {
     report.seconds = Self.seconds(from: start, to: DispatchTime.now())
     driver.stop()
     report.faultsInjected = driver.injected
+    report.resetsSeen = driver.resetsSeen
     report.problems += driver.problems
 
     collect(workers, into: &report)
@@ -376,6 +393,8 @@ public enum MultiProcessSoak {
       report.tornReads += worker.tornReads
       report.lostWrites += worker.lostWrites
       report.failedIOs += worker.failedIOs
+      report.resubmitted += worker.resubmitted
+      report.lostInFlight += worker.lostInFlight
       report.leakedContexts += worker.leakedContexts
       if report.recovery == nil { report.recovery = worker.recovery } else { report.recovery?.add(worker.recovery) }
       report.problems += worker.problems.prefix(5)
@@ -497,23 +516,31 @@ struct ServedLayout {
 }
 
 /// Injects a schedule's faults into a served mock through its control socket, each once the
-/// workers completed its number of I/Os, on its own thread.
+/// workers completed its number of I/Os, on its own thread. After an adapter reset it injects
+/// nothing more until some worker thread was seen to complete more than `depth` I/Os since the
+/// reset (the board's counts read once the reset's control request returned): a thread has at most
+/// `depth` commands started and not yet counted, so the last of those I/Os was submitted after the
+/// reset, and its context recovered from this reset (not an earlier or a later one) before the next
+/// fault. `resetsSeen` counts those resets.
 final class FaultDriver: Sendable {
   private let schedule: SoakSchedule
   private let directory: URL
   private let board: SoakProgressBoard
+  private let depth: Int
   private let stopped = Atomic<Bool>(false)
   private let done = DispatchSemaphore(value: 0)
-  private let state = Mutex<(injected: [String: Int], total: Int, problems: [String])>(([:], 0, []))
+  private let state = Mutex<(injected: [String: Int], total: Int, seen: Int, problems: [String])>(([:], 0, 0, []))
 
-  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard) {
+  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard, depth: Int) {
     self.schedule = schedule
     self.directory = directory
     self.board = board
+    self.depth = max(1, depth)
   }
 
   var injected: [String: Int] { state.withLock { $0.injected } }
   var injectedTotal: Int { state.withLock { $0.total } }
+  var resetsSeen: Int { state.withLock { $0.seen } }
   var problems: [String] { state.withLock { $0.problems } }
 
   func start() {
@@ -525,7 +552,13 @@ final class FaultDriver: Sendable {
           usleep(500)
         }
         if stopped.load(ordering: .acquiring) { return }
-        inject(fault)
+        guard inject(fault), fault.kind == .adapterReset else { continue }
+        let before = board.counts
+        while !zip(board.counts, before).contains(where: { $0 - $1 > depth }) {
+          if stopped.load(ordering: .acquiring) { return }
+          usleep(200)
+        }
+        state.withLock { $0.seen += 1 }
       }
     }
     thread.name = "superpipe-soak-faults"
@@ -538,24 +571,26 @@ final class FaultDriver: Sendable {
     done.wait()
   }
 
-  private func inject(_ fault: SoakFault) {
+  /// Sends the fault's requests; false when one failed (recorded as a problem).
+  private func inject(_ fault: SoakFault) -> Bool {
     for (step, request) in fault.requests.enumerated() {
       if step > 0, fault.kind == .linkBounce { usleep(useconds_t(fault.milliseconds * 1000)) }
       do {
         let reply = try MockAdapter.sendControl(request, directory: directory)
         guard reply.ok else {
           state.withLock { $0.problems.append("fault \(fault): \(request.fault.rawValue) refused: \(reply.message)") }
-          return
+          return false
         }
       } catch {
         state.withLock { $0.problems.append("fault \(fault): \(request.fault.rawValue): \(error)") }
-        return
+        return false
       }
     }
     state.withLock {
       $0.injected[fault.kind.rawValue, default: 0] += 1
       $0.total += 1
     }
+    return true
   }
 }
 
