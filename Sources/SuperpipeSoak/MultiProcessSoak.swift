@@ -94,11 +94,11 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var faultsScheduled: [String: Int]
   /// Faults injected, by kind (fewer than scheduled when the workers finished first).
   public var faultsInjected: [String: Int]
-  /// Injected adapter resets that some worker saw: a thread of a worker completed more than
-  /// `depth` I/Os after the reset, so at least one of them was submitted after it, and its context
-  /// had to recover from this reset. The fault driver injects nothing after a reset until it was
-  /// seen, so every injected reset but possibly the last is seen, and each seen reset has a
-  /// recovery of its own (between it and the next fault): `recovery.recoveries >= resetsSeen`.
+  /// Injected adapter resets that some worker saw: a worker thread completed more than `depth`
+  /// I/Os after the reset and before the next fault, so one of them was submitted after the reset
+  /// and its context had to recover from it. Each seen reset has a recovery of its own (between it
+  /// and the next fault): `recovery.recoveries >= resetsSeen`. The first reset is always seen (the
+  /// fault driver waits for it); a later one followed by the next fault too soon is not counted.
   public var resetsSeen = 0
   /// The served mock's directory.
   public var mockDirectory: String
@@ -516,12 +516,18 @@ struct ServedLayout {
 }
 
 /// Injects a schedule's faults into a served mock through its control socket, each once the
-/// workers completed its number of I/Os, on its own thread. After an adapter reset it injects
-/// nothing more until some worker thread was seen to complete more than `depth` I/Os since the
-/// reset (the board's counts read once the reset's control request returned): a thread has at most
-/// `depth` commands started and not yet counted, so the last of those I/Os was submitted after the
-/// reset, and its context recovered from this reset (not an earlier or a later one) before the next
-/// fault. `resetsSeen` counts those resets.
+/// workers completed its number of I/Os, on its own thread.
+///
+/// `resetsSeen` counts the adapter resets some worker had to recover from: those after which a
+/// worker thread completed more than `depth` I/Os (the board's counts read once the reset's control
+/// request returned) before the next fault went in (or the run ended). A thread has at most `depth`
+/// commands started and not yet counted, so the last of those I/Os was submitted after the reset and
+/// could complete only once its context recovered, between this reset and the next fault: each seen
+/// reset has a recovery of its own, `recoveries >= resetsSeen`, however the faults and the workers
+/// interleave. A reset followed by the next fault before that (the driver runs behind the workers,
+/// or the reset came after the last I/O) may be covered by one recovery with the next, or need none,
+/// and is not counted. The driver waits for the first reset to be seen before going on, so a run
+/// with a reset has `resetsSeen >= 1`.
 final class FaultDriver: Sendable {
   private let schedule: SoakSchedule
   private let directory: URL
@@ -546,20 +552,33 @@ final class FaultDriver: Sendable {
   func start() {
     let thread = Thread { [self] in
       defer { done.signal() }
+      // The board's counts just after the last adapter reset, until it was seen or the next fault
+      // went in.
+      var pending: [Int]?
+      var waitForFirstReset = true
+      func settle() {
+        if let before = pending, seen(since: before) { state.withLock { $0.seen += 1 } }
+        pending = nil
+      }
+      defer { settle() }
       for fault in schedule.faults {
         while board.total < fault.atIO {
           if stopped.load(ordering: .acquiring) { return }
+          if let before = pending, seen(since: before) { settle() }
           usleep(500)
         }
         if stopped.load(ordering: .acquiring) { return }
+        settle()
         guard inject(fault), fault.kind == .adapterReset else { continue }
-        let before = board.counts
-        while !zip(board.counts, before).contains(where: { $0 - $1 > depth }) {
+        pending = board.counts
+        // The first reset is waited for, so that a run with a reset shows a recovery.
+        while waitForFirstReset, let before = pending, !seen(since: before) {
           if stopped.load(ordering: .acquiring) { return }
           usleep(200)
         }
-        state.withLock { $0.seen += 1 }
+        waitForFirstReset = false
       }
+      while let before = pending, !seen(since: before), !stopped.load(ordering: .acquiring) { usleep(500) }
     }
     thread.name = "superpipe-soak-faults"
     thread.start()
@@ -569,6 +588,11 @@ final class FaultDriver: Sendable {
   func stop() {
     stopped.store(true, ordering: .releasing)
     done.wait()
+  }
+
+  /// Whether a thread completed more than `depth` I/Os since the board showed `before`.
+  private func seen(since before: [Int]) -> Bool {
+    zip(board.counts, before).contains { $0 - $1 > depth }
   }
 
   /// Sends the fault's requests; false when one failed (recorded as a problem).

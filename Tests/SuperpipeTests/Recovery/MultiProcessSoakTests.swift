@@ -72,12 +72,12 @@ struct MultiProcessSoakTests {
     for kind in ["adapterReset", "linkBounce", "unitAttention"] {
       #expect(injected[kind, default: 0] >= 3, "\(injected)")
     }
-    // Recoveries: one at least for each reset a worker saw (the fault driver injects nothing after
-    // a reset until a thread completed I/O submitted after it, so every reset but possibly the
-    // last is seen; a reset no worker could see, e.g. after the last I/O, needs no recovery).
+    // Recoveries: one at least for each reset a worker saw, i.e. completed I/O submitted after it
+    // before the next fault (a reset no worker could see, e.g. after the last I/O or right before
+    // another reset, may need no recovery of its own). The fault driver waits for the first one.
     let resets = injected["adapterReset", default: 0]
     let seen = try #require(document["resetsSeen"] as? Int)
-    #expect(seen == resets || seen == resets - 1, "seen \(seen) of \(resets)")
+    #expect((1...resets).contains(seen), "seen \(seen) of \(resets)")
     let recovery = try #require(document["recovery"] as? [String: Int])
     #expect(recovery["recoveries", default: 0] >= seen, "\(recovery)")
     #expect(recovery["verifies", default: 0] >= 1, "\(recovery)")
@@ -118,7 +118,7 @@ struct MultiProcessSoakTests {
     let resets = injected["adapterReset", default: 0]
     #expect(resets >= 2, "\(injected)")
     let seen = try #require(document["resetsSeen"] as? Int)
-    #expect(seen == resets || seen == resets - 1, "seen \(seen) of \(resets)")
+    #expect((1...resets).contains(seen), "seen \(seen) of \(resets)")
     let recovery = try #require(document["recovery"] as? [String: Int])
     #expect(recovery["recoveries", default: 0] >= seen, "\(recovery)")
     // Retryable statuses and unit attentions reach the low-level interface's caller, who resubmits.
