@@ -117,6 +117,7 @@ enum QueuedSoakThread {
         if case .contextReset = try context.recover() {
           tally.applicationRecoveries.add(1, ordering: .relaxed)
           lostInFlight()
+          lastProgress = MonotonicNanoseconds.now
         }
         return true
       } catch {
@@ -217,8 +218,9 @@ enum QueuedSoakThread {
       do {
         try context.pollCompletions { tag, result in reported.append((tag, result)) }
       } catch where error.code == .adapterReset {
+        // Recovered (the lost commands wait to be resubmitted), or not needed: then the stall
+        // check below bounds how long the thread waits for commands that never complete.
         if !recover("pollCompletions reported an adapter reset") { break run }
-        continue
       } catch {
         tally.note("\(who): pollCompletions: \(error)")
         break run
