@@ -214,6 +214,7 @@ public enum MultiProcessSoak {
     let slots = configuration.processes * configuration.threads
     let board = try SoakProgressBoard(
       path: runDirectory.appendingPathComponent("progress").path, slots: slots, create: true)
+    board.hold(at: schedule.faults.first.map { UInt64($0.atIO + FaultDriver.slack) } ?? .max)
     let firstGeneration = UInt64.random(in: 1...(1 << 23)) << 40
     let start = DispatchTime.now()
     var workers: [ChildProcess] = []
@@ -516,7 +517,10 @@ struct ServedLayout {
 }
 
 /// Injects a schedule's faults into a served mock through its control socket, each once the
-/// workers completed its number of I/Os, on its own thread.
+/// workers completed its number of I/Os, on its own thread. The workers hold (sleeping) once they
+/// are `slack` I/Os past the next fault's point until it is in, so that a driver slowed down by a
+/// loaded machine injects every fault at its point instead of falling behind (and missing the
+/// last faults when the workers finish first).
 ///
 /// `resetsSeen` counts the adapter resets some worker had to recover from: those after which a
 /// worker thread completed more than `depth` I/Os (the board's counts read once the reset's control
@@ -536,6 +540,9 @@ final class FaultDriver: Sendable {
   private let stopped = Atomic<Bool>(false)
   private let done = DispatchSemaphore(value: 0)
   private let state = Mutex<(injected: [String: Int], total: Int, seen: Int, problems: [String])>(([:], 0, 0, []))
+
+  /// How far past a fault's point (I/Os in total) the workers go before they hold for it.
+  static let slack = 16
 
   init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard, depth: Int) {
     self.schedule = schedule
@@ -561,7 +568,10 @@ final class FaultDriver: Sendable {
         pending = nil
       }
       defer { settle() }
+      // The workers go on until the schedule is done or the driver stops.
+      defer { board.hold(at: .max) }
       for fault in schedule.faults {
+        board.hold(at: UInt64(fault.atIO + Self.slack))
         while board.total < fault.atIO {
           if stopped.load(ordering: .acquiring) { return }
           if let before = pending, seen(since: before) { settle() }
@@ -571,7 +581,9 @@ final class FaultDriver: Sendable {
         settle()
         guard inject(fault), fault.kind == .adapterReset else { continue }
         pending = board.counts
-        // The first reset is waited for, so that a run with a reset shows a recovery.
+        // The first reset is waited for (the workers not held meanwhile), so that a run with a
+        // reset shows a recovery.
+        if waitForFirstReset { board.hold(at: .max) }
         while waitForFirstReset, let before = pending, !seen(since: before) {
           if stopped.load(ordering: .acquiring) { return }
           usleep(200)

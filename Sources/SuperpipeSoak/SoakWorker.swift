@@ -154,7 +154,9 @@ public enum SoakWorker {
       let who = "worker \(plan.index) thread \(thread)"
       defer { ledgers.withLock { $0[thread] = ledger } }
       guard plan.depth > 1 else {
-        SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: who) { board.store(slot: slot, $0) }
+        SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: who) {
+          board.completed(slot: slot, $0)
+        }
         return
       }
       // The low-level interface: a context of the thread's own (pollCompletions reports all of a
@@ -165,7 +167,7 @@ public enum SoakWorker {
         let ownLUN = try own.openPhysicalLUN(plan.disk, alternatePaths: plan.alternatePaths)
         QueuedSoakThread.run(
           own, ownLUN, depth: plan.depth, ledger: &ledger, random: &random, tally: tally, who: who
-        ) { board.store(slot: slot, $0) }
+        ) { board.completed(slot: slot, $0) }
         let statistics = own.recoveryStatistics
         queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
         try ownLUN.release()
@@ -228,7 +230,8 @@ extension SoakWorker {
 }
 
 /// Completed I/Os per soak thread, in a file every process of the soak maps (MAP_SHARED): one
-/// 64-byte line per thread, written only by its thread, read by the fault driver.
+/// 64-byte line per thread, written only by its thread, read by the fault driver; then one line
+/// the fault driver writes: the total at which the threads hold until the next fault is in.
 final class SoakProgressBoard: @unchecked Sendable {
   private let base: UnsafeMutableRawPointer
   private let length: Int
@@ -237,7 +240,7 @@ final class SoakProgressBoard: @unchecked Sendable {
   /// Maps `path` (created and sized when `create`).
   init(path: String, slots: Int, create: Bool) throws {
     self.slots = slots
-    length = max(1, slots) * 64
+    length = (max(1, slots) + 1) * 64
     let fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0o600)
     guard fd >= 0 else { throw SoakError("open \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -259,6 +262,22 @@ final class SoakProgressBoard: @unchecked Sendable {
   /// Records that the thread of `slot` completed `count` I/Os.
   func store(slot: Int, _ count: Int) {
     counter(slot).pointee.store(UInt64(count), ordering: .relaxed)
+  }
+
+  /// The fault driver's line: threads hold while the total is at least this (0 in a new board:
+  /// they hold until the driver sets it).
+  private var holdLine: UnsafeMutablePointer<Atomic<UInt64>> {
+    (base + slots * 64).assumingMemoryBound(to: Atomic<UInt64>.self)
+  }
+
+  /// The fault driver: threads hold once the total reaches `total` (`.max`: never).
+  func hold(at total: UInt64) { holdLine.pointee.store(total, ordering: .releasing) }
+
+  /// A soak thread after each I/O: stores its count, then waits (sleeping) while the next fault is
+  /// due and not yet injected, so that a late fault driver does not fall behind the workers.
+  func completed(slot: Int, _ count: Int) {
+    store(slot: slot, count)
+    while UInt64(total) >= holdLine.pointee.load(ordering: .acquiring) { usleep(100) }
   }
 
   /// Completed I/Os of each slot.
