@@ -214,7 +214,9 @@ public enum MultiProcessSoak {
     let slots = configuration.processes * configuration.threads
     let board = try SoakProgressBoard(
       path: runDirectory.appendingPathComponent("progress").path, slots: slots, create: true)
-    board.hold(at: schedule.faults.first.map { UInt64($0.atIO + FaultDriver.slack) } ?? .max)
+    // Half the distance between two faults: the workers hold only for a driver that far behind.
+    let slack = max(16, configuration.ios / max(1, configuration.faults + 1) / 2)
+    board.hold(at: schedule.faults.first.map { UInt64($0.atIO + slack) } ?? .max)
     let firstGeneration = UInt64.random(in: 1...(1 << 23)) << 40
     let start = DispatchTime.now()
     var workers: [ChildProcess] = []
@@ -242,7 +244,8 @@ public enum MultiProcessSoak {
         + "\(configuration.depth)")
 
     // 4. The fault driver, and progress.
-    let driver = FaultDriver(schedule: schedule, directory: mockDirectory, board: board, depth: configuration.depth)
+    let driver = FaultDriver(
+      schedule: schedule, directory: mockDirectory, board: board, depth: configuration.depth, slack: slack)
     driver.start()
     var lastTotal = -1
     var lastChange = DispatchTime.now()
@@ -518,9 +521,9 @@ struct ServedLayout {
 
 /// Injects a schedule's faults into a served mock through its control socket, each once the
 /// workers completed its number of I/Os, on its own thread. The workers hold (sleeping) once they
-/// are `slack` I/Os past the next fault's point until it is in, so that a driver slowed down by a
-/// loaded machine injects every fault at its point instead of falling behind (and missing the
-/// last faults when the workers finish first).
+/// are `slack` I/Os (half the distance between two faults) past the next fault's point until it is
+/// in, so that a driver slowed down by a loaded machine cannot fall behind by more than that (and
+/// miss the last faults when the workers finish first); a driver on time never holds them.
 ///
 /// `resetsSeen` counts the adapter resets some worker had to recover from: those after which a
 /// worker thread completed more than `depth` I/Os (the board's counts read once the reset's control
@@ -542,9 +545,10 @@ final class FaultDriver: Sendable {
   private let state = Mutex<(injected: [String: Int], total: Int, seen: Int, problems: [String])>(([:], 0, 0, []))
 
   /// How far past a fault's point (I/Os in total) the workers go before they hold for it.
-  static let slack = 16
+  private let slack: Int
 
-  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard, depth: Int) {
+  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard, depth: Int, slack: Int) {
+    self.slack = slack
     self.schedule = schedule
     self.directory = directory
     self.board = board
@@ -571,7 +575,7 @@ final class FaultDriver: Sendable {
       // The workers go on until the schedule is done or the driver stops.
       defer { board.hold(at: .max) }
       for fault in schedule.faults {
-        board.hold(at: UInt64(fault.atIO + Self.slack))
+        board.hold(at: UInt64(fault.atIO + slack))
         while board.total < fault.atIO {
           if stopped.load(ordering: .acquiring) { return }
           if let before = pending, seen(since: before) { settle() }
@@ -590,6 +594,8 @@ final class FaultDriver: Sendable {
         }
         waitForFirstReset = false
       }
+      // The schedule is done: the workers go on to the end (the last reset is seen, or not, meanwhile).
+      board.hold(at: .max)
       while let before = pending, !seen(since: before), !stopped.load(ordering: .acquiring) { usleep(500) }
     }
     thread.name = "superpipe-soak-faults"
