@@ -13,18 +13,16 @@
 //     interface does not fail over; after `PhysicalLUN.verify(sense:)` for a UNIT ATTENTION; after
 //     `Context.recover()` for a capability violation). A fatal status, or a command still failing
 //     after 10 s, fails: a read is a failed I/O, a write is a failed I/O whose block is uncertain.
-//   - an adapter reset: the commands in flight are never completed and nothing reports them one
-//     by one. `pollCompletions` throws `.adapterReset` once nothing completes (and `submitRead` /
-//     `submitWrite` throw it before submitting); the thread calls `Context.recover()`, and when
-//     that re-created the context (`.contextReset`) every tag it had not seen completed is lost
-//     (the new channel reuses the tag numbers): each is resubmitted as it was (a write with the
-//     same generation, so whether or not the lost one landed, the block holds that generation or
-//     the acknowledged one before it).
-//   - a context reset after a command timeout (IOARRIN / sq_ctx_reset bit 0): the library does it
-//     only for the synchronous and async paths' timeouts, and does not report the low-level
-//     commands it aborted; this thread's context has no such I/O, so it cannot happen here. A
-//     command the thread sees nothing of for 10 s (no completion, no fault) is reported as a
-//     problem and failed.
+//   - an adapter reset: `pollCompletions` throws `.adapterReset` once nothing completes (and
+//     `submitRead` / `submitWrite` throw it before submitting); the thread calls
+//     `Context.recover()`. The commands that were in flight on the old channel and will never
+//     complete then come back from `pollCompletions`, each tag once, as `.commandLost` (also when
+//     another thread's I/O recovered the context, or a context reset after a timeout aborted
+//     them); each is resubmitted as it was (a write with the same generation, so whether or not
+//     the lost one landed, the block holds that generation or the acknowledged one before it).
+//     Tags carry the channel's generation (the new channel reuses slot numbers), so the thread
+//     keys its commands by the whole tag. A command the thread sees nothing of for 10 s (no
+//     completion, no fault) is reported as a problem and failed.
 // A block has at most one command in flight (a write or a read): no two writes to one block
 // overlap, and a read never races a write to its block, so the ledger's rule is unchanged.
 
@@ -71,8 +69,9 @@ enum QueuedSoakThread {
     let buffers = AlignedBuffer(count: depth * blockSize)
     var freeBuffers = Array((0..<depth).reversed())
     var busy = [Bool](repeating: false, count: ledger.count)
-    // In flight, by tag (tags are slot numbers below the queue depth).
-    var inFlight = [Command?](repeating: nil, count: max(depth, context.ioConfiguration.queueDepth))
+    // In flight, by tag (slot number and channel generation).
+    var inFlight: [IOTag: Command] = [:]
+    inFlight.reserveCapacity(2 * max(depth, context.ioConfiguration.queueDepth))
     var inFlightCount = 0
     var waiting: [Command] = []  // to resubmit
     var reported: [(IOTag, Result<Void, SuperpipeError>)] = []
@@ -100,23 +99,18 @@ enum QueuedSoakThread {
       tally.note("\(who) \(command.write ? "write" : "read") LBA \(lba) at depth \(depth): \(why)")
       finish(command)
     }
-    /// Everything in flight is lost (the context was re-created): resubmit it all.
-    func lostInFlight() {
-      for tag in inFlight.indices {
-        guard var command = inFlight[tag] else { continue }
-        inFlight[tag] = nil
-        command.notBefore = 0
-        waiting.append(command)
-        tally.lostInFlight.add(1, ordering: .relaxed)
-      }
-      inFlightCount = 0
+    /// The library reported `command` lost (`.commandLost`: it will never complete): resubmit it.
+    func lost(_ command: Command) {
+      var command = command
+      command.notBefore = 0
+      waiting.append(command)
+      tally.lostInFlight.add(1, ordering: .relaxed)
     }
     /// `Context.recover()`: true when the thread can go on.
     func recover(_ why: String) -> Bool {
       do {
         if case .contextReset = try context.recover() {
           tally.applicationRecoveries.add(1, ordering: .relaxed)
-          lostInFlight()
           lastProgress = MonotonicNanoseconds.now
         }
         return true
@@ -159,12 +153,12 @@ enum QueuedSoakThread {
           command.write
           ? try lun.submitWrite(at: lba, from: UnsafeRawBufferPointer(slice(command.buffer)))
           : try lun.submitRead(at: lba, into: slice(command.buffer))
-        if let earlier = inFlight[Int(tag.rawValue)] {
+        if let earlier = inFlight[tag] {
           // The library handed out a slot whose command it has not reported.
           fail(earlier, "its tag \(tag) was handed out again before its completion was reported")
           inFlightCount -= 1
         }
-        inFlight[Int(tag.rawValue)] = command
+        inFlight[tag] = command
         inFlightCount += 1
         return .submitted
       } catch where error.code == .adapterReset {
@@ -226,11 +220,10 @@ enum QueuedSoakThread {
         break run
       }
       for (tag, result) in reported {
-        guard let command = inFlight[Int(tag.rawValue)] else {
+        guard let command = inFlight.removeValue(forKey: tag) else {
           tally.note("\(who): a completion for tag \(tag), which is not in flight")
           continue
         }
-        inFlight[Int(tag.rawValue)] = nil
         inFlightCount -= 1
         switch result {
         case .success:
@@ -242,6 +235,7 @@ enum QueuedSoakThread {
             tally.record(verdict, ledger: ledger, index: command.index, sweep: false, who: who)
           }
           finish(command)
+        case .failure(let error) where error.code == .commandLost: lost(command)
         case .failure(let error): failed(command, error)
         }
       }
@@ -264,7 +258,7 @@ enum QueuedSoakThread {
     }
     // Whatever is left failed (the thread stopped on an error the ledger cannot settle). Their
     // commands may still complete into `buffers`, which therefore live until the sweep is done.
-    for command in inFlight.compactMap({ $0 }) + waiting { fail(command, "still in flight when the thread stopped") }
+    for command in Array(inFlight.values) + waiting { fail(command, "still in flight when the thread stopped") }
     SoakThread.sweep(lun, ledger: &ledger, tally: tally, who: who)
     _ = buffers.count
   }
