@@ -23,6 +23,9 @@ let package = Package(
     .library(name: "Superpipe", targets: ["Superpipe"]),
     // The mock CXL Flash adapter (driver and AFU emulation), for applications to test against.
     .library(name: "SuperpipeMock", targets: ["SuperpipeMock"]),
+    // Opt-in export of Superpipe's I/O statistics to swift-metrics (Docs/statistics.md): a product
+    // of its own, so that an application that does not use swift-metrics does not link it.
+    .library(name: "SuperpipeMetrics", targets: ["SuperpipeMetrics"]),
     .executable(name: "superpipectl", targets: ["superpipectl"]),
     // capiflash's C block API (capiblock.h) served by Superpipe: libcflsh_block.so, `-lcflsh_block`
     // (Docs/capiblock.md). Links SuperpipeMock, so C programs reach a mock through SUPERPIPE_MOCK.
@@ -37,6 +40,8 @@ let package = Package(
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    // SuperpipeMetrics only (and MetricsTestKit in the tests).
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     // Documentation only: `swift package generate-documentation` (Scripts/build-docs.sh). A
@@ -59,6 +64,12 @@ let package = Package(
         "CSuperpipeCounters",
         .product(name: "SystemPackage", package: "swift-system"),
       ],
+      swiftSettings: strictSwift
+    ),
+    // StatisticsExporter: copies `IOStatistics` snapshots into swift-metrics counters and gauges.
+    .target(
+      name: "SuperpipeMetrics",
+      dependencies: ["Superpipe", .product(name: "CoreMetrics", package: "swift-metrics")],
       swiftSettings: strictSwift
     ),
     // Installs the mock client as the device backend at process start when SUPERPIPE_MOCK is set.
@@ -189,6 +200,7 @@ let package = Package(
         "superpipectl", "superpipe-bench",
         "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),
+        "SuperpipeMetrics", .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: testSwift
     ),
