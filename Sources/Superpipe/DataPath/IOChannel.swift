@@ -263,7 +263,11 @@ final class IOChannel: @unchecked Sendable {
     }
     pollerWord.deallocate()
     threadDone.deallocate()
-    for index in 0..<depth { if let owner = owners[index] { Unmanaged<IOCounters>.fromOpaque(owner).release() } }
+    // Low-level commands never reported (lost with the retired channel): no longer in progress.
+    for index in 0..<depth {
+      guard let owner = owners[index] else { continue }
+      Unmanaged<IOCounters>.fromOpaque(owner).takeRetainedValue().requestEnded()
+    }
     owners.deallocate()
   }
 

@@ -249,7 +249,7 @@ public struct IOStatistics: Sendable, Hashable, Codable {
   public var timeouts: UInt64 = 0
   /// Commands a context reset aborted (they were re-issued).
   public var aborts: UInt64 = 0
-  /// Waits that found the adapter fd hung up (the adapter, or the mock serving it, went away).
+  /// Waits that found the adapter fd hung up (the adapter, or the process serving it, went away).
   public var adapterGone: UInt64 = 0
   /// Commands re-issued by the recovery loop (`num_retries`).
   public var retries: UInt64 = 0
@@ -282,7 +282,7 @@ public struct IOStatistics: Sendable, Hashable, Codable {
   /// An all-zero snapshot.
   public init() {}
 
-  /// READ(16) and WRITE(16) commands issued.
+  /// Every command issued: READ(16), WRITE(16) and WRITE SAME(16).
   public var commands: UInt64 { reads + writes + writeSames }
 }
 
