@@ -125,7 +125,8 @@ final class IOChannel: @unchecked Sendable {
   static let sleeperOffset = hostUse + 12
   /// the context-reset epoch the command was prepared in;
   static let epochOffset = hostUse + 16
-  /// (64 bits) when a low-level command whose latency is timed was submitted (monotonic ns), else 0.
+  /// (64 bits) when a command whose latency is timed was submitted (monotonic ns), else 0 (set
+  /// for low-level commands and the pieces of a split request; the others keep it on the stack).
   static let startedOffset = hostUse + 24
 
   let window: MappedWindow
@@ -453,10 +454,18 @@ final class IOChannel: @unchecked Sendable {
   /// `owner`; `started`: when a timed command was issued (its latency is counted when
   /// `completions(_:)` reports it), 0 when not timed.
   func markUserOwned(_ index: Int32, started: Int64, owner: IOCounters) {
-    (slot(index) + Self.startedOffset).storeBytes(of: started, as: Int64.self)
+    setStarted(index, started)
     owners[Int(index)] = Unmanaged.passRetained(owner).toOpaque()
     ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 1)
   }
+
+  /// Records when a timed command was issued (0: not timed), in the slot's host_use area.
+  func setStarted(_ index: Int32, _ started: Int64) {
+    (slot(index) + Self.startedOffset).storeBytes(of: started, as: Int64.self)
+  }
+
+  /// When the command in `index` was issued, if it is timed, else 0.
+  func started(_ index: Int32) -> Int64 { (slot(index) + Self.startedOffset).load(as: Int64.self) }
 
   /// Counts a low-level command's completion in the context's and its handle's statistics (its
   /// opcode and blocks from the slot's CDB; its latency when it was timed). `now` is read from
@@ -469,11 +478,11 @@ final class IOChannel: @unchecked Sendable {
     counters.completed(opcode, blocks: blocks, status: status)
     owner?.completed(opcode, blocks: blocks, status: status)
     owner?.requestEnded()
-    let started = (slot(index) + Self.startedOffset).load(as: Int64.self)
-    guard started != 0 else { return }
+    let issued = started(index)
+    guard issued != 0 else { return }
     if now == 0 { now = MonotonicClock.now() }
-    counters.latency(since: started, now: now)
-    owner?.latency(since: started, now: now)
+    counters.latency(since: issued, now: now)
+    owner?.latency(since: issued, now: now)
   }
 
   // MARK: Submission

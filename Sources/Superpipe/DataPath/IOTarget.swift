@@ -169,7 +169,6 @@ struct IOTarget: Sendable {
     }
     // Several commands: keep up to the queue depth in flight, complete in submission order.
     try withUnsafeTemporaryAllocation(of: Int32.self, capacity: channel.depth) { (inflight) throws(SuperpipeError) in
-      try withUnsafeTemporaryAllocation(of: Int64.self, capacity: channel.depth) { (starts) throws(SuperpipeError) in
       var head = 0
       var count = 0
       var submitted: UInt64 = 0
@@ -186,7 +185,7 @@ struct IOTarget: Sendable {
           }
           let pieceBlocks = min(maxBlocks, total - submitted)
           let offset = Int(submitted) * blockSize
-          starts[(head + count) % inflight.count] = issuing(opcode)
+          channel.setStarted(index, issuing(opcode))
           channel.submit(
             index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
             dataAddress: UInt64(UInt(bitPattern: address + offset)), dataLength: UInt32(Int(pieceBlocks) * blockSize),
@@ -197,7 +196,6 @@ struct IOTarget: Sendable {
         }
         guard count > 0 else { break }
         let index = inflight[head]
-        let started = starts[head]
         head = (head + 1) % inflight.count
         count -= 1
         let range = channel.commandRange(index)
@@ -208,6 +206,7 @@ struct IOTarget: Sendable {
           continue
         }
         let status = channel.status(index)
+        let started = channel.started(index)
         channel.release(index)
         core.flightRecorder.record(opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks, status: status)
         tally(opcode, blocks: UInt64(range.blocks), status: status, started: started)
@@ -218,7 +217,6 @@ struct IOTarget: Sendable {
         }
       }
       if let firstError { throw firstError }
-      }
     }
   }
 

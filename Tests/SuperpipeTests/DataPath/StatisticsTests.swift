@@ -72,6 +72,24 @@ struct StatisticsTests {
     mock.expectNoLeaks()
   }
 
+  @Test("a request split at max_xfer: one command per piece, each counted and timed")
+  func splitRequest() throws {
+    try Self.onContext { _, context in
+      context.sampleLatency(every: 1)
+      try context.withPhysicalLUN { lun in
+        let blocks = lun.maxTransferBlocks + 3
+        let buffer = AlignedBuffer(count: blocks * lun.blockSize)
+        try lun.write(at: 0, from: buffer.readOnly)
+        try lun.read(at: 0, into: buffer.bytes)
+        let s = lun.statistics
+        #expect(s.writes == 2 && s.reads == 2 && s.commands == 4, "\(s)")
+        #expect(s.blocksWritten == UInt64(blocks) && s.blocksRead == UInt64(blocks))
+        #expect(s.latency.count == 4 && s.maxActive == 1 && s.activeRequests == 0, "requests, not commands: \(s)")
+        #expect(context.statistics.maxActive == 2, "both pieces in flight together")
+      }
+    }
+  }
+
   @Test("errors by class: medium, hardware, retryable AFU and BUSY statuses, transport errors per port")
   func errorsByClass() throws {
     try Self.onContext { mock, context in
