@@ -6,6 +6,8 @@
 //          never writes, holds the slot's completion word (host_use[0] low 32 bits: 0 in flight,
 //          1 done) and its abandoned flag (high 32 bits).
 //   rrq:   `depth` u64 response-queue entries (never fewer than commands outstanding).
+// Ordinary memory on hardware; a device backend standing in for the adapter may provide it (memory
+// it shares with the process that plays the adapter: `RegisterStoreHandler.allocateCommandMemory`).
 //
 // Submission: take a free slot and a unit of command room (both bounded: wait, or report
 // would-block), fill the IOARCB, zero the IOASA, store its address to IOARRIN. Slots and room are
@@ -207,14 +209,11 @@ final class IOChannel: @unchecked Sendable {
     depth = max(1, min(configuration.queueDepth, 4096))
     owners = .allocate(capacity: depth)
     owners.initialize(repeating: nil, count: depth)
-    slots = UnsafeMutableRawPointer.allocate(byteCount: depth * Self.slotSize, alignment: 128)
-    slots.initializeMemory(as: UInt8.self, repeating: 0, count: depth * Self.slotSize)
-    rrq = UnsafeMutablePointer<UInt64>.allocate(capacity: depth)
-    rrq.initialize(repeating: 0, count: depth)
+    // Command memory: ordinary memory, or memory a stand-in adapter provides (nothing on hardware).
+    slots = window.allocateCommandMemory(byteCount: depth * Self.slotSize, alignment: 128)
+    rrq = window.allocateCommandMemory(byteCount: depth * 8, alignment: 64).bindMemory(to: UInt64.self, capacity: depth)
     if submissionQueueMode {
-      let ring = UnsafeMutableRawPointer.allocate(byteCount: (depth + 1) * 64, alignment: 128)
-      ring.initializeMemory(as: UInt8.self, repeating: 0, count: (depth + 1) * 64)
-      submissionQueue = ring
+      submissionQueue = window.allocateCommandMemory(byteCount: (depth + 1) * 64, alignment: 128)
     } else {
       submissionQueue = nil
     }
@@ -257,9 +256,9 @@ final class IOChannel: @unchecked Sendable {
     if quiet {
       window.withdrawCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
       if let ring = submissionQueue { window.withdrawCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
-      slots.deallocate()
-      rrq.deallocate()
-      submissionQueue?.deallocate()
+      window.deallocateCommandMemory(slots, byteCount: depth * Self.slotSize)
+      window.deallocateCommandMemory(UnsafeMutableRawPointer(rrq), byteCount: depth * 8)
+      if let ring = submissionQueue { window.deallocateCommandMemory(ring, byteCount: (depth + 1) * 64) }
       zeroBlock.deallocate()
     }
     pollerWord.deallocate()

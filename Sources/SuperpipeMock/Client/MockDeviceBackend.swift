@@ -135,7 +135,9 @@ final class MockClientBackend: DeviceBackend {
 /// `MockControlPage.noRoomFlag` and the AFU answers it with PERM_ERR_CMDROOM. When the AFU engine
 /// runs in this process, the storing thread runs the command itself (no thread switch) unless the
 /// engine's thread is idle and takes it, and command memory the library declares is read and
-/// written directly by the engine.
+/// written directly by the engine. When the mock runs in another process, the library's command
+/// memory comes from the memfd's command arena (MockCommandArena.swift), which the mock reads and
+/// writes with plain loads and stores too.
 final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   let control: MockControlPage
   /// The in-process engine serving this window, looked up once.
@@ -143,11 +145,16 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   /// The same, for every store without reference counting (`inlineEngine` keeps it alive).
   private let engine: Unmanaged<AFUEngine>?
 
-  init(control: MockControlPage) {
+  /// Served by another process: the adapter fd's command arena (nil in-process, where the engine
+  /// reads ordinary memory directly).
+  let arena: MockCommandArena?
+
+  init(control: MockControlPage, memory: CInt) {
     self.control = control
     let engine = MockInlineEngines.engine(control.engineID)
     self.inlineEngine = engine
     self.engine = (engine as? AFUEngine).map { Unmanaged.passUnretained($0) }
+    arena = engine == nil ? MockCommandArenas.arena(memory: memory, control: control) : nil
   }
 
   func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer) {
@@ -173,6 +180,21 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   /// Withdraws a declaration before the memory is freed.
   func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {
     inlineEngine?.withdrawCommandMemory(memory)
+  }
+
+  /// Served by another process: command memory in the arena the mock shares (nil when it is
+  /// full, or in-process).
+  func allocateCommandMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  {
+    arena?.allocate(byteCount: byteCount, alignment: alignment)
+  }
+
+  /// Frees arena memory; false for memory that is not the arena's.
+  func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer)
+    -> Bool
+  {
+    arena?.deallocate(memory) ?? false
   }
 
   /// cmd_room falls at the IOARRIN write; false when there was no room.

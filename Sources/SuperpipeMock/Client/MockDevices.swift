@@ -60,6 +60,7 @@ enum MockDevices {
     let removed = registry.withLock { $0.removeValue(forKey: fd) }
     if case .adapter(let memory, let control)? = removed?.kind {
       _ = Glibc.munmap(control.base, Int(CCXL_MMIO_SIZE))
+      MockCommandArenas.forget(memory: memory)
       _ = Glibc.close(memory)
     }
   }
@@ -305,6 +306,6 @@ enum MockDevices {
     let address = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0)
     if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
     guard let address else { return .failure(.invalidArgument) }
-    return .success(MappedRegisters(base: address, stores: MockRegisterStores(control: control)))
+    return .success(MappedRegisters(base: address, stores: MockRegisterStores(control: control, memory: memory)))
   }
 }
