@@ -23,6 +23,9 @@ let package = Package(
     .library(name: "Superpipe", targets: ["Superpipe"]),
     // The mock CXL Flash adapter (driver and AFU emulation), for applications to test against.
     .library(name: "SuperpipeMock", targets: ["SuperpipeMock"]),
+    // Opt-in export of Superpipe's I/O statistics to swift-metrics (Docs/statistics.md): a product
+    // of its own, so that an application that does not use swift-metrics does not link it.
+    .library(name: "SuperpipeMetrics", targets: ["SuperpipeMetrics"]),
     .executable(name: "superpipectl", targets: ["superpipectl"]),
     // capiflash's C block API (capiblock.h) served by Superpipe: libcflsh_block.so, `-lcflsh_block`
     // (Docs/capiblock.md). Links SuperpipeMock, so C programs reach a mock through SUPERPIPE_MOCK.
@@ -39,6 +42,8 @@ let package = Package(
     // swift-log: the library's Logger (a context's recovery and control ioctls) and the CLI's.
     // 1.11: the tests' capturing handler implements LogHandler.log(event:).
     .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
+    // SuperpipeMetrics only (and MetricsTestKit in the tests).
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     // Documentation only: `swift package generate-documentation` (Scripts/build-docs.sh). A
@@ -63,6 +68,12 @@ let package = Package(
         // swift-log: the Logger an application may hand a context (recovery and control ioctls only).
         .product(name: "Logging", package: "swift-log"),
       ],
+      swiftSettings: strictSwift
+    ),
+    // StatisticsExporter: copies `IOStatistics` snapshots into swift-metrics counters and gauges.
+    .target(
+      name: "SuperpipeMetrics",
+      dependencies: ["Superpipe", .product(name: "CoreMetrics", package: "swift-metrics")],
       swiftSettings: strictSwift
     ),
     // Installs the mock client as the device backend at process start when SUPERPIPE_MOCK is set.
@@ -194,6 +205,7 @@ let package = Package(
         "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),
         .product(name: "Logging", package: "swift-log"),
+        "SuperpipeMetrics", .product(name: "MetricsTestKit", package: "swift-metrics"),
       ],
       swiftSettings: testSwift
     ),

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# Builds the API reference (DocC) of the Superpipe and SuperpipeMock modules and fails on any
+# Builds the API reference (DocC) of the Superpipe, SuperpipeMock and SuperpipeMetrics modules and fails on any
 # warning: a broken symbol link in an article or a doc comment, a parameter documented that does
 # not exist or one that is missing next to documented ones. Then checks that every public symbol of
-# both modules has a doc comment, that every function and initializer with parameters documents
+# the modules has a doc comment, that every function and initializer with parameters documents
 # them (`- Parameter`/`- Parameters:`) and that every throwing one says what it throws (`- Throws:`).
 #
-#   Scripts/build-docs.sh            # both modules; archives in .build/plugins/Swift-DocC/outputs
+#   Scripts/build-docs.sh            # every module; archives in .build/plugins/Swift-DocC/outputs
 #
 # The archives can be served with `swift package --disable-sandbox preview-documentation --target
 # Superpipe` or turned into a static site with `--transform-for-static-hosting`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-modules=(Superpipe SuperpipeMock)
+modules=(Superpipe SuperpipeMock SuperpipeMetrics)
 status=0
 for module in "${modules[@]}"; do
   log=$(mktemp)

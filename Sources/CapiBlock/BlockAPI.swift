@@ -249,7 +249,11 @@ public func cblk_get_stats(_ id: Int32, _ stats: UnsafeMutablePointer<chunk_stat
   }
 }
 
-/// The chunk's counters, with the recovery counters of its context.
+/// The chunk's counters (its calls: reads, writes and their async forms, what is in progress and
+/// the high-water marks, blocks, failed requests, no free command), with its handle's statistics
+/// (Superpipe's `IOStatistics`, counted by the library's data path and recovery loop): retries,
+/// timeouts, FC errors and link downs and no-logins per port, check conditions, AFU
+/// errors, adapter resets, context resets, failovers. Docs/statistics.md has the table.
 func chunkStats(_ chunk: Chunk) throws(CError) -> chunk_stats_t {
   chunk.lock.lock()
   defer { chunk.lock.unlock() }
@@ -257,15 +261,32 @@ func chunkStats(_ chunk: Chunk) throws(CError) -> chunk_stats_t {
   stats.num_retries = chunk.reissues
   stats.num_timeouts = chunk.timeouts
   if let target = chunk.target, chunk.ownerPID == ProcessID.current {
-    let recovery = target.box.context.recoveryStatistics
-    stats.num_retries += UInt64(recovery.retries)
-    stats.num_timeouts += UInt64(recovery.timeouts)
-    stats.num_reset_contexts = UInt64(recovery.recoveries)
-    stats.num_capi_adap_resets = UInt64(recovery.recoveries)
-    stats.num_path_fail_overs = UInt64(recovery.failovers)
+    fill(&stats, from: target.statistics)
   }
   stats.max_transfer_size = chunk.maxTransfer
   return stats
+}
+
+/// The `chunk_stats_t` fields that a handle's `IOStatistics` has a meaning for (retries and
+/// timeouts added to the chunk's own; `num_no_cmd_room` stays the chunk's: its async engine
+/// counts the same refusals the library counts in `noCommandRoom`).
+func fill(_ stats: inout chunk_stats_t, from handle: IOStatistics) {
+  stats.num_retries += handle.retries
+  stats.num_timeouts += handle.timeouts
+  stats.num_fc_errors = handle.transportErrors
+  stats.num_port0_linkdowns = handle.ports[0].linkDowns
+  stats.num_port1_linkdowns = handle.ports[1].linkDowns
+  stats.num_port0_no_logins = handle.ports[0].noLogins
+  stats.num_port1_no_logins = handle.ports[1].noLogins
+  stats.num_port0_fc_errors = handle.ports[0].transportErrors
+  stats.num_port1_fc_errors = handle.ports[1].transportErrors
+  stats.num_cc_errors = handle.checkConditions
+  stats.num_afu_errors = handle.afuErrors
+  stats.num_capi_adap_resets = handle.adapterResets
+  // capiflash resets its context after an adapter reset too: both kinds count.
+  stats.num_reset_contexts = handle.contextResets + handle.recoveries
+  stats.num_reset_contxt_fails = handle.contextResetFailures
+  stats.num_path_fail_overs = handle.failovers
 }
 
 @_cdecl("cblk_get_attrs")

@@ -59,6 +59,8 @@ protocol LUNTarget: AnyObject, Sendable {
   func verify(_ sense: SenseData) throws(SuperpipeError)
   var maxTransferBlocks: Int { get }
   var pathCount: Int { get }
+  /// The handle's I/O statistics (with its context's resets and recoveries), for cblk_get_stats.
+  var statistics: IOStatistics { get }
 }
 
 /// `LUNTarget.submit` for either kind of handle.
@@ -93,6 +95,7 @@ final class PhysicalTarget: LUNTarget {
   { try submitCommand(lun, operation, lba, buffer, blocks) }
   func verify(_ sense: SenseData) throws(SuperpipeError) { try lun.verify(sense: sense) }
   var pathCount: Int { lun.paths.count }
+  var statistics: IOStatistics { lun.statistics }
   /// The LUN's size in blocks (refreshed by DK_CXLFLASH_VERIFY).
   func blocks() throws(SuperpipeError) -> UInt64 { try lun.verify() &+ 1 }
 }
@@ -126,6 +129,7 @@ final class VirtualTarget: LUNTarget {
   { try submitCommand(lun, operation, lba, buffer, blocks) }
   func verify(_ sense: SenseData) throws(SuperpipeError) { try lun.verify(sense: sense) }
   var pathCount: Int { 1 }
+  var statistics: IOStatistics { lun.statistics }
   var allocatedBlocks: UInt64 { lun.blocks }
   func resize(_ blocks: UInt64) throws(SuperpipeError) -> UInt64 { try lun.resize(toBlocks: blocks) }
 }

@@ -338,6 +338,17 @@ public func cblk_cg_get_stats(_ id: Int32, _ stats: UnsafeMutablePointer<chunk_s
       total.num_capi_adap_resets += one.num_capi_adap_resets
       total.num_reset_contexts += one.num_reset_contexts
       total.num_path_fail_overs += one.num_path_fail_overs
+      total.num_no_cmd_room += one.num_no_cmd_room
+      total.num_fc_errors += one.num_fc_errors
+      total.num_port0_linkdowns += one.num_port0_linkdowns
+      total.num_port1_linkdowns += one.num_port1_linkdowns
+      total.num_port0_no_logins += one.num_port0_no_logins
+      total.num_port1_no_logins += one.num_port1_no_logins
+      total.num_port0_fc_errors += one.num_port0_fc_errors
+      total.num_port1_fc_errors += one.num_port1_fc_errors
+      total.num_cc_errors += one.num_cc_errors
+      total.num_afu_errors += one.num_afu_errors
+      total.num_reset_contxt_fails += one.num_reset_contxt_fails
     }
     stats.pointee = total
     return 0

@@ -305,6 +305,9 @@ static int test_stats(void) {
     CHECK(s.num_act_reads == 0 && s.num_act_writes == 0 && s.num_act_areads == 0 && s.num_act_awrites == 0);
     CHECK(s.max_num_act_reads == 1 && s.max_num_act_writes == 1 && s.max_num_act_areads == 1);
     CHECK(s.num_errors == 0 && s.num_cache_hits == 0 && s.num_capi_adap_resets == 0);
+    /* filled from the handle's statistics (the 0xff fill would show a field left out) */
+    CHECK(s.num_fc_errors == 0 && s.num_cc_errors == 0 && s.num_afu_errors == 0 && s.num_retries == 0);
+    CHECK(s.num_port0_linkdowns == 0 && s.num_port1_no_logins == 0 && s.num_reset_contexts == 0);
     CHECK_ERR(cblk_get_stats(v, NULL, 0), EINVAL);
     CHECK(cblk_close(v, 0) == 0);
     return 0;
@@ -644,6 +647,8 @@ static int test_async_retry(void) {
     }
     chunk_stats_t s = stats_of(v);
     CHECK(s.num_errors == 0 && s.num_retries >= 5);
+    /* counted by the library's data path: the 4 AFU errors, the UNIT ATTENTION (a CHECK CONDITION) */
+    CHECK(s.num_afu_errors == 4 && s.num_cc_errors == 1 && s.num_fc_errors == 0);
     snprintf(file, sizeof file, "%s/inject-fatal", marker);
     say("inject-fatal");
     wait_for_file(file);
@@ -652,6 +657,7 @@ static int test_async_retry(void) {
     CHECK(status == EIO);
     s = stats_of(v);
     CHECK(s.num_errors == 1 && s.num_act_areads == 0);
+    CHECK(s.num_cc_errors == 2 && s.num_afu_errors == 4);
     CHECK(cblk_close(v, 0) == 0);
     free(w); free(r);
     return 0;

@@ -53,12 +53,14 @@ struct APIHygieneTests {
   }
 
   @Test(
-    "the modules a client sees through the public API: SystemPackage (Errno), Logging (Logger) and the lock's two for Superpipe, Foundation (URL) and Superpipe for SuperpipeMock",
+    "the modules a client sees through the public API: SystemPackage (Errno), Logging (Logger) and the lock's two for Superpipe, Foundation (URL) and Superpipe for SuperpipeMock, CoreMetrics and Superpipe for SuperpipeMetrics",
     arguments: [
       // Synchronization and CSuperpipeCounters: the package's inlinable lock; Logging: the Logger
       // a context takes (Docs/api-design.md).
       ("Sources/Superpipe", Set(["SystemPackage", "Synchronization", "CSuperpipeCounters", "Logging"])),
       ("Sources/SuperpipeMock", Set(["Foundation", "Superpipe", "SystemPackage"])),
+      // The exporter's API names swift-metrics' MetricsFactory and Superpipe's IOStatistics and handles.
+      ("Sources/SuperpipeMetrics", Set(["CoreMetrics", "Superpipe"])),
     ])
   func publicImports(_ directory: String, _ allowed: Set<String>) throws {
     for (path, text) in try Self.sources(directory) {

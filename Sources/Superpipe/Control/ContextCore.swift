@@ -56,6 +56,8 @@ final class ContextCore: Sendable {
   let recovery = RecoveryState()
   /// The last commands of this context.
   let flightRecorder = FlightRecorder()
+  /// The context's I/O statistics (`Context.statistics`).
+  let counters = IOCounters()
   /// Streams handed out by `recoveryEvents()`, finished when the context is detached.
   let eventContinuations = Mutex<[AsyncStream<RecoveryEvent>.Continuation]>([])
   /// The application's logger (`Context.init`'s; disabled when it handed none): control ioctls
@@ -294,7 +296,8 @@ final class ContextCore: Sendable {
       }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
-        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode), serial: serial)
+        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode), serial: serial,
+        counters: counters)
       serial &+= 1
       _ = io.exchange(channel)
       return channel
@@ -444,6 +447,7 @@ extension ContextCore {
       let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
       if let failure { throw failure }
       guard current == generation else { return }  // someone else recovered
+      counters.add(.adapterResets)
       recovery.emit(.adapterResetDetected)
       let outcome = try retryingWithBackoff { (_) throws(SuperpipeError) in
         try recover()
@@ -468,6 +472,7 @@ extension ContextCore {
       recovery.advanceGeneration()
       if case .contextReset(let previous, let current) = outcome {
         recovery.count { $0.recoveries += 1 }
+        counters.add(.recoveries)
         recovery.emit(.recovered(previous: previous, current: current))
       }
     }
@@ -479,7 +484,11 @@ extension ContextCore {
     let channel = io.current
     let done: Bool = recovery.serial.withLock { _ in
       guard recovery.generation == generation, let channel else { return true }
-      guard channel.resetContext() else { return false }
+      guard channel.resetContext() else {
+        counters.add(.contextResetFailures)
+        return false
+      }
+      counters.add(.contextResets)
       recovery.advanceGeneration()
       return true
     }

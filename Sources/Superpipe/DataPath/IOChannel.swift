@@ -125,8 +125,11 @@ final class IOChannel: @unchecked Sendable {
   static let userOwnedOffset = hostUse + 8
   /// a synchronous waiter sleeps on the done word (the harvester wakes it);
   static let sleeperOffset = hostUse + 12
-  /// the context-reset epoch the command was prepared in.
+  /// the context-reset epoch the command was prepared in;
   static let epochOffset = hostUse + 16
+  /// (64 bits) when a command whose latency is timed was submitted (monotonic ns), else 0 (set
+  /// for low-level commands and the pieces of a split request; the others keep it on the stack).
+  static let startedOffset = hostUse + 24
 
   let window: MappedWindow
   let adapterFD: CInt
@@ -192,17 +195,27 @@ final class IOChannel: @unchecked Sendable {
   private var hasThread = false
   /// The process that created the channel (and its thread): a child after fork() has no thread.
   private let ownerPID = Syscall.processID()
+  /// The context's statistics (command room high-water mark, no-room events, low-level completions).
+  let counters: IOCounters
+  /// The command room at setup: `roomCapacity - room` commands are in the adapter's hands.
+  private let roomCapacity: Int
+  /// Per slot, the counters (`Unmanaged<IOCounters>`, retained) of the handle that submitted a
+  /// low-level command, released when `completions(_:)` reports it. Host memory only.
+  private let owners: UnsafeMutablePointer<UnsafeMutableRawPointer?>
 
   init(
     window: MappedWindow, adapterFD: CInt, contextID: UInt16, configuration: IOConfiguration,
-    submissionQueueMode: Bool = false, serial: UInt32 = 0
+    submissionQueueMode: Bool = false, serial: UInt32 = 0, counters: IOCounters
   ) {
+    self.counters = counters
     self.window = window
     self.adapterFD = adapterFD
     self.contextID = contextID
     self.serial = serial
     self.configuration = configuration
     depth = max(1, min(configuration.queueDepth, 4096))
+    owners = .allocate(capacity: depth)
+    owners.initialize(repeating: nil, count: depth)
     // Command memory: ordinary memory, or memory a stand-in adapter provides (nothing on hardware).
     slots = window.allocateCommandMemory(byteCount: depth * Self.slotSize, alignment: 128)
     rrq = window.allocateCommandMemory(byteCount: depth * 8, alignment: 64).bindMemory(to: UInt64.self, capacity: depth)
@@ -227,7 +240,8 @@ final class IOChannel: @unchecked Sendable {
         completedUser: Self.emptyList(capacity: depth), lostUser: Self.emptyList(capacity: depth),
         waiters: Array(repeating: nil, count: depth),
         deadlines: Array(repeating: 0, count: depth)))
-    self.room.store(room == .max ? depth : min(depth, Int(room)), ordering: .relaxed)
+    roomCapacity = room == .max ? depth : min(depth, Int(room))
+    self.room.store(roomCapacity, ordering: .relaxed)
     // A stand-in adapter may read IOARCBs and write IOASAs there directly (nothing on hardware).
     window.declareCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
     if let ring = submissionQueue { window.declareCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
@@ -259,6 +273,12 @@ final class IOChannel: @unchecked Sendable {
     pollerWord.deallocate()
     threadDone.deallocate()
     userWord.deallocate()
+    // Low-level commands never reported (lost with the retired channel): no longer in progress.
+    for index in 0..<depth {
+      guard let owner = owners[index] else { continue }
+      Unmanaged<IOCounters>.fromOpaque(owner).takeRetainedValue().requestEnded()
+    }
+    owners.deallocate()
   }
 
   /// Context reset (spec 7.2 ioarrin / sq_ctx_reset): the adapter aborts every command of the
@@ -363,8 +383,12 @@ final class IOChannel: @unchecked Sendable {
       giveRoom(1)
       return nil
     }
+    counters.raiseHighWater(UInt64(max(0, roomCapacity - units + 1)))
     return index
   }
+
+  /// Commands in the adapter's hands now: taken a unit of command room, not yet harvested.
+  var commandsInFlight: Int { max(0, roomCapacity - room.load(ordering: .relaxed)) }
 
   /// Gives `units` of command room back, never above the depth.
   private func giveRoom(_ units: Int) {
@@ -381,6 +405,7 @@ final class IOChannel: @unchecked Sendable {
   /// discipline: ends with a slot, a fault, or the command timeout.
   func acquire() throws(SuperpipeError) -> Int32 {
     if let index = tryAcquire() { return index }
+    counters.add(.noCommandRoom)
     var pacer = WaitPacer(self)
     while true {
       if let index = tryAcquire() { return index }
@@ -428,11 +453,18 @@ final class IOChannel: @unchecked Sendable {
         completedUserCount.store(0, ordering: .releasing)
         return counts
       }
+      var now: Int64 = 0
       for position in 0..<completedCount + lostCount {
         let index = reported[position]
-        let lost = position >= completedCount
-        if !lost { ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0) }
-        body(index, lost ? nil : status(index))
+        if position >= completedCount {
+          lostCommandEnded(index)
+          body(index, nil)
+        } else {
+          ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
+          let status = status(index)
+          countCompletion(index, status: status, now: &now)
+          body(index, status)
+        }
         release(index)
       }
       return completedCount + lostCount
@@ -460,12 +492,18 @@ final class IOChannel: @unchecked Sendable {
       }
       return completed
     }
+    var now: Int64 = 0
     for index in completed {
       ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
-      body(index, status(index))
+      let status = status(index)
+      countCompletion(index, status: status, now: &now)
+      body(index, status)
       release(index)
     }
-    for index in lost { body(index, nil) }
+    for index in lost {
+      lostCommandEnded(index)
+      body(index, nil)
+    }
   }
 
   /// Whether any low-level command is outstanding or waiting to be reported.
@@ -500,8 +538,49 @@ final class IOChannel: @unchecked Sendable {
     userWaiters.wrappingSubtract(1, ordering: .relaxed)
   }
 
-  /// Marks a slot as submitted through the low-level interface.
-  func markUserOwned(_ index: Int32) { ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 1) }
+
+  /// Marks a slot as submitted through the low-level interface by the handle whose counters are
+  /// `owner`; `started`: when a timed command was issued (its latency is counted when
+  /// `completions(_:)` reports it), 0 when not timed.
+  func markUserOwned(_ index: Int32, started: Int64, owner: IOCounters) {
+    setStarted(index, started)
+    owners[Int(index)] = Unmanaged.passRetained(owner).toOpaque()
+    ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 1)
+  }
+
+  /// Records when a timed command was issued (0: not timed), in the slot's host_use area.
+  func setStarted(_ index: Int32, _ started: Int64) {
+    (slot(index) + Self.startedOffset).storeBytes(of: started, as: Int64.self)
+  }
+
+  /// When the command in `index` was issued, if it is timed, else 0.
+  func started(_ index: Int32) -> Int64 { (slot(index) + Self.startedOffset).load(as: Int64.self) }
+
+  /// Counts a low-level command's completion in the context's and its handle's statistics (its
+  /// opcode and blocks from the slot's CDB; its latency when it was timed). `now` is read from
+  /// the clock once, by the first timed command.
+  private func countCompletion(_ index: Int32, status: CommandStatus, now: inout Int64) {
+    let opcode = slot(index).load(as: sisl_ioarcb.self).cdb.0
+    let blocks = UInt64(commandRange(index).blocks)
+    let owner = owners[Int(index)].map { Unmanaged<IOCounters>.fromOpaque($0).takeRetainedValue() }
+    owners[Int(index)] = nil
+    counters.completed(opcode, blocks: blocks, status: status)
+    owner?.completed(opcode, blocks: blocks, status: status)
+    owner?.requestEnded()
+    let issued = started(index)
+    guard issued != 0 else { return }
+    if now == 0 { now = MonotonicClock.now() }
+    counters.latency(since: issued, now: now)
+    owner?.latency(since: issued, now: now)
+  }
+
+  /// A low-level command reported lost: it no longer counts as in progress for its handle (it
+  /// did not complete, so it is not counted as a read or write).
+  private func lostCommandEnded(_ index: Int32) {
+    guard let owner = owners[Int(index)] else { return }
+    owners[Int(index)] = nil
+    Unmanaged<IOCounters>.fromOpaque(owner).takeRetainedValue().requestEnded()
+  }
 
   // MARK: Submission
 

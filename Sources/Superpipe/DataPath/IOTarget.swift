@@ -142,6 +142,8 @@ struct IOTarget: Sendable {
   func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    counters.requestStarted()
+    defer { counters.requestEnded() }
     var loop = RecoveryLoop(split: total > UInt64(maxTransferBlocks))
     while true {
       let handle = loop.begin(self)
@@ -183,6 +185,7 @@ struct IOTarget: Sendable {
           }
           let pieceBlocks = min(maxBlocks, total - submitted)
           let offset = Int(submitted) * blockSize
+          channel.setStarted(index, issuing(opcode))
           channel.submit(
             index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
             dataAddress: UInt64(UInt(bitPattern: address + offset)), dataLength: UInt32(Int(pieceBlocks) * blockSize),
@@ -203,8 +206,10 @@ struct IOTarget: Sendable {
           continue
         }
         let status = channel.status(index)
+        let started = channel.started(index)
         channel.release(index)
         core.flightRecorder.record(opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks, status: status)
+        tally(opcode, blocks: UInt64(range.blocks), status: status, started: started)
         if !status.isSuccess, status.retryClass != .none {
           firstError = firstError ?? failure(opcode, status)
         } else {
@@ -220,6 +225,7 @@ struct IOTarget: Sendable {
     _ channel: IOChannel, opcode: UInt8, lba: UInt64, blocks: UInt64, address: UnsafeMutableRawPointer, handle: UInt32
   ) throws(SuperpipeError) {
     let index = try channel.acquire()
+    let started = issuing(opcode)
     channel.submit(
       index, opcode: opcode, lba: lba, blocks: UInt32(blocks), handle: handle,
       dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(Int(blocks) * blockSize),
@@ -228,6 +234,7 @@ struct IOTarget: Sendable {
     let status = channel.status(index)
     channel.release(index)
     core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: UInt32(blocks), status: status)
+    tally(opcode, blocks: blocks, status: status, started: started)
     if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
   }
 
@@ -251,6 +258,8 @@ struct IOTarget: Sendable {
       throw SuperpipeError(code: .invalidIORequest, operation: operationName(opcode), device: device, message: "block size above 4096")
     }
     try checkRange(lba: lba, blocks: count, opcode: opcode)
+    counters.requestStarted()
+    defer { counters.requestEnded() }
     var loop = RecoveryLoop(split: count > UInt64(UInt32.max))
     while true {
       let handle = loop.begin(self)
@@ -271,6 +280,7 @@ struct IOTarget: Sendable {
     while done < count {
       let piece = min(count - done, UInt64(UInt32.max))
       let index = try channel.acquire()
+      let started = issuing(opcode)
       channel.submit(
         index, opcode: opcode, cdbFlags: unmap ? UInt8(CCXL_SCSI_WRITE_SAME_UNMAP) : 0, lba: lba + done,
         blocks: UInt32(piece), handle: handle, dataAddress: UInt64(UInt(bitPattern: channel.zeroBlock)),
@@ -279,6 +289,7 @@ struct IOTarget: Sendable {
       let status = channel.status(index)
       channel.release(index)
       core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba + done, blocks: UInt32(piece), status: status)
+      tally(opcode, blocks: piece, status: status, started: started)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
       completed.add(lba + done..<lba + done + piece)
       done += piece
@@ -291,6 +302,8 @@ struct IOTarget: Sendable {
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) async throws(SuperpipeError) {
     let opcode = write ? Self.write16 : Self.read16
     let total = try blocks(lba: lba, byteCount: byteCount, opcode: opcode)
+    counters.requestStarted()
+    defer { counters.requestEnded() }
     var loop = RecoveryLoop(split: total > UInt64(maxTransferBlocks))
     while true {
       let handle = loop.begin(self)
@@ -314,6 +327,7 @@ struct IOTarget: Sendable {
     while submitted < total {
       let pieceBlocks = min(UInt64(maxTransferBlocks), total - submitted)
       let index = try await acquireAsync(channel)
+      let started = issuing(opcode)
       channel.submit(
         index, opcode: opcode, lba: lba + submitted, blocks: UInt32(pieceBlocks), handle: handle,
         dataAddress: UInt64(UInt(bitPattern: address + Int(submitted) * blockSize)),
@@ -335,6 +349,7 @@ struct IOTarget: Sendable {
       channel.release(index)
       core.flightRecorder.record(
         opcode: opcode, handle: handle, lba: lba + submitted, blocks: UInt32(pieceBlocks), status: status)
+      tally(opcode, blocks: pieceBlocks, status: status, started: started)
       if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
       completed.add(lba + submitted..<lba + submitted + pieceBlocks)
       submitted += pieceBlocks
@@ -345,6 +360,7 @@ struct IOTarget: Sendable {
   /// yields while spinning, then suspends for 20 µs to 1 ms at a time.
   private func acquireAsync(_ channel: IOChannel) async throws(SuperpipeError) -> Int32 {
     if let index = channel.tryAcquire() { return index }
+    channel.counters.add(.noCommandRoom)
     var pacer = IOChannel.WaitPacer(channel)
     while true {
       if let index = channel.tryAcquire() { return index }
@@ -378,12 +394,14 @@ struct IOTarget: Sendable {
       index = try channel.acquire()
     } else {
       guard let free = channel.tryAcquire() else {
+        channel.counters.add(.noCommandRoom)
         throw SuperpipeError(
           code: .wouldBlock, operation: operationName(opcode), device: device, message: "the command queue is full")
       }
       index = free
     }
-    channel.markUserOwned(index)
+    counters.requestStarted()
+    channel.markUserOwned(index, started: issuing(opcode), owner: counters)
     channel.submit(
       index, opcode: opcode, lba: lba, blocks: UInt32(total), handle: handle,
       dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(byteCount), hostWrite: write)
@@ -469,12 +487,15 @@ extension IOTarget {
         }
       } else {
         for index in slots { channel.release(index) }
+        channel.counters.add(.noCommandRoom)
         throw SuperpipeError(code: .wouldBlock, operation: "submitBatch", device: device, message: "the command queue is full")
       }
     }
     for (position, request) in requests.enumerated() {
       let index = slots[position]
-      channel.markUserOwned(index)
+      counters.requestStarted()
+      channel.markUserOwned(
+        index, started: issuing(request.operation == .write ? Self.write16 : Self.read16), owner: counters)
       channel.prepare(
         index, opcode: request.operation == .write ? Self.write16 : Self.read16, lba: request.lba,
         blocks: blocks[position], handle: handle, dataAddress: UInt64(UInt(bitPattern: request.buffer.baseAddress!)),
@@ -552,8 +573,11 @@ final class PathSet: Sendable {
   }
 }
 
-/// A handle's last LBA, shared by the handle and its I/O target (updated by an automatic VERIFY).
+/// A handle's last LBA, shared by the handle and its I/O target (updated by an automatic VERIFY),
+/// and the handle's I/O statistics (kept here so that the data path reaches them through a
+/// reference it already holds).
 final class HandleSize: Sendable {
+  let counters = IOCounters()
   private let value: Atomic<UInt64>
   init(_ lastLBA: UInt64) { value = Atomic(lastLBA) }
   var lastLBA: UInt64 { value.load(ordering: .acquiring) }
@@ -585,8 +609,10 @@ extension IOTarget {
   {
     let recovery = core.recovery
     let (failure, policy) = recovery.shared.withLock { ($0.failure, $0.policy) }
+    tally(attemptFailed: error.code)
     func giveUp(_ error: SuperpipeError) -> SuperpipeError {
       recovery.count { $0.failedIOs += 1 }
+      tally(.failedRequests)
       var error = error
       error.flightRecord = core.flightRecorder.snapshot()
       return error
@@ -614,6 +640,7 @@ extension IOTarget {
       // Bounded by time, not by commandRetries: fail over, or wait for a link.
       let delay = try failOverOrWait(error, status: status, policy: policy, retry: &retry, giveUp: giveUp)
       recovery.count { $0.retries += 1 }
+      tally(.retries)
       return delay
     }
     var delay = Duration.zero
@@ -648,9 +675,11 @@ extension IOTarget {
           // and re-issue; the unit attention, if still pending, comes back and is verified then.
           try core.recoverOnce(observed: generation, after: error)
           recovery.count { $0.retries += 1 }
+          tally(.retries)
           return delay
         }
         recovery.count { $0.verifies += 1 }
+        tally(.verifies)
         recovery.emit(.verified(handle: used, sense: sense))
         if size.exchange(lastLBA) != lastLBA { recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
       case .retry:
@@ -665,6 +694,7 @@ extension IOTarget {
       throw giveUp(error)
     }
     recovery.count { $0.retries += 1 }
+    tally(.retries)
     return delay
   }
 
@@ -682,6 +712,7 @@ extension IOTarget {
       // each move: a failover is reported when I/O leaves a path that was working.
       if let next = paths.failover(from: retry.path), retry.linkWaitStart == nil {
         recovery.count { $0.failovers += 1 }
+        tally(.failovers)
         recovery.emit(.pathFailover(from: paths.paths[retry.path], to: paths.paths[next], status: status))
       }
       return .zero  // re-issue at once on the (now) active path
