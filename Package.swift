@@ -36,7 +36,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.0"),
-    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    // swift-log: the library's Logger (a context's recovery and control ioctls) and the CLI's.
+    // 1.11: the tests' capturing handler implements LogHandler.log(event:).
+    .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
     // Tests only: BasicContainers' noncopyable UniqueArray, to show handles kept in one.
     .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     // Documentation only: `swift package generate-documentation` (Scripts/build-docs.sh). A
@@ -58,6 +60,8 @@ let package = Package(
         "CCXLFlash",
         "CSuperpipeCounters",
         .product(name: "SystemPackage", package: "swift-system"),
+        // swift-log: the Logger an application may hand a context (recovery and control ioctls only).
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strictSwift
     ),
@@ -189,6 +193,7 @@ let package = Package(
         "superpipectl", "superpipe-bench",
         "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: testSwift
     ),

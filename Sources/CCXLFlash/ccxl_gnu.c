@@ -104,6 +104,22 @@ ssize_t ccxl_process_vm_write(pid_t pid, const void *local, void *remote, size_t
 	return process_vm_writev(pid, &l, 1, &r, 1, 0);
 }
 
+ssize_t ccxl_process_vm_write_ranges(pid_t pid, void *const *local, void *const *remote, const size_t *lengths,
+				     int count) {
+	struct iovec l[256], r[256];
+	if (count < 0 || count > 256) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int i = 0; i < count; i++) {
+		l[i].iov_base = local[i];
+		l[i].iov_len = lengths[i];
+		r[i].iov_base = remote[i];
+		r[i].iov_len = lengths[i];
+	}
+	return process_vm_writev(pid, l, (unsigned long)count, r, (unsigned long)count, 0);
+}
+
 int ccxl_futex_wait(const void *word, unsigned int expected, long long timeout_ns) {
 	struct timespec timeout;
 	struct timespec *pointer = NULL;

@@ -114,6 +114,9 @@ final class AsyncEngine: @unchecked Sendable {
     var token: UInt64 = 0
     /// When the command is given up on (monotonic ns).
     var deadline: UInt64 = 0
+    /// The channel the command was submitted on (`IOTag.generation`): a report for the same slot
+    /// of another channel (a lost command of a retired one) is not this command's.
+    var generation: UInt32 = 0
   }
 
   /// Guards everything below (so the properties skip Swift's dynamic exclusivity checks).
@@ -265,7 +268,8 @@ final class AsyncEngine: @unchecked Sendable {
       reissueLost()
     }
     slots[index] = Slot(
-      chunk: .passUnretained(chunk), record: record, token: currentToken, deadline: monotonicNow() &+ timeoutNanoseconds)
+      chunk: .passUnretained(chunk), record: record, token: currentToken, deadline: monotonicNow() &+ timeoutNanoseconds,
+      generation: tag.generation)
     live += 1
     wakeReaper()
     return .submitted
@@ -388,8 +392,10 @@ final class AsyncEngine: @unchecked Sendable {
   /// sent to the slow path.
   private func dispatch(_ tag: IOTag, _ result: Result<Void, SuperpipeError>) {
     let index = Int(tag.rawValue)
-    // Not ours any more (given up on after a loss or the timeout): the completion is dropped.
-    guard index >= 0, index < slots.count, let chunk = slots[index].chunk else { return }
+    // Not ours any more (given up on after a loss or the timeout), or a report of a retired
+    // channel's command in a slot now reused: dropped.
+    guard index >= 0, index < slots.count, let chunk = slots[index].chunk, slots[index].generation == tag.generation
+    else { return }
     let record = slots[index].record
     slots[index].chunk = nil
     live -= 1

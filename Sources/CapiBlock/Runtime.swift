@@ -138,7 +138,8 @@ func errnoValue(_ error: SuperpipeError) -> Int32 {
   case .outOfMemory, .tooManyHandles: return ENOMEM
   case .permissionDenied: return EACCES
   case .noSuchDevice, .notCXLFlashDevice: return error.errno?.rawValue ?? ENODEV
-  case .commandFailed, .adapterReset, .adapterGone, .aborted, .deviceUnavailable, .noRegisterWindow, .ioError:
+  case .commandFailed, .adapterReset, .adapterGone, .aborted, .commandLost, .deviceUnavailable, .noRegisterWindow,
+    .ioError:
     return EIO
   default: return error.errno?.rawValue ?? EIO
   }

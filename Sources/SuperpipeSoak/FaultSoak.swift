@@ -1,5 +1,6 @@
 // The integrity soak under faults: several threads write LBA-stamped, checksummed blocks through
-// one context while a seeded fault schedule injects adapter resets, unit attentions and retryable
+// one context (at depth 1; at depth N each thread keeps N commands in flight through the low-level
+// interface on a context of its own, QueuedSoakThread.swift) while a seeded fault schedule injects adapter resets, unit attentions and retryable
 // command errors; reads verify as they go and a final sweep verifies every block. Passing means
 // every acknowledged write reads back intact and current, no read returned stale or torn data, and
 // no I/O failed (every injected fault is recoverable).
@@ -26,10 +27,13 @@ public struct SoakConfiguration: Sendable, Codable {
   public var threads: Int = 2
   /// Blocks each thread owns.
   public var blocksPerThread: Int = 4096
+  /// Commands each thread keeps in flight: 1, synchronous I/O on the one context; more, the
+  /// low-level submit/poll interface on a context of the thread's own (QueuedSoakThread.swift).
+  public var depth: Int = 1
   /// Directory for the mock (RAM-backed by default).
   public var directory: String = "/dev/shm"
 
-  /// The defaults: 100k I/Os, 25 faults, seed 1, 2 threads of 4096 blocks, /dev/shm.
+  /// The defaults: 100k I/Os, 25 faults, seed 1, 2 threads of 4096 blocks at depth 1, /dev/shm.
   public init() {}
 }
 
@@ -51,6 +55,12 @@ public struct SoakReport: Sendable, Codable {
   public var staleOrTorn: Int
   /// I/Os whose error reached the writer (must be 0: every injected fault is recoverable).
   public var failedIOs: Int
+  /// Depth > 1: commands resubmitted after a retryable status (the low-level interface does not
+  /// retry; also counted in `recovery.retries`).
+  public var resubmitted = 0
+  /// Depth > 1: commands lost in flight when `Context.recover()` re-created a context after an
+  /// adapter reset, and resubmitted.
+  public var lostInFlight = 0
   /// The first problems seen, if any.
   public var problems: [String]
   /// Wall time in seconds.
@@ -84,14 +94,35 @@ public enum FaultSoak {
     let lun = try context.openPhysicalLUN()
     let player = adapter.play(schedule)
     let tally = SoakTally(budget: configuration.ios)
+    let queued = Mutex<RecoveryStatistics?>(nil)
     DispatchQueue.concurrentPerform(iterations: configuration.threads) { thread in
       var ledger = BlockLedger(
         base: UInt64(thread * configuration.blocksPerThread), blocks: configuration.blocksPerThread)
       var random = SoakRandom(state: configuration.seed &+ UInt64(thread) &* 0x9E37_79B9)
-      SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: "thread \(thread)")
+      let who = "thread \(thread)"
+      guard configuration.depth > 1 else {
+        SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: who)
+        return
+      }
+      // The low-level interface: a context of the thread's own (pollCompletions reports all of a
+      // context's completions).
+      do throws(SuperpipeError) {
+        let own = try Context(lun: disk)
+        own.configureIO(IOConfiguration(queueDepth: max(16, configuration.depth), commandTimeout: .seconds(10)))
+        let ownLUN = try own.openPhysicalLUN()
+        QueuedSoakThread.run(
+          own, ownLUN, depth: configuration.depth, ledger: &ledger, random: &random, tally: tally, who: who)
+        let statistics = own.recoveryStatistics
+        queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
+        try ownLUN.release()
+        try own.detach()
+      } catch {
+        tally.failedIOs.add(1, ordering: .relaxed)
+        tally.note("\(who): its own context: \(error)")
+      }
     }
     player.stop()
-    let statistics = context.recoveryStatistics
+    let statistics = tally.withApplicationRecovery(queued.withLock { $0 } ?? context.recoveryStatistics)
     let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
     var kinds: [String: Int] = [:]
     for fault in schedule.faults.prefix(player.injectedCount) { kinds[fault.kind.rawValue, default: 0] += 1 }
@@ -99,6 +130,7 @@ public enum FaultSoak {
       configuration: configuration, ios: min(tally.claimed.load(ordering: .relaxed), configuration.ios),
       verifiedReads: tally.verifiedReads.load(ordering: .relaxed), faultsInjected: kinds, recovery: statistics,
       staleOrTorn: tally.violations, failedIOs: tally.failedIOs.load(ordering: .relaxed),
+      resubmitted: tally.resubmitted.load(ordering: .relaxed), lostInFlight: tally.lostInFlight.load(ordering: .relaxed),
       problems: tally.problems.withLock { $0 }, seconds: elapsed)
   }
 }

@@ -40,6 +40,9 @@ public struct MultiProcessSoakConfiguration: Sendable, Codable {
   public var seed: UInt64 = 1
   /// Blocks each thread owns.
   public var blocksPerThread = 4096
+  /// Commands each worker thread keeps in flight: 1, synchronous I/O on the worker's one context;
+  /// more, the low-level submit/poll interface on a context of the thread's own.
+  public var depth = 1
   /// Where the run's files go (the mock the soak starts, the progress board, the ledgers).
   public var directory = "/dev/shm"
   /// A mock already served by another process (its directory); nil: the soak serves its own.
@@ -91,6 +94,12 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var faultsScheduled: [String: Int]
   /// Faults injected, by kind (fewer than scheduled when the workers finished first).
   public var faultsInjected: [String: Int]
+  /// Injected adapter resets that some worker saw: a worker thread completed more than `depth`
+  /// I/Os after the reset and before the next fault, so one of them was submitted after the reset
+  /// and its context had to recover from it. Each seen reset has a recovery of its own (between it
+  /// and the next fault): `recovery.recoveries >= resetsSeen`. The first reset is always seen (the
+  /// fault driver waits for it); a later one followed by the next fault too soon is not counted.
+  public var resetsSeen = 0
   /// The served mock's directory.
   public var mockDirectory: String
   /// The process serving it.
@@ -111,6 +120,10 @@ public struct MultiProcessSoakReport: Sendable, Codable {
   public var lostWrites = 0
   /// I/Os whose error reached a worker's thread (every scheduled fault is recoverable).
   public var failedIOs = 0
+  /// Depth > 1: commands the workers resubmitted after a retryable status.
+  public var resubmitted = 0
+  /// Depth > 1: commands lost in flight when `Context.recover()` re-created a context, resubmitted.
+  public var lostInFlight = 0
   /// Contexts alive after their process detached or exited (workers' and the coordinator's).
   public var leakedContexts = 0
   /// The recovery counters of every worker's context, summed (nil when no worker reported).
@@ -201,6 +214,9 @@ public enum MultiProcessSoak {
     let slots = configuration.processes * configuration.threads
     let board = try SoakProgressBoard(
       path: runDirectory.appendingPathComponent("progress").path, slots: slots, create: true)
+    // Half the distance between two faults: the workers hold only for a driver that far behind.
+    let slack = max(16, configuration.ios / max(1, configuration.faults + 1) / 2)
+    board.hold(at: schedule.faults.first.map { UInt64($0.atIO + slack) } ?? .max)
     let firstGeneration = UInt64.random(in: 1...(1 << 23)) << 40
     let start = DispatchTime.now()
     var workers: [ChildProcess] = []
@@ -214,7 +230,8 @@ public enum MultiProcessSoak {
         blocksPerThread: configuration.blocksPerThread, ios: share, seed: configuration.seed,
         firstGeneration: firstGeneration, completion: index % 2 == 0 ? .polling : .interrupts,
         progressFile: runDirectory.appendingPathComponent("progress").path, progressSlot: index * configuration.threads,
-        progressSlots: slots, ledgerFile: runDirectory.appendingPathComponent("worker-\(index).ledger.json").path)
+        progressSlots: slots, ledgerFile: runDirectory.appendingPathComponent("worker-\(index).ledger.json").path,
+        depth: configuration.depth)
       let json = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
       workers.append(
         try ChildProcess(
@@ -222,10 +239,13 @@ public enum MultiProcessSoak {
           environment: [MockDeviceBackend.environmentVariable: mockDirectory.path], collectOutput: true))
     }
     let pids = workers.map { String($0.pid) }.joined(separator: ", ")
-    progress("soak: \(workers.count) workers (pids \(pids)), \(configuration.threads) threads each")
+    progress(
+      "soak: \(workers.count) workers (pids \(pids)), \(configuration.threads) threads each at queue depth "
+        + "\(configuration.depth)")
 
     // 4. The fault driver, and progress.
-    let driver = FaultDriver(schedule: schedule, directory: mockDirectory, board: board)
+    let driver = FaultDriver(
+      schedule: schedule, directory: mockDirectory, board: board, depth: configuration.depth, slack: slack)
     driver.start()
     var lastTotal = -1
     var lastChange = DispatchTime.now()
@@ -267,6 +287,7 @@ public enum MultiProcessSoak {
     report.seconds = Self.seconds(from: start, to: DispatchTime.now())
     driver.stop()
     report.faultsInjected = driver.injected
+    report.resetsSeen = driver.resetsSeen
     report.problems += driver.problems
 
     collect(workers, into: &report)
@@ -376,6 +397,8 @@ public enum MultiProcessSoak {
       report.tornReads += worker.tornReads
       report.lostWrites += worker.lostWrites
       report.failedIOs += worker.failedIOs
+      report.resubmitted += worker.resubmitted
+      report.lostInFlight += worker.lostInFlight
       report.leakedContexts += worker.leakedContexts
       if report.recovery == nil { report.recovery = worker.recovery } else { report.recovery?.add(worker.recovery) }
       report.problems += worker.problems.prefix(5)
@@ -497,36 +520,83 @@ struct ServedLayout {
 }
 
 /// Injects a schedule's faults into a served mock through its control socket, each once the
-/// workers completed its number of I/Os, on its own thread.
+/// workers completed its number of I/Os, on its own thread. The workers hold (sleeping) once they
+/// are `slack` I/Os (half the distance between two faults) past the next fault's point until it is
+/// in, so that a driver slowed down by a loaded machine cannot fall behind by more than that (and
+/// miss the last faults when the workers finish first); a driver on time never holds them.
+///
+/// `resetsSeen` counts the adapter resets some worker had to recover from: those after which a
+/// worker thread completed more than `depth` I/Os (the board's counts read once the reset's control
+/// request returned) before the next fault went in (or the run ended). A thread has at most `depth`
+/// commands started and not yet counted, so the last of those I/Os was submitted after the reset and
+/// could complete only once its context recovered, between this reset and the next fault: each seen
+/// reset has a recovery of its own, `recoveries >= resetsSeen`, however the faults and the workers
+/// interleave. A reset followed by the next fault before that (the driver runs behind the workers,
+/// or the reset came after the last I/O) may be covered by one recovery with the next, or need none,
+/// and is not counted. The driver waits for the first reset to be seen before going on, so a run
+/// with a reset has `resetsSeen >= 1`.
 final class FaultDriver: Sendable {
   private let schedule: SoakSchedule
   private let directory: URL
   private let board: SoakProgressBoard
+  private let depth: Int
   private let stopped = Atomic<Bool>(false)
   private let done = DispatchSemaphore(value: 0)
-  private let state = Mutex<(injected: [String: Int], total: Int, problems: [String])>(([:], 0, []))
+  private let state = Mutex<(injected: [String: Int], total: Int, seen: Int, problems: [String])>(([:], 0, 0, []))
 
-  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard) {
+  /// How far past a fault's point (I/Os in total) the workers go before they hold for it.
+  private let slack: Int
+
+  init(schedule: SoakSchedule, directory: URL, board: SoakProgressBoard, depth: Int, slack: Int) {
+    self.slack = slack
     self.schedule = schedule
     self.directory = directory
     self.board = board
+    self.depth = max(1, depth)
   }
 
   var injected: [String: Int] { state.withLock { $0.injected } }
   var injectedTotal: Int { state.withLock { $0.total } }
+  var resetsSeen: Int { state.withLock { $0.seen } }
   var problems: [String] { state.withLock { $0.problems } }
 
   func start() {
     let thread = Thread { [self] in
       defer { done.signal() }
+      // The board's counts just after the last adapter reset, until it was seen or the next fault
+      // went in.
+      var pending: [Int]?
+      var waitForFirstReset = true
+      func settle() {
+        if let before = pending, seen(since: before) { state.withLock { $0.seen += 1 } }
+        pending = nil
+      }
+      defer { settle() }
+      // The workers go on until the schedule is done or the driver stops.
+      defer { board.hold(at: .max) }
       for fault in schedule.faults {
+        board.hold(at: UInt64(fault.atIO + slack))
         while board.total < fault.atIO {
           if stopped.load(ordering: .acquiring) { return }
+          if let before = pending, seen(since: before) { settle() }
           usleep(500)
         }
         if stopped.load(ordering: .acquiring) { return }
-        inject(fault)
+        settle()
+        guard inject(fault), fault.kind == .adapterReset else { continue }
+        pending = board.counts
+        // The first reset is waited for (the workers not held meanwhile), so that a run with a
+        // reset shows a recovery.
+        if waitForFirstReset { board.hold(at: .max) }
+        while waitForFirstReset, let before = pending, !seen(since: before) {
+          if stopped.load(ordering: .acquiring) { return }
+          usleep(200)
+        }
+        waitForFirstReset = false
       }
+      // The schedule is done: the workers go on to the end (the last reset is seen, or not, meanwhile).
+      board.hold(at: .max)
+      while let before = pending, !seen(since: before), !stopped.load(ordering: .acquiring) { usleep(500) }
     }
     thread.name = "superpipe-soak-faults"
     thread.start()
@@ -538,24 +608,31 @@ final class FaultDriver: Sendable {
     done.wait()
   }
 
-  private func inject(_ fault: SoakFault) {
+  /// Whether a thread completed more than `depth` I/Os since the board showed `before`.
+  private func seen(since before: [Int]) -> Bool {
+    zip(board.counts, before).contains { $0 - $1 > depth }
+  }
+
+  /// Sends the fault's requests; false when one failed (recorded as a problem).
+  private func inject(_ fault: SoakFault) -> Bool {
     for (step, request) in fault.requests.enumerated() {
       if step > 0, fault.kind == .linkBounce { usleep(useconds_t(fault.milliseconds * 1000)) }
       do {
         let reply = try MockAdapter.sendControl(request, directory: directory)
         guard reply.ok else {
           state.withLock { $0.problems.append("fault \(fault): \(request.fault.rawValue) refused: \(reply.message)") }
-          return
+          return false
         }
       } catch {
         state.withLock { $0.problems.append("fault \(fault): \(request.fault.rawValue): \(error)") }
-        return
+        return false
       }
     }
     state.withLock {
       $0.injected[fault.kind.rawValue, default: 0] += 1
       $0.total += 1
     }
+    return true
   }
 }
 

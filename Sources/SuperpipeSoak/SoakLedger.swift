@@ -122,6 +122,15 @@ final class SoakTally: Sendable {
   let sweptBlocks = Atomic<Int>(0)
   /// I/Os whose error reached the thread.
   let failedIOs = Atomic<Int>(0)
+  /// Depth > 1 (the low-level interface, whose recovery is the application's): commands
+  /// resubmitted after a retryable status.
+  let resubmitted = Atomic<Int>(0)
+  /// Depth > 1: commands lost in flight when `Context.recover()` re-created the context, resubmitted.
+  let lostInFlight = Atomic<Int>(0)
+  /// Depth > 1: `Context.recover()` calls that re-created the context.
+  let applicationRecoveries = Atomic<Int>(0)
+  /// Depth > 1: `verify(sense:)` calls answering a UNIT ATTENTION.
+  let applicationVerifies = Atomic<Int>(0)
   let problems = Mutex<[String]>([])
   /// I/Os the soak may issue.
   let budget: Int
@@ -153,6 +162,16 @@ final class SoakTally: Sendable {
       let what = sweep ? "lost write" : "stale read"
       note("\(who) LBA \(lba): generation \(ledger.describe(found)), \(expected) (\(what))")
     }
+  }
+
+  /// `statistics` (the contexts' counters) with the soak's own recovery at depth > 1 added as the
+  /// library counts its own: recoveries, verifies, retries (resubmissions).
+  func withApplicationRecovery(_ statistics: RecoveryStatistics) -> RecoveryStatistics {
+    var statistics = statistics
+    statistics.recoveries += applicationRecoveries.load(ordering: .relaxed)
+    statistics.verifies += applicationVerifies.load(ordering: .relaxed)
+    statistics.retries += resubmitted.load(ordering: .relaxed)
+    return statistics
   }
 
   /// Violations counted so far.

@@ -2,7 +2,8 @@
 // other. It reaches the served mock through the device-backend client (SUPERPIPE_MOCK=DIR maps
 // /dev/sdX to the mock's nodes), attaches its own context, opens the LUN as a physical LUN through
 // every FC port's disk node (multipath), and runs its threads on its own region of the LUN with the
-// public API only. Each thread owns its blocks (SoakLedger.swift: the rule a read must satisfy),
+// public API only (at depth N > 1 each thread keeps N commands in flight through the low-level
+// interface on a context of its own, QueuedSoakThread.swift). Each thread owns its blocks (SoakLedger.swift: the rule a read must satisfy),
 // reports its completed I/Os on a shared-memory board the fault driver reads, and sweeps its blocks
 // at the end. The worker then releases the LUN, detaches, asks the mock which contexts of its
 // process are still alive (must be none), writes its ledger for the coordinator's sweep, and
@@ -50,13 +51,17 @@ public struct SoakWorkerPlan: Sendable, Codable {
   public var progressSlots: Int
   /// Where the worker writes its ledger for the coordinator's sweep.
   public var ledgerFile: String
+  /// Commands each thread keeps in flight: 1, synchronous I/O on the worker's one context; more,
+  /// the low-level submit/poll interface on a context of the thread's own.
+  public var depth: Int
 
-  /// A plan (every field given).
+  /// A plan (every field given; `depth` 1 by default).
   public init(
     index: Int, mockDirectory: String, disk: String, alternatePaths: [String], firstLBA: UInt64, threads: Int,
     blocksPerThread: Int, ios: Int, seed: UInt64, firstGeneration: UInt64, completion: CompletionMode,
-    progressFile: String, progressSlot: Int, progressSlots: Int, ledgerFile: String
+    progressFile: String, progressSlot: Int, progressSlots: Int, ledgerFile: String, depth: Int = 1
   ) {
+    self.depth = depth
     self.index = index
     self.mockDirectory = mockDirectory
     self.disk = disk
@@ -103,7 +108,12 @@ public struct SoakWorkerReport: Sendable, Codable {
   public var sweptBlocks: Int
   /// I/Os whose error reached a thread.
   public var failedIOs: Int
-  /// The context's recovery counters.
+  /// Depth > 1: commands resubmitted after a retryable status.
+  public var resubmitted: Int
+  /// Depth > 1: commands lost in flight when `Context.recover()` re-created a context, resubmitted.
+  public var lostInFlight: Int
+  /// The context's recovery counters (depth > 1: every thread's context, with the worker's own
+  /// `Context.recover()` calls, VERIFYs and resubmissions added).
   public var recovery: RecoveryStatistics
   /// Contexts of this process still alive in the mock after the detach (must be 0).
   public var leakedContexts: Int
@@ -134,19 +144,40 @@ public enum SoakWorker {
     let lun = try context.openPhysicalLUN(plan.disk, alternatePaths: plan.alternatePaths)
     let tally = SoakTally(budget: plan.ios)
     let ledgers = Mutex<[BlockLedger?]>(Array(repeating: nil, count: plan.threads))
+    let queued = Mutex<RecoveryStatistics?>(nil)
     DispatchQueue.concurrentPerform(iterations: plan.threads) { thread in
       var ledger = BlockLedger(
         base: plan.firstLBA + UInt64(thread * plan.blocksPerThread), blocks: plan.blocksPerThread,
         firstGeneration: plan.firstGeneration)
       var random = SoakRandom(state: plan.seed &+ UInt64(plan.index * 64 + thread + 1) &* 0x9E37_79B9_7F4A_7C15)
       let slot = plan.progressSlot + thread
-      SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: "worker \(plan.index) thread \(thread)")
-      {
-        board.store(slot: slot, $0)
+      let who = "worker \(plan.index) thread \(thread)"
+      defer { ledgers.withLock { $0[thread] = ledger } }
+      guard plan.depth > 1 else {
+        SoakThread.run(lun, ledger: &ledger, random: &random, tally: tally, who: who) {
+          board.completed(slot: slot, $0)
+        }
+        return
       }
-      ledgers.withLock { $0[thread] = ledger }
+      // The low-level interface: a context of the thread's own (pollCompletions reports all of a
+      // context's completions), opened through every path as the worker's.
+      do throws(SuperpipeError) {
+        let own = try Context(lun: plan.disk)
+        own.configureIO(IOConfiguration(queueDepth: max(16, plan.depth), completion: plan.completion))
+        let ownLUN = try own.openPhysicalLUN(plan.disk, alternatePaths: plan.alternatePaths)
+        QueuedSoakThread.run(
+          own, ownLUN, depth: plan.depth, ledger: &ledger, random: &random, tally: tally, who: who
+        ) { board.completed(slot: slot, $0) }
+        let statistics = own.recoveryStatistics
+        queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
+        try ownLUN.release()
+        try own.detach()
+      } catch {
+        tally.failedIOs.add(1, ordering: .relaxed)
+        tally.note("\(who): its own context: \(error)")
+      }
     }
-    let statistics = context.recoveryStatistics
+    let statistics = tally.withApplicationRecovery(queued.withLock { $0 } ?? context.recoveryStatistics)
     let activePath = lun.activePath
     var problems: [String] = []
     do throws(SuperpipeError) {
@@ -176,7 +207,8 @@ public enum SoakWorker {
       writes: tally.writes.load(ordering: .relaxed), verifiedReads: tally.verifiedReads.load(ordering: .relaxed),
       staleReads: tally.staleReads.load(ordering: .relaxed), tornReads: tally.tornReads.load(ordering: .relaxed),
       lostWrites: tally.lostWrites.load(ordering: .relaxed), sweptBlocks: tally.sweptBlocks.load(ordering: .relaxed),
-      failedIOs: tally.failedIOs.load(ordering: .relaxed), recovery: statistics, leakedContexts: leaked,
+      failedIOs: tally.failedIOs.load(ordering: .relaxed), resubmitted: tally.resubmitted.load(ordering: .relaxed),
+      lostInFlight: tally.lostInFlight.load(ordering: .relaxed), recovery: statistics, leakedContexts: leaked,
       activePath: activePath, problems: problems + tally.problems.withLock { $0 }, seconds: seconds)
   }
 }
@@ -198,7 +230,8 @@ extension SoakWorker {
 }
 
 /// Completed I/Os per soak thread, in a file every process of the soak maps (MAP_SHARED): one
-/// 64-byte line per thread, written only by its thread, read by the fault driver.
+/// 64-byte line per thread, written only by its thread, read by the fault driver; then one line
+/// the fault driver writes: the total at which the threads hold until the next fault is in.
 final class SoakProgressBoard: @unchecked Sendable {
   private let base: UnsafeMutableRawPointer
   private let length: Int
@@ -207,7 +240,7 @@ final class SoakProgressBoard: @unchecked Sendable {
   /// Maps `path` (created and sized when `create`).
   init(path: String, slots: Int, create: Bool) throws {
     self.slots = slots
-    length = max(1, slots) * 64
+    length = (max(1, slots) + 1) * 64
     let fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_TRUNC : 0), 0o600)
     guard fd >= 0 else { throw SoakError("open \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -230,6 +263,25 @@ final class SoakProgressBoard: @unchecked Sendable {
   func store(slot: Int, _ count: Int) {
     counter(slot).pointee.store(UInt64(count), ordering: .relaxed)
   }
+
+  /// The fault driver's line: threads hold while the total is at least this (0 in a new board:
+  /// they hold until the driver sets it).
+  private var holdLine: UnsafeMutablePointer<Atomic<UInt64>> {
+    (base + slots * 64).assumingMemoryBound(to: Atomic<UInt64>.self)
+  }
+
+  /// The fault driver: threads hold once the total reaches `total` (`.max`: never).
+  func hold(at total: UInt64) { holdLine.pointee.store(total, ordering: .releasing) }
+
+  /// A soak thread after each I/O: stores its count, then waits (sleeping) while the next fault is
+  /// due and not yet injected, so that a late fault driver does not fall behind the workers.
+  func completed(slot: Int, _ count: Int) {
+    store(slot: slot, count)
+    while UInt64(total) >= holdLine.pointee.load(ordering: .acquiring) { usleep(100) }
+  }
+
+  /// Completed I/Os of each slot.
+  var counts: [Int] { (0..<slots).map { Int(counter($0).pointee.load(ordering: .relaxed)) } }
 
   /// Completed I/Os over every slot.
   var total: Int {

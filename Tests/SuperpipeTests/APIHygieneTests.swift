@@ -53,10 +53,11 @@ struct APIHygieneTests {
   }
 
   @Test(
-    "the modules a client sees through the public API: SystemPackage (Errno) and the lock's two for Superpipe, Foundation (URL) and Superpipe for SuperpipeMock",
+    "the modules a client sees through the public API: SystemPackage (Errno), Logging (Logger) and the lock's two for Superpipe, Foundation (URL) and Superpipe for SuperpipeMock",
     arguments: [
-      // Synchronization and CSuperpipeCounters: the package's inlinable lock (Docs/api-design.md).
-      ("Sources/Superpipe", Set(["SystemPackage", "Synchronization", "CSuperpipeCounters"])),
+      // Synchronization and CSuperpipeCounters: the package's inlinable lock; Logging: the Logger
+      // a context takes (Docs/api-design.md).
+      ("Sources/Superpipe", Set(["SystemPackage", "Synchronization", "CSuperpipeCounters", "Logging"])),
       ("Sources/SuperpipeMock", Set(["Foundation", "Superpipe", "SystemPackage"])),
     ])
   func publicImports(_ directory: String, _ allowed: Set<String>) throws {

@@ -36,6 +36,12 @@ int ccxl_peer_credentials(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
 ssize_t ccxl_process_vm_read(pid_t pid, void *local, const void *remote, size_t length);
 ssize_t ccxl_process_vm_write(pid_t pid, const void *local, void *remote, size_t length);
 
+/* process_vm_writev(2) of count ranges in one call: lengths[i] bytes from local[i] to remote[i]
+ * (count <= 256). Returns the bytes written (the kernel stops at the first range it cannot write)
+ * or -1. */
+ssize_t ccxl_process_vm_write_ranges(pid_t pid, void *const *local, void *const *remote, const size_t *lengths,
+				     int count);
+
 /* futex(2) FUTEX_WAIT (shared, not private: the word may live in memory shared between
  * processes) with a relative timeout in nanoseconds (negative: none). */
 int ccxl_futex_wait(const void *word, unsigned int expected, long long timeout_ns);

@@ -1,4 +1,5 @@
 import CCXLFlash
+public import Logging
 import SystemPackage
 
 #if canImport(Glibc)
@@ -39,9 +40,19 @@ public struct Context: ~Copyable, Sendable {
   ///     must be in superpipe mode (`Superpipe.setMode(_:wwid:path:)`).
   ///   - access: The permissions of every resource handle the context will create.
   ///   - interrupts: AFU interrupts to request, 0...4 (4 on bare metal, 3 under PowerVM).
+  ///   - logger: Where the context logs (swift-log): each control ioctl the library issues for it
+  ///     (DK_CXLFLASH_ATTACH, USER_DIRECT, USER_VIRTUAL, VLUN_RESIZE, VLUN_CLONE, VERIFY,
+  ///     RECOVER_AFU, RELEASE, DETACH) at debug level, and each recovery step (adapter reset,
+  ///     recovery, VERIFY after a unit attention, re-issue, timeout, path failover, failure) at
+  ///     info level, with the context token, handle, disk node, ioctl and errno as metadata
+  ///     (Docs/recovery.md, "Logging"). Never on the I/O fast path: a successful I/O logs nothing.
+  ///     nil (the default): nothing is logged.
   /// - Throws: `SuperpipeError` (`.invalidArgument` for more than 4 interrupts, without an ioctl;
   ///   the driver's errors otherwise).
-  public init(lun path: String, access: AccessMode = .readWrite, interrupts: Int = 4) throws(SuperpipeError) {
+  public init(
+    lun path: String, access: AccessMode = .readWrite, interrupts: Int = 4, logger: Logger? = nil
+  ) throws(SuperpipeError) {
+    let logger = logger ?? LibraryLog.disabled
     let operation = CXLFlashIoctl.attach.name
     guard (0...Int(CCXL_MAX_INTERRUPTS)).contains(interrupts) else {
       throw SuperpipeError(
@@ -57,7 +68,7 @@ public struct Context: ~Copyable, Sendable {
     attach.hdr = DriverCall.diskHeader(flags: access.rawValue)
     attach.num_interrupts = UInt64(interrupts)
     do {
-      try DriverCall.issue(.attach, fd: fd, device: path, &attach)
+      try DriverCall.issue(.attach, fd: fd, device: path, &attach, log: IoctlLog(logger: logger, token: nil))
     } catch {
       _ = Syscall.close(fd)
       throw error
@@ -73,7 +84,7 @@ public struct Context: ~Copyable, Sendable {
       var detach = dk_cxlflash_detach()
       detach.hdr = DriverCall.diskHeader()
       detach.context_id = token.rawValue
-      try? DriverCall.issue(.detach, fd: fd, device: path, &detach)
+      try? DriverCall.issue(.detach, fd: fd, device: path, &detach, log: IoctlLog(logger: logger, token: token))
       _ = Syscall.close(adapterFD)
       _ = Syscall.close(fd)
       throw DriverCall.systemError("mmap", errno: errno, device: path)
@@ -83,7 +94,8 @@ public struct Context: ~Copyable, Sendable {
       state: .init(
         token: token, adapterFD: adapterFD, window: window,
         attachFlags: ReturnFlags(rawValue: attach.hdr.return_flags),
-        luns: [.init(path: path, fd: fd, geometry: geometry)]))
+        luns: [.init(path: path, fd: fd, geometry: geometry)]),
+      logger: logger)
   }
 
   deinit { core.detachAll() }
@@ -168,7 +180,7 @@ public struct Context: ~Copyable, Sendable {
     attach.num_interrupts = UInt64(core.interrupts)
     attach.context_id = token.rawValue
     do {
-      try DriverCall.issue(.attach, fd: fd, device: path, &attach)
+      try DriverCall.issue(.attach, fd: fd, device: path, &attach, log: core.ioctlLog(token))
     } catch {
       _ = Syscall.close(fd)
       throw error
@@ -204,7 +216,9 @@ public struct Context: ~Copyable, Sendable {
   {
     let operation = CXLFlashIoctl.userDirect.name
     let primary = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
-      try core.createHandle(path, for: operation, Self.userDirect)
+      try core.createHandle(path, for: operation) { (token, link) throws(SuperpipeError) in
+        try Self.userDirect(token, link, logger: core.logger)
+      }
     }
     var opened: [(path: String, handle: ResourceHandleID)] = [(primary.link.path, primary.handle)]
     func releaseOpened() {
@@ -219,13 +233,15 @@ public struct Context: ~Copyable, Sendable {
       }
       do throws(SuperpipeError) {
         let other = try core.retryingTransient(for: operation) { () throws(SuperpipeError) in
-          try core.createHandle(alternate, for: operation, Self.userDirect)
+          try core.createHandle(alternate, for: operation) { (token, link) throws(SuperpipeError) in
+            try Self.userDirect(token, link, logger: core.logger)
+          }
         }
         opened.append((other.link.path, other.handle))
         // Same LUN? VERIFY of the new handle through the primary path succeeds only then.
         let (token, _) = try core.link(primary.link.path, for: CXLFlashIoctl.verify.name)
         do throws(SuperpipeError) {
-          _ = try Self.verify(token: token, link: primary.link, handle: other.handle, sense: nil)
+          _ = try Self.verify(token: token, link: primary.link, handle: other.handle, sense: nil, logger: core.logger)
         } catch where error.code == .invalidRequest {
           throw SuperpipeError(
             code: .invalidArgument, operation: operation, errno: error.errno, device: alternate,
@@ -244,13 +260,14 @@ public struct Context: ~Copyable, Sendable {
   }
 
   /// USER_DIRECT through `link`: the handle and the LUN's last LBA.
-  private static func userDirect(_ token: ContextToken, _ link: ContextCore.LUNLink) throws(SuperpipeError)
-    -> (ResourceHandleID, UInt64)
+  private static func userDirect(_ token: ContextToken, _ link: ContextCore.LUNLink, logger: Logger)
+    throws(SuperpipeError) -> (ResourceHandleID, UInt64)
   {
     var direct = dk_cxlflash_udirect()
     direct.hdr = DriverCall.diskHeader()
     direct.context_id = token.rawValue
-    try DriverCall.issue(.userDirect, fd: link.fd, device: link.path, &direct)
+    let log = IoctlLog(logger: logger, token: token)
+    try DriverCall.issue(.userDirect, fd: link.fd, device: link.path, &direct, log: log)
     return (ResourceHandleID(rawValue: direct.rsrc_handle), direct.last_lba)
   }
 
@@ -280,7 +297,7 @@ public struct Context: ~Copyable, Sendable {
         virtual.hdr = DriverCall.diskHeader(flags: scrubOnRelease ? DK_CXLFLASH_UVIRTUAL_NEED_WRITE_SAME : 0)
         virtual.context_id = token.rawValue
         virtual.lun_size = blocks
-        try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual)
+        try DriverCall.issue(.userVirtual, fd: link.fd, device: link.path, &virtual, log: core.ioctlLog(token))
         return (ResourceHandleID(rawValue: virtual.rsrc_handle), (virtual.last_lba, virtual.hdr.return_flags))
       }
     }
@@ -308,7 +325,7 @@ public struct Context: ~Copyable, Sendable {
       clone.context_id_src = source.rawValue
       clone.context_id_dst = token.rawValue
       clone.adap_fd_src = UInt64(bitPattern: -1)
-      try DriverCall.issue(.vlunClone, fd: link.fd, device: link.path, &clone)
+      try DriverCall.issue(.vlunClone, fd: link.fd, device: link.path, &clone, log: core.ioctlLog(token))
     }
   }
 
@@ -325,7 +342,7 @@ public struct Context: ~Copyable, Sendable {
     -> VirtualLUN
   {
     let (token, link) = try core.link(path, for: CXLFlashIoctl.verify.name)
-    let lastLBA = try Self.verify(token: token, link: link, handle: handle, sense: nil)
+    let lastLBA = try Self.verify(token: token, link: link, handle: handle, sense: nil, logger: core.logger)
     return VirtualLUN(core: core, lunPath: link.path, handle: handle, lastLBA: lastLBA, flags: [], geometry: link.geometry)
   }
 
@@ -351,6 +368,10 @@ public struct Context: ~Copyable, Sendable {
   public func recover() throws(SuperpipeError) -> RecoveryOutcome {
     try core.recover()
   }
+
+  /// The logger the context was created with (`init(lun:access:interrupts:logger:)`); a no-op
+  /// logger when none was handed in.
+  public var logger: Logger { core.logger }
 
   /// How the data path reacts to failures (automatic recovery, retries, VERIFY on unit attention).
   public var recoveryPolicy: RecoveryPolicy {
@@ -379,9 +400,9 @@ public struct Context: ~Copyable, Sendable {
     return stream
   }
 
-  /// DK_CXLFLASH_VERIFY on one handle; returns last_lba.
+  /// DK_CXLFLASH_VERIFY on one handle; returns last_lba. Logged to `logger` (the context's).
   static func verify(
-    token: ContextToken, link: ContextCore.LUNLink, handle: ResourceHandleID, sense: SenseData?
+    token: ContextToken, link: ContextCore.LUNLink, handle: ResourceHandleID, sense: SenseData?, logger: Logger
   ) throws(SuperpipeError) -> UInt64 {
     var verify = dk_cxlflash_verify()
     verify.hdr = DriverCall.diskHeader()
@@ -394,7 +415,8 @@ public struct Context: ~Copyable, Sendable {
       }
     }
     do {
-      try DriverCall.issue(.verify, fd: link.fd, device: link.path, &verify)
+      try DriverCall.issue(
+        .verify, fd: link.fd, device: link.path, &verify, log: IoctlLog(logger: logger, token: token, handle: handle))
     } catch var error {
       error.sense = sense
       throw error

@@ -1,4 +1,5 @@
 import CCXLFlash
+import Logging
 import Synchronization
 import SystemPackage
 
@@ -42,8 +43,14 @@ final class ContextCore: Sendable {
   /// The data path: created on first I/O with `ioConfiguration`, replaced after a context reset.
   /// Every I/O reaches it without a lock (`ChannelReference`).
   let io = ChannelReference()
-  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists).
-  private let channelChanges = Mutex(())
+  /// Serialises creating and dropping the channel (never taken by I/O once the channel exists);
+  /// holds the serial of the next channel (`IOTag.generation`).
+  private let channelChanges = Mutex<UInt32>(0)
+  /// Low-level commands of retired channels not yet reported by `Context.pollCompletions`: those
+  /// that completed before the retirement, with their result, and the lost ones.
+  let retiredUserResults = Mutex<[(IOTag, Result<Void, SuperpipeError>)]>([])
+  /// `retiredUserResults.count` (read without the lock on every poll).
+  let retiredUserCount = Atomic<Int>(0)
   let ioConfiguration = Mutex(IOConfiguration())
   /// Recovery generation, policy, counters and observers.
   let recovery = RecoveryState()
@@ -51,12 +58,17 @@ final class ContextCore: Sendable {
   let flightRecorder = FlightRecorder()
   /// Streams handed out by `recoveryEvents()`, finished when the context is detached.
   let eventContinuations = Mutex<[AsyncStream<RecoveryEvent>.Continuation]>([])
+  /// The application's logger (`Context.init`'s; disabled when it handed none): control ioctls
+  /// and recovery events only (Recovery/LibraryLog.swift).
+  let logger: Logger
 
-  init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State) {
+  init(ownerPID: pid_t, access: AccessMode, interrupts: Int, state: State, logger: Logger = LibraryLog.disabled) {
     self.ownerPID = ownerPID
     self.access = access
     self.interrupts = interrupts
     self.state = Mutex(state)
+    self.logger = logger
+    RecoveryLog.observe(self)
   }
 
   var token: ContextToken { state.withLock { $0.token } }
@@ -122,7 +134,7 @@ final class ContextCore: Sendable {
         detach.hdr = DriverCall.diskHeader()
         detach.context_id = snapshot.token.rawValue
         do {
-          try DriverCall.issue(.detach, fd: link.fd, device: link.path, &detach)
+          try DriverCall.issue(.detach, fd: link.fd, device: link.path, &detach, log: ioctlLog(snapshot.token))
         } catch {
           firstError = firstError ?? error
         }
@@ -188,10 +200,10 @@ final class ContextCore: Sendable {
     }
     // Which attached LUN is it? VERIFY of the new handle succeeds only through a path of its LUN.
     let owner = attached.first { link in
-      (try? Context.verify(token: token, link: link, handle: handle, sense: nil)) != nil
+      (try? Context.verify(token: token, link: link, handle: handle, sense: nil, logger: logger)) != nil
     }
     guard let owner else {
-      try? Self.release(handle, token: token, link: provisional)
+      try? Self.release(handle, token: token, link: provisional, logger: logger)
       _ = Syscall.close(fd)
       throw SuperpipeError(
         code: .invalidArgument, operation: operation, device: path,
@@ -258,26 +270,32 @@ final class ContextCore: Sendable {
   }
 
   /// The context's I/O channel, created on first use. Lock-free once it exists.
+  ///
+  /// A channel is built only under `channelChanges`, from the window, adapter fd and token read
+  /// under that lock too; recovery installs those and retires the old channel in one step under
+  /// the same lock (`install(recovered:)`). So a reader finds either the old channel (retired: its
+  /// I/O fails into recovery) or builds one on the new window, never one on the old window.
   func channel() throws(SuperpipeError) -> IOChannel {
     if let channel = io.current {
       if Syscall.processID() != ownerPID { try checkUsable("I/O") }
       return channel
     }
     try checkUsable("I/O")
-    let (window, adapterFD, token, flags) = state.withLock { ($0.window, $0.adapterFD, $0.token, $0.attachFlags) }
-    guard let window else {
-      throw SuperpipeError(
-        code: .noRegisterWindow, operation: "I/O",
-        message: "the context has no MMIO register window: mapping the recovered context's window (mmap of the "
-          + "adapter fd DK_CXLFLASH_RECOVER_AFU returned) failed; nothing was issued. Release the handles, detach "
-          + "the context and attach a new one")
-    }
     let configuration = ioConfiguration.withLock { $0 }
-    return channelChanges.withLock { _ in
+    return try channelChanges.withLock { (serial) throws(SuperpipeError) -> IOChannel in
       if let current = io.current { return current }
+      let (window, adapterFD, token, flags) = state.withLock { ($0.window, $0.adapterFD, $0.token, $0.attachFlags) }
+      guard let window else {
+        throw SuperpipeError(
+          code: .noRegisterWindow, operation: "I/O",
+          message: "the context has no MMIO register window: mapping the recovered context's window (mmap of the "
+            + "adapter fd DK_CXLFLASH_RECOVER_AFU returned) failed; nothing was issued. Release the handles, detach "
+            + "the context and attach a new one")
+      }
       let channel = IOChannel(
         window: window, adapterFD: adapterFD, contextID: UInt16(truncatingIfNeeded: token.processElement),
-        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode))
+        configuration: configuration, submissionQueueMode: flags.contains(.submissionQueueMode), serial: serial)
+      serial &+= 1
       _ = io.exchange(channel)
       return channel
     }
@@ -287,38 +305,107 @@ final class ContextCore: Sendable {
   /// it keep it alive and find it retired.
   func dropChannel() {
     let channel = channelChanges.withLock { _ in io.exchange(nil) }
-    channel?.stop()
+    if let channel { retire(channel) }
+  }
+
+  /// Stops a channel taken out of `io` and keeps its low-level commands for
+  /// `Context.pollCompletions`: completed ones with their result, the others as lost.
+  private func retire(_ channel: IOChannel) {
+    channel.stop()
+    var results: [(IOTag, Result<Void, SuperpipeError>)] = []
+    channel.drainUserCommands { index, status in
+      results.append((IOTag(rawValue: index, generation: channel.serial), Self.userResult(status)))
+    }
+    guard !results.isEmpty else { return }
+    retiredUserResults.withLock {
+      $0.append(contentsOf: results)
+      retiredUserCount.store($0.count, ordering: .releasing)
+    }
+  }
+
+  /// What `Context.pollCompletions` reports for a low-level command: its status (success, or
+  /// `.commandFailed` with the decoded IOASA), or, without one, `.commandLost`.
+  static func userResult(_ status: CommandStatus?) -> Result<Void, SuperpipeError> {
+    guard let status else {
+      return .failure(
+        SuperpipeError(
+          code: .commandLost, operation: "I/O",
+          message: "the command was lost to an adapter reset and recovery, a context reset or a reconfiguration; "
+            + "it will not complete (a write may or may not have reached the device); submit it again"))
+    }
+    if status.isSuccess || status.retryClass == .none { return .success(()) }
+    return .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation))
+  }
+
+  /// Reports (and forgets) the retired channels' low-level commands; how many.
+  func reportRetiredUserCommands(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) -> Int {
+    guard retiredUserCount.load(ordering: .acquiring) > 0 else { return 0 }
+    let results = retiredUserResults.withLock { results in
+      defer {
+        results.removeAll()
+        retiredUserCount.store(0, ordering: .releasing)
+      }
+      return results
+    }
+    for (tag, result) in results { body(tag, result) }
+    return results.count
+  }
+
+  /// Installs a recovered context's token, adapter fd, window and flags, and retires the channel
+  /// built on the old ones, atomically for `channel()` (both under `channelChanges`). Returns the
+  /// old adapter fd; the retired channel is stopped (its waiters sent back through recovery)
+  /// before this returns. The old window goes with the last channel that uses it.
+  private func install(recovered token: ContextToken, adapterFD: CInt, window: MappedWindow?, flags: ReturnFlags) -> CInt {
+    let (retired, oldFD) = channelChanges.withLock { _ in
+      let oldFD = state.withLock { state -> CInt in
+        let old = state.adapterFD
+        state.token = token
+        state.adapterFD = adapterFD
+        state.window = window
+        // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
+        state.attachFlags = flags.intersection(.submissionQueueMode)
+          .union(state.attachFlags.subtracting(.submissionQueueMode))
+        return old
+      }
+      return (io.exchange(nil), oldFD)
+    }
+    if let retired { retire(retired) }
+    return oldFD
   }
 
   /// RELEASE of one handle; used by handles' deinit and release().
   func release(_ handle: ResourceHandleID, lunPath: String) throws(SuperpipeError) {
     let (token, link) = try self.link(lunPath, for: CXLFlashIoctl.release.name)
-    try Self.release(handle, token: token, link: link)
+    try Self.release(handle, token: token, link: link, logger: logger)
   }
 
   /// DK_CXLFLASH_RELEASE of `handle` through `link`.
-  static func release(_ handle: ResourceHandleID, token: ContextToken, link: LUNLink) throws(SuperpipeError) {
+  static func release(_ handle: ResourceHandleID, token: ContextToken, link: LUNLink, logger: Logger)
+    throws(SuperpipeError)
+  {
     var release = dk_cxlflash_release()
     release.hdr = DriverCall.diskHeader()
     release.context_id = token.rawValue
     release.rsrc_handle = handle.rawValue
-    try DriverCall.issue(.release, fd: link.fd, device: link.path, &release)
+    try DriverCall.issue(
+      .release, fd: link.fd, device: link.path, &release, log: IoctlLog(logger: logger, token: token, handle: handle))
   }
 }
 
 extension ContextCore {
-  /// DK_CXLFLASH_RECOVER_AFU. On CONTEXT_RESET: drop the I/O channel (its commands are lost), map
-  /// the new adapter fd, adopt the new token, unmap the old window and close the old adapter fd
-  /// (APP_CLOSE_ADAP_FD); the next I/O builds a channel on the new window.
+  /// DK_CXLFLASH_RECOVER_AFU. On CONTEXT_RESET: map the new adapter fd, adopt the new token, fd
+  /// and window and retire the I/O channel in one step (its commands are lost), close the old
+  /// adapter fd (APP_CLOSE_ADAP_FD); the old window is unmapped once no retired channel uses it.
+  /// The next I/O builds a channel on the new window.
   func recover() throws(SuperpipeError) -> Context.RecoveryOutcome {
     let (token, link) = try link(nil, for: CXLFlashIoctl.recoverAFU.name)
-    let (oldFD, oldWindow) = state.withLock { ($0.adapterFD, $0.window) }
+    let (oldFD, oldLength) = state.withLock { ($0.adapterFD, $0.window?.length) }
     var recover = dk_cxlflash_recover_afu()
     recover.hdr = DriverCall.diskHeader()
     recover.context_id = token.rawValue
-    recover.mmio_size = UInt64(oldWindow?.length ?? SISLiteRegister.windowSize)
+    recover.mmio_size = UInt64(oldLength ?? SISLiteRegister.windowSize)
     recover.adap_fd = UInt64(bitPattern: Int64(oldFD))
-    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover)
+    try DriverCall.issue(.recoverAFU, fd: link.fd, device: link.path, &recover, log: ioctlLog(token))
     let flags = ReturnFlags(rawValue: recover.hdr.return_flags)
     guard flags.contains(.contextReset) else { return .notNeeded }
     let newToken = ContextToken(rawValue: recover.context_id)
@@ -331,17 +418,12 @@ extension ContextCore {
       newWindow = nil
       mmapErrno = errno
     }
-    dropChannel()
-    state.withLock {
-      $0.token = newToken
-      $0.adapterFD = newFD
-      $0.window = newWindow
-      // The recovered context reports its command mode again (CONTEXT_SQ_CMD_MODE).
-      $0.attachFlags = flags.intersection(.submissionQueueMode).union($0.attachFlags.subtracting(.submissionQueueMode))
-    }
-    // The old window is unmapped when the retired channel that may still use it goes away.
-    _ = oldWindow
-    if flags.contains(.appCloseAdapterFD), oldFD >= 0 { _ = Syscall.close(oldFD) }
+    // The new token, fd and window, and the old channel's retirement, are one step for readers.
+    // The old window stays mapped until the retired channel (and every thread still using it)
+    // lets go of it: a thread may still store to it, and on hardware unmapping it under that
+    // thread would fault.
+    let closing = install(recovered: newToken, adapterFD: newFD, window: newWindow, flags: flags)
+    if flags.contains(.appCloseAdapterFD), closing >= 0 { _ = Syscall.close(closing) }
     if let mmapErrno {
       throw SuperpipeError(
         code: .deviceUnavailable, operation: "mmap", device: link.path,

@@ -29,12 +29,18 @@ enum DriverCall {
   /// Issues `ioctl` with `argument` (whose header the caller filled in) on `fd`.
   ///
   /// EFAULT means Superpipe handed the driver a bad pointer to its own structure: a bug, so it traps.
+  /// `log`: the context that issues it, whose logger gets one debug line per ioctl (name, device,
+  /// token, handle, errno; Recovery/LibraryLog.swift). Control ioctls only: no I/O comes here.
   static func issue<T>(
-    _ ioctl: CXLFlashIoctl, fd: CInt, device: String, _ argument: inout T
+    _ ioctl: CXLFlashIoctl, fd: CInt, device: String, _ argument: inout T, log: IoctlLog? = nil
   ) throws(SuperpipeError) {
     precondition(MemoryLayout<T>.size == ioctl.argumentSize, "\(ioctl.name) takes \(ioctl.argumentSize) bytes")
     let result = withUnsafeMutableBytes(of: &argument) {
       Syscall.ioctl(fd, ioctl.request, $0.baseAddress!, size: $0.count)
+    }
+    if let log {
+      let errno: Errno? = if case .failure(let errno) = result { errno } else { nil }
+      log.record(ioctl, device: device, errno: errno, argument: argument)
     }
     guard case .failure(let errno) = result else { return }
     if errno == .badAddress {

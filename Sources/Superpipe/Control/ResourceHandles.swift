@@ -96,7 +96,7 @@ public struct PhysicalLUN: ~Copyable, Sendable {
   @discardableResult
   public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
-    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense, logger: core.logger)
     io.size.exchange(lastLBA)
     return lastLBA
   }
@@ -183,7 +183,7 @@ public struct VirtualLUN: ~Copyable, Sendable {
       resize.context_id = token.rawValue
       resize.rsrc_handle = handle.rawValue
       resize.req_size = blocks
-      try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize)
+      try DriverCall.issue(.vlunResize, fd: link.fd, device: link.path, &resize, log: core.ioctlLog(token, handle: handle))
       return resize.last_lba
     }
     io.size.exchange(lastLBA)
@@ -203,7 +203,7 @@ public struct VirtualLUN: ~Copyable, Sendable {
   @discardableResult
   public borrowing func verify(sense: SenseData? = nil) throws(SuperpipeError) -> UInt64 {
     let (token, link) = try core.link(lunPath, for: CXLFlashIoctl.verify.name)
-    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense)
+    let lastLBA = try Context.verify(token: token, link: link, handle: handle, sense: sense, logger: core.logger)
     io.size.exchange(lastLBA)
     return lastLBA
   }

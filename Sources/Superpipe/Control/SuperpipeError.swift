@@ -70,6 +70,12 @@ public struct SuperpipeError: Error, Sendable, Equatable, CustomStringConvertibl
     /// A context reset (issued after another command of the context timed out) aborted the
     /// command before it completed. The recovery loop re-issues such commands.
     public static let aborted = Code("aborted")
+    /// Low-level interface (`Context.pollCompletions`): a command submitted with
+    /// `submitRead`/`submitWrite`/`submitBatch` was lost to an adapter reset and the context's
+    /// recovery (DK_CXLFLASH_RECOVER_AFU), a context reset after a timeout, or a reconfiguration:
+    /// it will never complete. A write may or may not have reached the device, a read's buffer holds
+    /// no valid data; submit it again.
+    public static let commandLost = Code("commandLost")
     /// The request lies wholly or partly outside the handle's blocks (its last LBA as the driver
     /// last reported it, refreshed once for a physical LUN): refused before any command was
     /// issued, so nothing was read or written.

@@ -197,26 +197,29 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
 
 extension Context {
   /// Low-level interface: harvests completions and reports each command submitted with
-  /// `submitRead`/`submitWrite` exactly once, in completion order (which may differ from submission
-  /// order). Returns how many were reported.
+  /// `submitRead`/`submitWrite`/`submitBatch` exactly once, in completion order (which may differ
+  /// from submission order). Returns how many were reported.
   ///
-  /// - Parameter body: Called once per completed command with its tag and its result: success,
-  ///   or `.commandFailed` with the command's decoded IOASA (`status`). Commands submitted this way
-  ///   are neither retried nor failed over.
-  /// - Returns: How many completions were reported (0 when none was ready).
+  /// Commands the adapter will never complete are reported too, as `.commandLost`: those in flight
+  /// when the context was recovered after an adapter reset (`recover()`, or the automatic recovery
+  /// of another thread's I/O), reset after a timeout, reconfigured (`configureIO`) or detached.
+  /// So after a fault every tag still comes back once, as completed or lost, on the first poll
+  /// after the recovery; re-submit the lost ones.
+  ///
+  /// - Parameter body: Called once per reported command with its tag and its result: success,
+  ///   `.commandFailed` with the command's decoded IOASA (`status`), or `.commandLost`. Commands
+  ///   submitted this way are neither retried nor failed over.
+  /// - Returns: How many commands were reported (0 when none was ready).
   /// - Throws: `SuperpipeError` when nothing completed and the adapter was reset
-  ///   (`.adapterReset`) or went away (`.adapterGone`); `.contextDetached` without a command once the context was detached.
+  ///   (`.adapterReset`: call `recover()`, then poll again for the lost commands) or went away
+  ///   (`.adapterGone`); `.contextDetached` without a command once the context was detached.
   @discardableResult
   public func pollCompletions(_ body: (IOTag, Result<Void, SuperpipeError>) -> Void) throws(SuperpipeError) -> Int {
     let channel = try core.channel()
-    let reported = channel.completions { index, status in
-      if status.isSuccess || status.retryClass == .none {
-        body(IOTag(rawValue: index), .success(()))
-      } else {
-        body(
-          IOTag(rawValue: index),
-          .failure(SuperpipeError(code: .commandFailed, operation: "I/O", status: status, message: status.explanation)))
-      }
+    var reported = core.reportRetiredUserCommands(body)
+    let generation = channel.serial
+    reported += channel.completions { index, status in
+      body(IOTag(rawValue: index, generation: generation), ContextCore.userResult(status))
     }
     // Nothing completed: is the adapter still there? (All ones: it was reset; the adapter fd hung
     // up: it went away.) Looked at no more than once a millisecond.
@@ -224,6 +227,50 @@ extension Context {
       throw channel.error(for: fault, "polling completions")
     }
     return reported
+  }
+
+  /// Low-level interface: waits until commands submitted with `submitRead`/`submitWrite`/
+  /// `submitBatch` can be reported, then reports them as `pollCompletions(_:)` does.
+  ///
+  /// The wait follows the data path's discipline (Docs/datapath.md, "Waiting"): it looks again at
+  /// once for the configured spin time (polling mode), then sleeps 20 µs, doubling up to 1 ms (10
+  /// ms in interrupt mode, where the event thread's harvest wakes it), looking at the window and the
+  /// adapter fd after each sleep. It ends with completions, at once when no low-level command is
+  /// outstanding (returns 0), with a fault, or at `timeout`.
+  ///
+  /// - Parameters:
+  ///   - timeout: How long to wait for the first completion.
+  ///   - body: Called once per reported command, as for `pollCompletions(_:)`.
+  /// - Returns: How many commands were reported: at least 1, or 0 when none was outstanding.
+  /// - Throws: `.timedOut` when nothing completed within `timeout` (nothing is lost: the commands
+  ///   are still outstanding and a later poll reports them); otherwise as `pollCompletions(_:)`:
+  ///   `.adapterReset` (call `recover()`, then poll or wait again: the commands in flight come
+  ///   back as `.commandLost`), `.adapterGone`, `.contextDetached`.
+  @discardableResult
+  public func waitForCompletions(
+    timeout: Duration, _ body: (IOTag, Result<Void, SuperpipeError>) -> Void
+  ) throws(SuperpipeError) -> Int {
+    let deadline = MonotonicClock.now().addingSaturating(timeout.nanoseconds)
+    var pacer: IOChannel.WaitPacer?
+    while true {
+      let reported = try pollCompletions(body)
+      if reported > 0 { return reported }
+      let channel = try core.channel()
+      if pacer == nil {
+        if !channel.hasUserCommands { return 0 }
+        pacer = IOChannel.WaitPacer(channel, woken: true)
+      }
+      if pacer!.spin() { continue }
+      if let fault = channel.checkHealth() { throw channel.error(for: fault, "waiting for completions") }
+      if !channel.hasUserCommands, core.retiredUserCount.load(ordering: .acquiring) == 0 { return 0 }
+      let now = MonotonicClock.now()
+      guard now < deadline else {
+        throw SuperpipeError(
+          code: .timedOut, operation: "waitForCompletions",
+          message: "no low-level command completed within \(timeout); they are still outstanding")
+      }
+      channel.sleepForUserCompletions(nanoseconds: min(pacer!.nextSleep(), deadline - now))
+    }
   }
 }
 

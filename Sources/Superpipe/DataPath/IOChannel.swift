@@ -6,6 +6,8 @@
 //          never writes, holds the slot's completion word (host_use[0] low 32 bits: 0 in flight,
 //          1 done) and its abandoned flag (high 32 bits).
 //   rrq:   `depth` u64 response-queue entries (never fewer than commands outstanding).
+// Ordinary memory on hardware; a device backend standing in for the adapter may provide it (memory
+// it shares with the process that plays the adapter: `RegisterStoreHandler.allocateCommandMemory`).
 //
 // Submission: take a free slot and a unit of command room (both bounded: wait, or report
 // would-block), fill the IOARCB, zero the IOASA, store its address to IOARRIN. Slots and room are
@@ -129,6 +131,9 @@ final class IOChannel: @unchecked Sendable {
   let window: MappedWindow
   let adapterFD: CInt
   let contextID: UInt16
+  /// Which of its context's channels this is (a new one after each recovery or reconfiguration):
+  /// `IOTag.generation` of the commands submitted on it.
+  let serial: UInt32
   let depth: Int
   let configuration: IOConfiguration
   let slots: UnsafeMutableRawPointer
@@ -147,6 +152,9 @@ final class IOChannel: @unchecked Sendable {
     /// Completed slots submitted through the low-level interface, not yet reported (capacity
     /// `depth`, never grows).
     var completedUser: [Int32]
+    /// Slots submitted through the low-level interface that a context reset aborted, not yet
+    /// reported (as lost; capacity `depth`).
+    var lostUser: [Int32]
     var waiters: [UnsafeContinuation<WaitOutcome, Never>?]
     /// When each async waiter's command times out (monotonic ns).
     var deadlines: [Int64]
@@ -187,21 +195,19 @@ final class IOChannel: @unchecked Sendable {
 
   init(
     window: MappedWindow, adapterFD: CInt, contextID: UInt16, configuration: IOConfiguration,
-    submissionQueueMode: Bool = false
+    submissionQueueMode: Bool = false, serial: UInt32 = 0
   ) {
     self.window = window
     self.adapterFD = adapterFD
     self.contextID = contextID
+    self.serial = serial
     self.configuration = configuration
     depth = max(1, min(configuration.queueDepth, 4096))
-    slots = UnsafeMutableRawPointer.allocate(byteCount: depth * Self.slotSize, alignment: 128)
-    slots.initializeMemory(as: UInt8.self, repeating: 0, count: depth * Self.slotSize)
-    rrq = UnsafeMutablePointer<UInt64>.allocate(capacity: depth)
-    rrq.initialize(repeating: 0, count: depth)
+    // Command memory: ordinary memory, or memory a stand-in adapter provides (nothing on hardware).
+    slots = window.allocateCommandMemory(byteCount: depth * Self.slotSize, alignment: 128)
+    rrq = window.allocateCommandMemory(byteCount: depth * 8, alignment: 64).bindMemory(to: UInt64.self, capacity: depth)
     if submissionQueueMode {
-      let ring = UnsafeMutableRawPointer.allocate(byteCount: (depth + 1) * 64, alignment: 128)
-      ring.initializeMemory(as: UInt8.self, repeating: 0, count: (depth + 1) * 64)
-      submissionQueue = ring
+      submissionQueue = window.allocateCommandMemory(byteCount: (depth + 1) * 64, alignment: 128)
     } else {
       submissionQueue = nil
     }
@@ -211,13 +217,15 @@ final class IOChannel: @unchecked Sendable {
     spinNanoseconds = configuration.completion == .interrupts ? 0 : max(0, configuration.spinTime.nanoseconds)
     pollerWord.initialize(to: 0)
     threadDone.initialize(to: 0)
+    userWord.initialize(to: 0)
     // IOARRIN mode: the adapter's command room bounds what is in flight; SQ mode: the ring (one
     // slot always free).
     let room = submissionQueueMode ? UInt64(depth) : window.load(.commandRoom)
     freeSlots = SlotBitmap(count: depth)
     state = Mutex(
       State(
-        completedUser: Self.emptyList(capacity: depth), waiters: Array(repeating: nil, count: depth),
+        completedUser: Self.emptyList(capacity: depth), lostUser: Self.emptyList(capacity: depth),
+        waiters: Array(repeating: nil, count: depth),
         deadlines: Array(repeating: 0, count: depth)))
     self.room.store(room == .max ? depth : min(depth, Int(room)), ordering: .relaxed)
     // A stand-in adapter may read IOARCBs and write IOASAs there directly (nothing on hardware).
@@ -239,17 +247,18 @@ final class IOChannel: @unchecked Sendable {
     // reset, whose completion could still arrive) is never freed: it is left allocated rather
     // than risk the adapter writing into reused memory. Only a channel with every slot accounted
     // for frees its memory.
-    let quiet = state.withLock { freeSlots.freeCount + $0.completedUser.count == depth }
+    let quiet = state.withLock { freeSlots.freeCount + $0.completedUser.count + $0.lostUser.count == depth }
     if quiet {
       window.withdrawCommandMemory(UnsafeRawBufferPointer(start: slots, count: depth * Self.slotSize))
       if let ring = submissionQueue { window.withdrawCommandMemory(UnsafeRawBufferPointer(start: ring, count: (depth + 1) * 64)) }
-      slots.deallocate()
-      rrq.deallocate()
-      submissionQueue?.deallocate()
+      window.deallocateCommandMemory(slots, byteCount: depth * Self.slotSize)
+      window.deallocateCommandMemory(UnsafeMutableRawPointer(rrq), byteCount: depth * 8)
+      if let ring = submissionQueue { window.deallocateCommandMemory(ring, byteCount: (depth + 1) * 64) }
       zeroBlock.deallocate()
     }
     pollerWord.deallocate()
     threadDone.deallocate()
+    userWord.deallocate()
   }
 
   /// Context reset (spec 7.2 ioarrin / sq_ctx_reset): the adapter aborts every command of the
@@ -278,8 +287,13 @@ final class IOChannel: @unchecked Sendable {
           // Its waiter gave up; the adapter will not write it any more.
           ccxl_atomic_store_release_u32(arcb + Self.abandonedOffset, 0)
           freeSlots.put(index)
+        } else if ccxl_atomic_load_acquire_u32(arcb + Self.userOwnedOffset) != 0, !isDone(index) {
+          // A low-level command the reset threw away: reported as lost by `completions`.
+          ccxl_atomic_store_release_u32(arcb + Self.userOwnedOffset, 0)
+          state.lostUser.append(index)
         }
       }
+      completedUserCount.store(state.completedUser.count + state.lostUser.count, ordering: .releasing)
       let room = window.load(.commandRoom)
       self.room.store(submissionQueue != nil || room == .max ? depth : min(depth, Int(room)), ordering: .releasing)
       // Async waiters whose commands were aborted: their callers release the slots.
@@ -399,27 +413,91 @@ final class IOChannel: @unchecked Sendable {
   func status(_ index: Int32) -> CommandStatus { CommandStatus(UnsafeRawPointer(slot(index) + Self.ioasaOffset)) }
 
   /// Low-level interface: harvests, then reports and frees every completed user-submitted slot,
-  /// in completion order.
-  func completions(_ body: (Int32, CommandStatus) -> Void) -> Int {
+  /// in completion order (status nil: a context reset aborted the command, it was lost).
+  func completions(_ body: (Int32, CommandStatus?) -> Void) -> Int {
     // Nothing posted and nothing waiting to be reported: no lock.
     guard completionPosted || completedUserCount.load(ordering: .acquiring) > 0 else { return 0 }
-    return withUnsafeTemporaryAllocation(of: Int32.self, capacity: depth) { reported in
-      let count = state.withLock { state -> Int in
+    return withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2 * depth) { reported in
+      let (completedCount, lostCount) = state.withLock { state -> (Int, Int) in
         harvest(&state)
-        let count = state.completedUser.count
+        let counts = (state.completedUser.count, state.lostUser.count)
         for (position, index) in state.completedUser.enumerated() { reported[position] = index }
+        for (position, index) in state.lostUser.enumerated() { reported[counts.0 + position] = index }
         state.completedUser.removeAll(keepingCapacity: true)
+        state.lostUser.removeAll(keepingCapacity: true)
         completedUserCount.store(0, ordering: .releasing)
-        return count
+        return counts
       }
-      for position in 0..<count {
+      for position in 0..<completedCount + lostCount {
         let index = reported[position]
-        ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
-        body(index, status(index))
+        let lost = position >= completedCount
+        if !lost { ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0) }
+        body(index, lost ? nil : status(index))
         release(index)
       }
-      return count
+      return completedCount + lostCount
     }
+  }
+
+  /// A retired channel's low-level commands (after `stop()`): what completed before it was
+  /// retired, with its status, and every other one (status nil: lost; the context was reset,
+  /// recovered or reconfigured, so it never completes here). Each is reported once; the slots of
+  /// lost commands are not reused (the channel is retired).
+  func drainUserCommands(_ body: (Int32, CommandStatus?) -> Void) {
+    var lost: [Int32] = []
+    let completed = state.withLock { state -> [Int32] in
+      harvest(&state)
+      let completed = state.completedUser
+      lost = state.lostUser
+      state.completedUser.removeAll(keepingCapacity: true)
+      state.lostUser.removeAll(keepingCapacity: true)
+      completedUserCount.store(0, ordering: .releasing)
+      for index in 0..<Int32(depth) where ccxl_atomic_load_acquire_u32(slot(index) + Self.userOwnedOffset) != 0 {
+        if !isDone(index) {
+          ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
+          lost.append(index)
+        }
+      }
+      return completed
+    }
+    for index in completed {
+      ccxl_atomic_store_release_u32(slot(index) + Self.userOwnedOffset, 0)
+      body(index, status(index))
+      release(index)
+    }
+    for index in lost { body(index, nil) }
+  }
+
+  /// Whether any low-level command is outstanding or waiting to be reported.
+  var hasUserCommands: Bool {
+    if completedUserCount.load(ordering: .acquiring) > 0 { return true }
+    for index in 0..<Int32(depth) where ccxl_atomic_load_acquire_u32(slot(index) + Self.userOwnedOffset) != 0 {
+      return true
+    }
+    return false
+  }
+
+  // MARK: Waiting for low-level completions
+
+  /// Threads sleeping in `waitForUserCompletions` (a harvest that reports user commands wakes them).
+  private let userWaiters = Atomic<Int>(0)
+  /// Futex word bumped by such a harvest.
+  private let userWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+
+  private func wakeUserWaiters() {
+    _ = ccxl_atomic_fetch_add_u32(userWord, 1)
+    Syscall.futexWake(userWord, count: Int32.max)
+  }
+
+  /// Sleeps up to `nanoseconds` or until a harvest reports low-level completions (the calling
+  /// thread then polls again). Interrupt mode: the event thread's harvest wakes it.
+  func sleepForUserCompletions(nanoseconds: Int64) {
+    let word = ccxl_atomic_load_acquire_u32(userWord)
+    userWaiters.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    if completedUserCount.load(ordering: .sequentiallyConsistent) == 0 {
+      Syscall.futexWait(userWord, expected: word, timeoutNanoseconds: nanoseconds)
+    }
+    userWaiters.wrappingSubtract(1, ordering: .relaxed)
   }
 
   /// Marks a slot as submitted through the low-level interface.
@@ -500,7 +578,13 @@ final class IOChannel: @unchecked Sendable {
       if consumed > 0 {
         giveRoom(consumed)
         publishConsumer(state)
-        completedUserCount.store(state.completedUser.count, ordering: .releasing)
+        completedUserCount.store(state.completedUser.count + state.lostUser.count, ordering: .releasing)
+        if !state.completedUser.isEmpty {
+          // Published count before the look at sleepers; a sleeper counts itself before it looks
+          // at the count (both fenced), so one of them sees the other.
+          ccxl_atomic_fence()
+          if userWaiters.load(ordering: .relaxed) > 0 { wakeUserWaiters() }
+        }
       }
     }
     while true {
@@ -616,6 +700,7 @@ final class IOChannel: @unchecked Sendable {
     }
     _ = ccxl_atomic_fetch_add_u32(pollerWord, 1)
     Syscall.futexWake(pollerWord, count: Int32.max)
+    wakeUserWaiters()
   }
 
   /// The error a waiter reports for a fault.

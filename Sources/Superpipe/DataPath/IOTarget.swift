@@ -91,7 +91,7 @@ struct IOTarget: Sendable {
   private func refreshCapacity() throws(SuperpipeError) -> UInt64 {
     let used = ResourceHandleID(rawValue: UInt64(handle))
     let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
-    let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: .powerOnReset)
+    let lastLBA = try Context.verify(token: token, link: link, handle: used, sense: .powerOnReset, logger: core.logger)
     if size.exchange(lastLBA) != lastLBA { core.recovery.emit(.capacityChanged(handle: used, lastLBA: lastLBA)) }
     return lastLBA
   }
@@ -387,7 +387,7 @@ struct IOTarget: Sendable {
     channel.submit(
       index, opcode: opcode, lba: lba, blocks: UInt32(total), handle: handle,
       dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(byteCount), hostWrite: write)
-    return IOTag(rawValue: index)
+    return IOTag(rawValue: index, generation: channel.serial)
   }
 }
 
@@ -481,7 +481,7 @@ extension IOTarget {
         dataLength: UInt32(request.buffer.count), hostWrite: request.operation == .write)
     }
     slots.withUnsafeBufferPointer { channel.publish($0) }
-    return slots.map { IOTag(rawValue: $0) }
+    return slots.map { IOTag(rawValue: $0, generation: channel.serial) }
   }
 }
 
@@ -519,8 +519,12 @@ public struct IORequest: @unchecked Sendable {
 public struct IOTag: Hashable, Sendable, CustomStringConvertible {
   /// The command slot the tag names.
   public let rawValue: Int32
+  /// Which of the context's I/O channels the command was submitted on: a new channel is built
+  /// after each recovery or reconfiguration, and reuses slot numbers, so two tags name the same
+  /// command only when both fields are equal.
+  public let generation: UInt32
   /// A readable rendering.
-  public var description: String { "#\(rawValue)" }
+  public var description: String { "#\(rawValue)@\(generation)" }
 }
 
 /// The handles of a physical LUN opened through several paths (disk nodes on different FC ports,
@@ -637,7 +641,7 @@ extension IOTarget {
         let (token, link) = try core.link(device, for: CXLFlashIoctl.verify.name)
         let lastLBA: UInt64
         do {
-          lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense)
+          lastLBA = try Context.verify(token: token, link: link, handle: used, sense: sense, logger: core.logger)
         } catch where error.errno == .invalidArgument {
           // The driver refuses VERIFY with EINVAL while the context is unavailable: an adapter
           // reset (the unit attention's usual cause) raced this VERIFY. Recover as for a reset

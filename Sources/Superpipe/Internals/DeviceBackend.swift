@@ -75,6 +75,18 @@ public protocol RegisterStoreHandler: AnyObject, Sendable {
   /// Withdraws a declaration of exactly `memory`, before the memory is freed (no command in it is
   /// outstanding). Default: nothing.
   func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer)
+  /// Memory for the library's command memory (command slots, response queue, SQ ring) of the
+  /// context whose window is at `base`: `byteCount` bytes aligned to `alignment`, that a stand-in
+  /// adapter reaches without a system call (memory it shares with the process that stands in for
+  /// the adapter). nil: the library allocates ordinary memory (the default; hardware reaches any
+  /// memory). The library still declares it (`declareCommandMemory`) and zeroes it.
+  func allocateCommandMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  /// Frees `byteCount` bytes at `memory` if `allocateCommandMemory` returned them (no command in
+  /// them is outstanding); false when the memory is not the backend's (the library frees it).
+  /// Default: false.
+  func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer)
+    -> Bool
 }
 
 @_spi(DeviceBackend)
@@ -83,6 +95,14 @@ extension RegisterStoreHandler {
   public func declareCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {}
   /// Nothing.
   public func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {}
+  /// nil: the library allocates ordinary memory.
+  public func allocateCommandMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  { nil }
+  /// false: the memory is the library's.
+  public func deallocateCommandMemory(
+    _ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer
+  ) -> Bool { false }
 }
 
 /// The installed backend (see the file comment).

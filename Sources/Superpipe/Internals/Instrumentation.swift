@@ -55,6 +55,8 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
     @usableFromInline let value: UnsafeMutablePointer<Value>
 
     /// A lock protecting `initialValue`.
+    ///
+    /// - Parameter initialValue: The value the lock protects.
     @inlinable
     public init(_ initialValue: consuming sending Value) {
       lock = superpipe_pthread_mutex_create()
@@ -69,6 +71,10 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
     }
 
     /// Runs `body` with the value, holding the lock (`pthread_mutex_lock`).
+    ///
+    /// - Parameter body: The work to do with the value, while the lock is held.
+    /// - Returns: What `body` returned.
+    /// - Throws: What `body` throws (the lock is released first).
     @inlinable
     public borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
@@ -80,6 +86,10 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
     }
 
     /// Runs `body` with the value if the lock is free (`pthread_mutex_trylock`); nil otherwise.
+    ///
+    /// - Parameter body: The work to do with the value, while the lock is held.
+    /// - Returns: What `body` returned, or nil when the lock was held.
+    /// - Throws: What `body` throws (the lock is released first).
     @inlinable
     public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
@@ -93,12 +103,18 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
     @usableFromInline let mutex: Synchronization.Mutex<Value>
 
     /// A lock protecting `initialValue`.
+    ///
+    /// - Parameter initialValue: The value the lock protects.
     @inlinable
     public init(_ initialValue: consuming sending Value) {
       mutex = Synchronization.Mutex(initialValue)
     }
 
     /// Runs `body` with the value, holding the lock (`Synchronization.Mutex.withLock`).
+    ///
+    /// - Parameter body: The work to do with the value, while the lock is held.
+    /// - Returns: What `body` returned.
+    /// - Throws: What `body` throws (the lock is released first).
     @inlinable @inline(__always)
     public borrowing func withLock<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result
@@ -109,6 +125,10 @@ public struct InstrumentedMutex<Value: ~Copyable, Domain: LockCountingDomain>: ~
 
     /// Runs `body` with the value if the lock is free (`Synchronization.Mutex.withLockIfAvailable`);
     /// nil otherwise.
+    ///
+    /// - Parameter body: The work to do with the value, while the lock is held.
+    /// - Returns: What `body` returned, or nil when the lock was held.
+    /// - Throws: What `body` throws (the lock is released first).
     @inlinable @inline(__always)
     public borrowing func withLockIfAvailable<Result: ~Copyable, E: Error>(
       _ body: (inout sending Value) throws(E) -> sending Result

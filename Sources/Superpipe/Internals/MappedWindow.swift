@@ -49,6 +49,22 @@ struct MappedWindow: @unchecked Sendable {
     stores?.withdrawCommandMemory(memory, window: base)
   }
 
+  /// `byteCount` zeroed bytes of command memory aligned to `alignment`: from a backend that
+  /// provides it (`RegisterStoreHandler.allocateCommandMemory`), else ordinary memory (always on
+  /// hardware).
+  func allocateCommandMemory(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer {
+    let memory =
+      stores?.allocateCommandMemory(byteCount: byteCount, alignment: alignment, window: base)
+      ?? UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
+    memory.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+    return memory
+  }
+
+  /// Frees memory `allocateCommandMemory` returned.
+  func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int) {
+    if stores?.deallocateCommandMemory(memory, byteCount: byteCount, window: base) != true { memory.deallocate() }
+  }
+
   /// Stores a register (host order), after all earlier memory stores.
   @inline(__always)
   func store(_ register: SISLiteRegister, _ value: UInt64) {

@@ -36,14 +36,20 @@
 // thread of the application that polls the adapter fd (waiting) first runs whatever is queued
 // (`assist`), so a command handed to an engine thread that was preempted waits at most until
 // then. For an application in another process the engine thread does all the work, with a helper
-// thread that it wakes when it finds commands queued behind the one it took.
+// thread that it wakes when it finds commands queued behind the one it took; each pops the IOARRIN
+// commands queued back to back (up to 16) and runs them as a batch (`Batch`): their reads' data
+// reach the application in one process_vm_writev.
 //
 // Memory: in-process, IOARCBs are read and IOASAs written directly when they lie wholly inside
 // memory the library declared as its command memory for this context (its command slots, the SQ
 // ring: `RegisterStoreHandler.declareCommandMemory`); any other address is first checked with
 // process_vm_readv, so that a bad address becomes a CXL data-storage event instead of a crash
-// (spec 7.8). In another process the engine uses process_vm_readv/writev. Data moves by
-// pread/pwrite straight into and out of the application's buffers (MockAFUMemory).
+// (spec 7.8). In another process the library's command memory lies in the memfd's command arena
+// (MockCommandArena.swift): IOARCBs, IOASAs and RRQ entries there are read and written through
+// the engine's own mapping of it, with no system call; any other address takes
+// process_vm_readv/writev (and a bad one still becomes a data-storage event). Data moves by
+// pread/pwrite straight into and out of the application's buffers in-process, through a bounce
+// buffer and process_vm_readv/writev from another process (MockAFUMemory).
 //
 // Idle policy: nobody burns a core while idle. Serving another process, the engine thread spins for
 // `spinNanoseconds` after the last piece of work, then sleeps on the doorbell futex (a store to a
@@ -61,6 +67,9 @@ import Synchronization
 
 final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let window: UnsafeMutableRawPointer
+  /// Keeps `window` (and the control page after it) mapped while this engine exists: an
+  /// application thread of this process may still reach the engine after its context was released.
+  private let mapping: MockSharedMapping
   let control: MockControlPage
   let socket: CInt
   let processElement: UInt32
@@ -155,11 +164,13 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   let engineThreadRuns = Atomic<Int>(0)
 
   init(
-    window: UnsafeMutableRawPointer, socket: CInt, processElement: UInt32, ownerPID: pid_t, executor: MockAFUExecutor,
-    reorderCompletions: Bool, unmapSupported: Bool, commandRoom: Int
+    window mapping: MockSharedMapping, socket: CInt, processElement: UInt32, ownerPID: pid_t,
+    executor: MockAFUExecutor, reorderCompletions: Bool, unmapSupported: Bool, commandRoom: Int
   ) {
     self.unmapSupported = unmapSupported
     self.commandRoom = commandRoom
+    self.mapping = mapping
+    let window = mapping.base
     self.window = window
     self.control = MockControlPage(base: window + MockWire.controlAreaOffset)
     self.socket = socket
@@ -219,6 +230,17 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     // the window next, so wait for it. The lock stays taken: nothing drains this context again.
     while !control.tryLockConsumer() { sched_yield() }
     while running.load(ordering: .acquiring) > 0 { sched_yield() }
+  }
+
+  /// Serving another process: this process's address of `length` bytes at application address
+  /// `address` when they lie inside the application's mapping of the command arena (shared
+  /// memory), else nil (in-process: always nil).
+  @inline(__always)
+  private func shared(_ address: UInt64, _ length: Int) -> UnsafeMutableRawPointer? {
+    guard !inProcess else { return nil }
+    let base = control.arenaBase
+    guard base != 0, address >= base, address - base <= UInt64(MockWire.commandArenaSize - length) else { return nil }
+    return window + MockWire.commandArenaOffset + Int(address - base)
   }
 
   // MARK: Registers
@@ -304,7 +326,7 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// Runs queued work on the calling thread until none is left or another thread holds the
   /// consumer lock (which then sees what was queued: every holder looks at the FIFO again after it
   /// releases the lock). Returns whether anything was done.
-  private func consume(onEngineThread: Bool) -> Bool {
+  private func consume(onEngineThread: Bool, batch: Batch? = nil) -> Bool {
     var worked = false
     var attempts = 0
     while true {
@@ -319,13 +341,31 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       }
       attempts = 0
       let (did, command) = drainLocked()
+      var count = command == nil ? 0 : 1
+      if let command, let batch {
+        // Serving another process: the IOARRIN commands queued right behind it run as one batch.
+        batch.commands.removeAll(keepingCapacity: true)
+        batch.commands.append(command)
+        while batch.commands.count < Batch.commandCapacity, !executor.hasPendingInjections,
+          let (offset, value) = control.peekRegisterWrite(), offset == Int(CCXL_MMIO_IOARRIN), value & 1 == 0
+        {
+          _ = control.popRegisterWrite()
+          running.add(1, ordering: .relaxed)
+          batch.commands.append(Command(address: value, queueDepth: ioarrinDepth))
+        }
+        count = batch.commands.count
+      }
       control.unlockConsumer()
       worked = worked || did
       if let command {
         if !inProcess, control.hasPendingWrites { wakeHelper(force: false) }
-        run(command.address, submissionQueue: false, queueDepth: command.queueDepth)
-        if onEngineThread { engineThreadRuns.add(1, ordering: .relaxed) }
-        running.subtract(1, ordering: .releasing)
+        if count > 1, let batch {
+          runBatch(batch)
+        } else {
+          run(command.address, submissionQueue: false, queueDepth: command.queueDepth)
+        }
+        if onEngineThread { engineThreadRuns.add(count, ordering: .relaxed) }
+        running.subtract(count, ordering: .releasing)
       }
       // The lock is free again: an entry queued by a store that found it taken is ours.
       ccxl_atomic_fence()
@@ -414,10 +454,11 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// The engine thread.
   private func serve() {
     var idleSince: Int64?
+    let batch = inProcess ? nil : Batch()
     while !stopped.load(ordering: .acquiring), !control.isClosed {
       let sequence = control.doorbellSequence
       let runs = engineThreadRuns.load(ordering: .relaxed)
-      if consume(onEngineThread: true) {
+      if consume(onEngineThread: true, batch: batch) {
         if engineThreadRuns.load(ordering: .relaxed) != runs { engineClock.pointee.lastRun = MonotonicClock.now() }
         idleSince = nil
         continue
@@ -488,17 +529,20 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// behind the one it took; it spins for `spinNanoseconds` after its last piece of work, then
   /// sleeps again.
   private func help() {
+    let batch = Batch()
     while !stopped.load(ordering: .acquiring), !control.isClosed {
+      // The word first, then the flag: a waker that finds the flag set (and clears it) bumps the
+      // word after this load, so the wait below returns at once or is woken.
+      let word = ccxl_atomic_load_acquire_u32(helperWord)
       helperSleeping.store(true, ordering: .releasing)
       ccxl_atomic_fence()
-      let word = ccxl_atomic_load_acquire_u32(helperWord)
       if !control.hasPendingWrites, !stopped.load(ordering: .acquiring) {
         _ = ccxl_futex_wait(helperWord, word, 200_000_000)
       }
       helperSleeping.store(false, ordering: .releasing)
       var idleSince = MonotonicClock.now()
       while !stopped.load(ordering: .acquiring), !control.isClosed {
-        if consume(onEngineThread: true) {
+        if consume(onEngineThread: true, batch: batch) {
           idleSince = MonotonicClock.now()
         } else if MonotonicClock.now() - idleSince >= Self.spinNanoseconds {
           break
@@ -509,10 +553,12 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
   }
 
-  /// Wakes the helper thread if it sleeps (`force`: also when it is about to).
+  /// Wakes the helper thread if it sleeps (`force`: also when it is about to). One wake per sleep:
+  /// the first call to find it asleep clears the flag.
   private func wakeHelper(force: Bool) {
     guard threadCount > 1 else { return }
-    guard force || helperSleeping.load(ordering: .acquiring) else { return }
+    guard force || (helperSleeping.load(ordering: .relaxed) && helperSleeping.exchange(false, ordering: .acquiringAndReleasing))
+    else { return }
     _ = ccxl_atomic_fetch_add_u32(helperWord, 1)
     _ = ccxl_futex_wake(helperWord, 1)
   }
@@ -636,44 +682,62 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
   /// Fetches, executes and completes one command (under the consumer lock, or outside it for a
   /// command counted in `running`).
   private func run(_ address: UInt64, submissionQueue: Bool, queueDepth depth: Int) {
-    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (ioasa_ea).
-    let span = inProcess && !submissionQueue ? 128 : 64
-    var command = sisl_ioarcb()
-    let direct = inProcess && declared.contains(address, span)
-    if direct {
-      withUnsafeMutableBytes(of: &command) {
-        $0.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(address)), count: 64))
-      }
-    } else {
-      // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
-      // written directly) through process_vm_readv: an unmapped address fails instead of faulting.
-      let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
-        guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
-          ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
-        else { return false }
-        withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<64])) }
-        return true
-      }
-      checkedFetches.add(1, ordering: .relaxed)
-      guard fetched else {
-        // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
-        sendDataStorageEvent(address: address)
-        if !submissionQueue { giveBackCommandRoom() }
-        return
-      }
-    }
-    // Injected latency: the command takes longer (the storing thread waits in-process).
-    if executor.delayedCommands.load(ordering: .relaxed) > 0,
-      executor.delayedCommands.wrappingSubtract(1, ordering: .relaxed).oldValue > 0
-    {
-      let nanoseconds = executor.addedLatency.load(ordering: .relaxed)
-      var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-      _ = nanosleep(&request, nil)
-    }
+    guard let command = fetch(address, submissionQueue: submissionQueue) else { return }
+    delayIfInjected()
     let completion: MockAFUCompletion =
       inProcess
       ? executor.execute(command, contextID: processElement, memory: LocalAFUMemory(), queueDepth: depth)
       : executor.execute(command, contextID: processElement, memory: RemoteAFUMemory(pid: ownerPID), queueDepth: depth)
+    complete(command, completion, address: address, submissionQueue: submissionQueue)
+  }
+
+  /// The IOARCB at `address`, or nil when it cannot be read (then reported as CXL does: a
+  /// data-storage event, and the command room comes back).
+  private func fetch(_ address: UInt64, submissionQueue: Bool) -> sisl_ioarcb? {
+    // IOARRIN mode: the IOASA follows the IOARCB; SQ mode: the IOARCB names it (ioasa_ea).
+    let span = inProcess && !submissionQueue ? 128 : 64
+    var command = sisl_ioarcb()
+    // Declared memory (in-process) or the command arena (served): read directly.
+    let direct: UnsafeRawPointer? =
+      inProcess
+      ? (declared.contains(address, span) ? UnsafeRawPointer(bitPattern: UInt(address)) : nil)
+      : shared(address, span).map { UnsafeRawPointer($0) }
+    if let direct {
+      withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(start: direct, count: 64)) }
+      return command
+    }
+    // One copy of the IOARCB (and, in-process IOARRIN mode, of the IOASA after it, which is then
+    // written directly) through process_vm_readv: an unmapped address fails instead of faulting.
+    let fetched = withUnsafeTemporaryAllocation(byteCount: 128, alignment: 16) { buffer -> Bool in
+      guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)),
+        ccxl_process_vm_read(ownerPID, buffer.baseAddress, pointer, span) == span
+      else { return false }
+      withUnsafeMutableBytes(of: &command) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<64])) }
+      return true
+    }
+    checkedFetches.add(1, ordering: .relaxed)
+    guard fetched else {
+      // The IOARCB cannot be read: CXL reports a data-storage fault (spec 7.8, item 101).
+      sendDataStorageEvent(address: address)
+      if !submissionQueue { giveBackCommandRoom() }
+      return nil
+    }
+    return command
+  }
+
+  /// Injected latency: the command takes longer (the storing thread waits in-process).
+  private func delayIfInjected() {
+    guard executor.delayedCommands.load(ordering: .relaxed) > 0,
+      executor.delayedCommands.wrappingSubtract(1, ordering: .relaxed).oldValue > 0
+    else { return }
+    let nanoseconds = executor.addedLatency.load(ordering: .relaxed)
+    var request = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    _ = nanosleep(&request, nil)
+  }
+
+  /// Completes an executed command: data-storage event, injected corruption, IOASA, command room,
+  /// RRQ entry, interrupt.
+  private func complete(_ command: sisl_ioarcb, _ completion: MockAFUCompletion, address: UInt64, submissionQueue: Bool) {
     if let fault = completion.dataStorageFault { sendDataStorageEvent(address: fault) }
     if executor.corruptedReads.load(ordering: .relaxed) > 0 { corruptIfInjected(command, completion) }
     var ioasa = completion.ioasa
@@ -683,6 +747,8 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
       if inProcess, !submissionQueue || declared.contains(ioasaAddress, ioasaBytes) {
         // Declared memory, or (IOARRIN mode) the IOASA checked with the IOARCB above.
         withUnsafeBytes(of: &ioasa) { pointer.copyMemory(from: $0.baseAddress!, byteCount: ioasaBytes) }
+      } else if let local = shared(ioasaAddress, ioasaBytes) {
+        withUnsafeBytes(of: &ioasa) { local.copyMemory(from: $0.baseAddress!, byteCount: ioasaBytes) }
       } else {
         _ = withUnsafeBytes(of: &ioasa) { ccxl_process_vm_write(ownerPID, $0.baseAddress, pointer, ioasaBytes) }
       }
@@ -693,6 +759,118 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     if !submissionQueue { giveBackCommandRoom() }
     postResponse(submissionQueue ? ioasaAddress : address)
     if command.msi != 0 { raiseInterrupt(Int(command.msi)) }
+  }
+
+  // MARK: Batches (serving another process)
+
+  /// Serving another process: the IOARRIN commands one consumer thread popped together, and the
+  /// staging area of their reads. A read's data is read from the LUN file into the staging area,
+  /// and the whole batch's data is written to the application with one process_vm_writev once
+  /// every command of the batch has executed (instead of one per command); then the commands
+  /// complete. A command whose data could not be written is executed again on its own, which
+  /// reports the bad address as any command does (afu_rc 0x31 and a data-storage event, 7.8).
+  private final class Batch {
+    static let commandCapacity = 16
+    static let stagingBytes = 256 * 1024
+    static let rangeCapacity = 64
+
+    struct Executed {
+      var command: Command
+      var ioarcb: sisl_ioarcb
+      var completion: MockAFUCompletion
+      /// Its staged ranges.
+      var ranges: Range<Int>
+    }
+
+    var commands: [Command] = []
+    var executed: [Executed] = []
+    let staging = UnsafeMutableRawPointer.allocate(byteCount: stagingBytes, alignment: 4096)
+    var used = 0
+    let local = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: rangeCapacity)
+    let remote = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: rangeCapacity)
+    let lengths = UnsafeMutablePointer<Int>.allocate(capacity: rangeCapacity)
+    var ranges = 0
+
+    init() {
+      commands.reserveCapacity(Self.commandCapacity)
+      executed.reserveCapacity(Self.commandCapacity)
+    }
+
+    deinit {
+      staging.deallocate()
+      local.deallocate()
+      remote.deallocate()
+      lengths.deallocate()
+    }
+
+    /// Writes every staged range to process `pid` in one call; returns how many ranges, from the
+    /// first, were written whole.
+    func flush(pid: pid_t) -> Int {
+      guard ranges > 0 else { return 0 }
+      var remaining = max(0, ccxl_process_vm_write_ranges(pid, local, remote, lengths, CInt(ranges)))
+      var done = 0
+      while done < ranges, lengths[done] <= remaining {
+        remaining -= lengths[done]
+        done += 1
+      }
+      return done
+    }
+  }
+
+  /// A read inside a batch: pread into the batch's staging area, the data written to the
+  /// application when the batch is flushed; anything else (and a read the staging area has no
+  /// room for) as `RemoteAFUMemory`.
+  private struct StagedRemoteMemory: MockAFUMemory {
+    let batch: Batch
+    let remote: RemoteAFUMemory
+
+    func pread(fd: CInt, offset: Int64, count: Int, into address: UInt64) -> Result<Int, MockAFUErrno> {
+      guard count > 0, batch.ranges < Batch.rangeCapacity, batch.used < Batch.stagingBytes,
+        let target = UnsafeMutableRawPointer(bitPattern: UInt(address))
+      else { return remote.pread(fd: fd, offset: offset, count: count, into: address) }
+      let local = batch.staging + batch.used
+      var got: Int
+      repeat {
+        got = Glibc.pread(fd, local, min(count, Batch.stagingBytes - batch.used), off_t(offset))
+      } while got < 0 && errno == EINTR
+      if got < 0 { return .failure(MockAFUErrno(errno)) }
+      if got == 0 { return .success(0) }
+      batch.local[batch.ranges] = local
+      batch.remote[batch.ranges] = target
+      batch.lengths[batch.ranges] = got
+      batch.ranges += 1
+      batch.used += (got + 63) & ~63
+      return .success(got)
+    }
+
+    func pwrite(fd: CInt, offset: Int64, count: Int, from address: UInt64) -> Result<Int, MockAFUErrno> {
+      remote.pwrite(fd: fd, offset: offset, count: count, from: address)
+    }
+  }
+
+  /// Executes and completes a batch (its commands counted in `running`).
+  private func runBatch(_ batch: Batch) {
+    batch.used = 0
+    batch.ranges = 0
+    batch.executed.removeAll(keepingCapacity: true)
+    let memory = StagedRemoteMemory(batch: batch, remote: RemoteAFUMemory(pid: ownerPID))
+    for command in batch.commands {
+      guard let ioarcb = fetch(command.address, submissionQueue: false) else { continue }
+      delayIfInjected()
+      let first = batch.ranges
+      let completion = executor.execute(ioarcb, contextID: processElement, memory: memory, queueDepth: command.queueDepth)
+      batch.executed.append(.init(command: command, ioarcb: ioarcb, completion: completion, ranges: first..<batch.ranges))
+    }
+    let written = batch.flush(pid: ownerPID)
+    for entry in batch.executed {
+      if entry.ranges.isEmpty || entry.ranges.upperBound <= written {
+        complete(entry.ioarcb, entry.completion, address: entry.command.address, submissionQueue: false)
+      } else {
+        // Its data did not reach the application: again, on its own (the fault is reported as
+        // for any command).
+        run(entry.command.address, submissionQueue: false, queueDepth: entry.command.queueDepth)
+      }
+    }
   }
 
   /// Injected data corruption: a successful read's first data byte is flipped in the
@@ -727,6 +905,9 @@ final class AFUEngine: MockInlineEngine, @unchecked Sendable {
     }
     if inProcess {
       ccxl_store_release64(entry, value)
+    } else if let local = shared(UInt64(UInt(bitPattern: entry)), 8) {
+      // The RRQ in the command arena: after the IOASA (written above) is visible.
+      ccxl_store_release64(local, value)
     } else {
       var copy = value
       _ = withUnsafeBytes(of: &copy) { ccxl_process_vm_write(ownerPID, $0.baseAddress, entry, 8) }

@@ -76,6 +76,17 @@ public final class MockAdapter: Sendable {
       thread.name = "superpipe-mock-scheduled-reset"
       thread.start()
     }
+    // A reset raced by a VERIFY (`resetAdapterAtNextVerify`) began inside the ioctl (the model's
+    // contexts are in the error state); the windows fail and the reset ends on its own thread.
+    model.setVerifyResetHandler { [weak self] files in
+      let thread = Thread { [weak self] in
+        guard let self else { return }
+        server.withLock { $0 }?.post(.contextsFailed(files))
+        endReset(after: .nanoseconds(scheduledResetNanoseconds.load(ordering: .relaxed)))
+      }
+      thread.name = "superpipe-mock-verify-reset"
+      thread.start()
+    }
     refreshSysfs()
   }
 
@@ -484,15 +495,32 @@ public final class MockAdapter: Sendable {
   ///   - unitAttention: Raise UNIT ATTENTION 0x29 on every LUN and port afterwards.
   public func resetAdapter(duration: Duration = .milliseconds(50), recovers: Bool = true, unitAttention: Bool = true) {
     let files = model.beginAdapterReset()
-    let instance = server.withLock { $0 }
-    instance?.post(.contextsFailed(files))
+    server.withLock { $0 }?.post(.contextsFailed(files))
+    endReset(after: duration, recovers: recovers, unitAttention: unitAttention)
+  }
+
+  /// The end of an adapter reset that began (contexts failed): RESET for `duration`, then unit
+  /// attentions and NORMAL (or FAILTERM).
+  private func endReset(after duration: Duration, recovers: Bool = true, unitAttention: Bool = true) {
     let nanoseconds = duration.nanoseconds
     if nanoseconds > 0 { usleep(useconds_t(clamping: nanoseconds / 1000)) }
     if unitAttention {
       for lun in model.configuration.luns.indices { executor.raiseUnitAttention(lun: lun, asc: 0x29, ascq: 0) }
     }
     model.endAdapterReset(success: recovers)
-    instance?.post(.stateChanged)
+    server.withLock { $0 }?.post(.stateChanged)
+  }
+
+  /// Makes an adapter reset race the next DK_CXLFLASH_VERIFY: as it arrives the adapter enters
+  /// RESET and every context goes to the error state, so that VERIFY fails with EINVAL (the
+  /// driver's answer for a context that is unavailable); the reset lasts `duration`, then unit
+  /// attentions 0x29 are raised as after any reset. An application answering a unit attention
+  /// with VERIFY must then recover the context and re-issue.
+  ///
+  /// - Parameter duration: How long the adapter stays in RESET.
+  public func resetAdapterAtNextVerify(duration: Duration = .milliseconds(20)) {
+    scheduledResetNanoseconds.store(duration.nanoseconds, ordering: .relaxed)
+    model.resetAdapterAtNextVerify()
   }
 
   /// An administrative resize of `lun` on the storage side (spec 6: what VERIFY's capacity

@@ -39,15 +39,18 @@ final class MockServer: @unchecked Sendable {
     let file: MockAdapterFileID
     let socket: CInt
     let memory: CInt
-    let window: UnsafeMutableRawPointer
+    /// The mock's mapping of the context's window and control page; the engine holds it too, so
+    /// it stays mapped while an application thread of this process may still reach the engine.
+    let mapping: MockSharedMapping
+    var window: UnsafeMutableRawPointer { mapping.base }
     let engine: AFUEngine
     var failed = false
 
-    init(file: MockAdapterFileID, socket: CInt, memory: CInt, window: UnsafeMutableRawPointer, engine: AFUEngine) {
+    init(file: MockAdapterFileID, socket: CInt, memory: CInt, mapping: MockSharedMapping, engine: AFUEngine) {
       self.file = file
       self.socket = socket
       self.memory = memory
-      self.window = window
+      self.mapping = mapping
       self.engine = engine
     }
 
@@ -446,12 +449,13 @@ final class MockServer: @unchecked Sendable {
     ccxl_mmio_write64(window, Int(CCXL_MMIO_CTX_CTRL), configuration.writeSameUnmap ? SISL_CTX_CTRL_UNMAP_SECTOR : 0)
     ccxl_mmio_write64(window, Int(CCXL_MMIO_INTR_MASK), ~UInt64(0))
     MockControlPage(base: window + MockWire.controlAreaOffset).initialize()
+    let mapping = MockSharedMapping(base: window, length: MockWire.adapterMemorySize)
     let engine = AFUEngine(
-      window: window, socket: pair[0], processElement: processElement, ownerPID: owner, executor: executor,
+      window: mapping, socket: pair[0], processElement: processElement, ownerPID: owner, executor: executor,
       reorderCompletions: configuration.reorderCompletions, unmapSupported: configuration.writeSameUnmap,
       commandRoom: max(1, configuration.commandRoom))
     engine.start()
-    let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, window: window, engine: engine)
+    let endpoint = Endpoint(file: file, socket: pair[0], memory: memory, mapping: mapping, engine: engine)
     endpoints[pair[0]] = endpoint
     endpointList.withLock { $0[file] = endpoint }
     return (endpoint, pair[1])
@@ -472,7 +476,8 @@ final class MockServer: @unchecked Sendable {
     endpoint.close()
     let effects = model.adapterFileReleased(endpoint.file)
     Glibc.close(endpoint.socket)
-    munmap(endpoint.window, MockWire.adapterMemorySize)
+    // The window is unmapped with its last user (an in-process application thread may still
+    // reach the engine through a retired channel's window).
     Glibc.close(endpoint.memory)
     if !effects.isEmpty { persist(model) }
   }
@@ -547,7 +552,6 @@ final class MockServer: @unchecked Sendable {
     for endpoint in endpoints.values {
       endpoint.close()
       Glibc.close(endpoint.socket)
-      munmap(endpoint.window, MockWire.adapterMemorySize)
       Glibc.close(endpoint.memory)
     }
     endpoints.removeAll()

@@ -18,6 +18,8 @@
 //       the application thread that just stored, which then runs the command itself); IOARRIN
 //       commands popped may run after it is released, in parallel (AFUEngine.swift)
 //   24  u64 engine id: identifies an in-process AFU engine (0: none in this process)
+//   32  u64 arena base: the application's address of the memfd's command arena (0: not mapped);
+//       the mock translates IOARCB, IOASA and RRQ addresses inside it to its own mapping
 //   64  u64 FIFO enqueue position          128 u64 FIFO dequeue position
 //   192 FIFO slots: `capacity` x { u64 sequence, u64 offset, u64 value }
 
@@ -27,6 +29,27 @@ import Synchronization
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// A shared mapping of an adapter memfd (the seam's control page, the mock's window and control
+/// page), unmapped when the last object that refers to it goes away.
+///
+/// A context's pages must outlive every thread that may still touch them: after recovery the
+/// application closes the old adapter fd while another of its threads may still be storing to the
+/// retired channel's window (the store then reaches this control page), and an in-process AFU
+/// engine may still be asked about a store after its context was released. Each user keeps the
+/// mapping alive by holding this object (the descriptor table, the register-store handler of every
+/// window mapped from it, the engine), instead of one of them unmapping it under the others.
+final class MockSharedMapping: @unchecked Sendable {
+  let base: UnsafeMutableRawPointer
+  let length: Int
+
+  init(base: UnsafeMutableRawPointer, length: Int) {
+    self.base = base
+    self.length = length
+  }
+
+  deinit { _ = munmap(base, length) }
+}
 
 struct MockControlPage: @unchecked Sendable {
   let base: UnsafeMutableRawPointer
@@ -41,6 +64,7 @@ struct MockControlPage: @unchecked Sendable {
   static let closed = 12
   static let consumer = 16
   static let engine = 24
+  static let arena = 32
   static let enqueue = 64
   static let dequeue = 128
   static let slots = 192
@@ -110,6 +134,12 @@ struct MockControlPage: @unchecked Sendable {
     nonmutating set { ccxl_atomic_store_release_u64(base + Self.engine, newValue) }
   }
 
+  /// The application's address of the command arena (0: the application has not mapped it).
+  var arenaBase: UInt64 {
+    get { ccxl_atomic_load_acquire_u64(base + Self.arena) }
+    nonmutating set { ccxl_atomic_store_release_u64(base + Self.arena, newValue) }
+  }
+
   /// Whether the mock closed this context (error state or released): its stores go nowhere, as
   /// stores to the error page do on hardware.
   var isClosed: Bool { ccxl_atomic_load_acquire_u32(base + Self.closed) != 0 }
@@ -120,11 +150,13 @@ struct MockControlPage: @unchecked Sendable {
     ringDoorbell()
   }
 
-  /// Bumps the doorbell and wakes the AFU if it said it sleeps.
+  /// Bumps the doorbell and wakes the AFU if it said it sleeps. One wake per sleep: the first
+  /// store to find the flag set clears it and pays the futex wake; the stores after it (a batch
+  /// submitted before the AFU thread is back on a core) pay nothing.
   func ringDoorbell() {
     _ = ccxl_atomic_fetch_add_u32(base + Self.doorbell, 1)
     ccxl_atomic_fence()
-    if ccxl_atomic_load_acquire_u32(base + Self.sleeping) != 0 {
+    if ccxl_atomic_load_acquire_u32(base + Self.sleeping) != 0, ccxl_atomic_exchange_u32(base + Self.sleeping, 0) != 0 {
       _ = ccxl_futex_wake(base + Self.doorbell, 1)
     }
   }
@@ -142,6 +174,15 @@ struct MockControlPage: @unchecked Sendable {
     ccxl_atomic_store_release_u64(entry, position &+ UInt64(Self.capacity))
     ccxl_atomic_store_release_u64(base + Self.dequeue, position &+ 1)
     return (Int(offset), value)
+  }
+
+  /// The oldest queued register store, left queued (only the consumer lock's holder pops, so
+  /// the next pop returns it).
+  func peekRegisterWrite() -> (offset: Int, value: UInt64)? {
+    let position = ccxl_atomic_load_relaxed_u64(base + Self.dequeue)
+    let entry = slot(Int(position & UInt64(Self.capacity - 1)))
+    guard ccxl_atomic_load_acquire_u64(entry) == position &+ 1 else { return nil }
+    return (Int(entry.load(fromByteOffset: 8, as: UInt64.self)), entry.load(fromByteOffset: 16, as: UInt64.self))
   }
 
   /// The doorbell sequence now (read before checking for work, then wait on it).

@@ -105,8 +105,10 @@ final class MockClientBackend: DeviceBackend {
   }
 
   func poll(_ fd: CInt, events: Int16, timeoutMilliseconds: Int32) -> Result<Int16, Errno> {
+    // The descriptor (held to the end of the call) keeps the control page mapped.
     let adapter = MockDevices.descriptor(for: fd)
     if case .adapter(_, let control)? = adapter?.kind {
+      if let nodePath = adapter?.nodePath { MockClientHooks.hooks(node: nodePath)?.beforeAdapterPoll?() }
       // A thread waiting on its context runs the context's queued commands first (in-process).
       MockInlineEngines.engine(control.engineID)?.assist()
     }
@@ -117,8 +119,8 @@ final class MockClientBackend: DeviceBackend {
   }
 
   func mapWindow(_ fd: CInt, length: Int) -> Result<MappedRegisters, Errno> {
-    if case .adapter(let memory, let control)? = MockDevices.descriptor(for: fd)?.kind {
-      return MockDevices.mapWindow(memory: memory, control: control, length: length)
+    if let descriptor = MockDevices.descriptor(for: fd), case .adapter = descriptor.kind {
+      return MockDevices.mapWindow(descriptor, length: length)
     }
     return KernelDevice.map(fd, length: length).map { MappedRegisters(base: $0) }
   }
@@ -135,22 +137,41 @@ final class MockClientBackend: DeviceBackend {
 /// `MockControlPage.noRoomFlag` and the AFU answers it with PERM_ERR_CMDROOM. When the AFU engine
 /// runs in this process, the storing thread runs the command itself (no thread switch) unless the
 /// engine's thread is idle and takes it, and command memory the library declares is read and
-/// written directly by the engine.
+/// written directly by the engine. When the mock runs in another process, the library's command
+/// memory comes from the memfd's command arena (MockCommandArena.swift), which the mock reads and
+/// writes with plain loads and stores too.
+///
+/// The handler keeps the context's control page mapped (`mapping`) for as long as the library
+/// keeps the window: a thread may still store to a retired channel's window after recovery
+/// closed the old adapter fd; its store then finds the page closed and goes nowhere, as a store
+/// to the error page does on hardware.
 final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   let control: MockControlPage
+  /// The control page's mapping, held so that it outlives the adapter fd while the window is used.
+  private let mapping: MockSharedMapping
+  /// The mock node that created the adapter fd (for `MockClientHooks`).
+  private let nodePath: String
   /// The in-process engine serving this window, looked up once.
   let inlineEngine: (any MockInlineEngine)?
   /// The same, for every store without reference counting (`inlineEngine` keeps it alive).
   private let engine: Unmanaged<AFUEngine>?
 
-  init(control: MockControlPage) {
+  /// Served by another process: the adapter fd's command arena (nil in-process, where the engine
+  /// reads ordinary memory directly).
+  let arena: MockCommandArena?
+
+  init(control: MockControlPage, memory: CInt, keeping mapping: MockSharedMapping, node nodePath: String) {
     self.control = control
+    self.mapping = mapping
+    self.nodePath = nodePath
     let engine = MockInlineEngines.engine(control.engineID)
     self.inlineEngine = engine
     self.engine = (engine as? AFUEngine).map { Unmanaged.passUnretained($0) }
+    arena = engine == nil ? MockCommandArenas.arena(memory: memory, control: control) : nil
   }
 
   func store(_ value: UInt64, offset: Int, window base: UnsafeMutableRawPointer) {
+    if let hook = MockClientHooks.hooks(node: nodePath)?.beforeRegisterStore { hook(offset, value) }
     var entry = offset
     if offset == SISLiteRegister.ioarrin.offset, value & 1 == 0, !takeCommandRoom(base) {
       entry |= MockControlPage.noRoomFlag
@@ -173,6 +194,21 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
   /// Withdraws a declaration before the memory is freed.
   func withdrawCommandMemory(_ memory: UnsafeRawBufferPointer, window base: UnsafeMutableRawPointer) {
     inlineEngine?.withdrawCommandMemory(memory)
+  }
+
+  /// Served by another process: command memory in the arena the mock shares (nil when it is
+  /// full, or in-process).
+  func allocateCommandMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  {
+    arena?.allocate(byteCount: byteCount, alignment: alignment)
+  }
+
+  /// Frees arena memory; false for memory that is not the arena's.
+  func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer)
+    -> Bool
+  {
+    arena?.deallocate(memory) ?? false
   }
 
   /// cmd_room falls at the IOARRIN write; false when there was no room.

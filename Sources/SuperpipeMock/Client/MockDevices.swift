@@ -26,6 +26,13 @@ struct MockDescriptor: Sendable {
   }
 
   var kind: Kind
+  /// An adapter fd's control-page mapping (nil for a node): it stays mapped while anything still
+  /// refers to it (a register-store handler of a window mapped from this fd), not just while the
+  /// fd is open.
+  var controlMapping: MockSharedMapping?
+  /// The mock node the descriptor was opened on, or that created the adapter fd (for test hooks
+  /// scoped to one mock, `MockClientHooks`).
+  var nodePath: String
   /// Identity of the object, to notice a descriptor number that was closed behind the seam's back
   /// and reused.
   var device: UInt64
@@ -48,18 +55,21 @@ enum MockDevices {
     return entry
   }
 
-  static func register(_ fd: CInt, _ kind: MockDescriptor.Kind) {
+  static func register(_ fd: CInt, _ kind: MockDescriptor.Kind, node: String, controlMapping: MockSharedMapping? = nil) {
     var info = stat()
     guard Glibc.fstat(fd, &info) == 0 else { return }
-    let entry = MockDescriptor(kind: kind, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    let entry = MockDescriptor(
+      kind: kind, controlMapping: controlMapping, nodePath: node, device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     registry.withLock { $0[fd] = entry }
   }
 
-  /// Forgets `fd` and closes what the seam opened alongside it (an adapter's memfd).
+  /// Forgets `fd` and closes what the seam opened alongside it (an adapter's memfd). The control
+  /// page is not unmapped here: a retired channel's window may still be stored to by another
+  /// thread (after recovery closed the old adapter fd); it is unmapped with its last user.
   static func forget(_ fd: CInt) {
     let removed = registry.withLock { $0.removeValue(forKey: fd) }
-    if case .adapter(let memory, let control)? = removed?.kind {
-      _ = Glibc.munmap(control.base, Int(CCXL_MMIO_SIZE))
+    if case .adapter(let memory, _)? = removed?.kind {
+      MockCommandArenas.forget(memory: memory)
       _ = Glibc.close(memory)
     }
   }
@@ -92,7 +102,7 @@ enum MockDevices {
         return .failure(Errno(rawValue: reply.errno))
       }
     }
-    register(socket, .node(path: path))
+    register(socket, .node(path: path), node: path)
     return .success(socket)
   }
 
@@ -233,7 +243,9 @@ enum MockDevices {
         descriptors.forEach { _ = Glibc.close($0) }
         return .failure(Errno(rawValue: ENODEV))
       }
-      register(adapter, .adapter(memory: descriptors[1], control: MockControlPage(base: control)))
+      register(
+        adapter, .adapter(memory: descriptors[1], control: MockControlPage(base: control)), node: path,
+        controlMapping: MockSharedMapping(base: control, length: Int(CCXL_MMIO_SIZE)))
       let offset: Int? =
         request == CXLFlashIoctl.attach.request
         ? MemoryLayout<dk_cxlflash_attach>.offset(of: \.adap_fd)
@@ -300,11 +312,17 @@ enum MockDevices {
   /// mmap(2) of a mock adapter fd: the context's window is the first 64 KiB of its memfd; a
   /// mapping beyond it is EINVAL, as CXL's check. Stores to the mapping go through
   /// `MockRegisterStores`, which tells the mock AFU about them.
-  static func mapWindow(memory: CInt, control: MockControlPage, length: Int) -> Result<MappedRegisters, Errno> {
+  /// The handler keeps the control page mapped for as long as the window is (the library unmaps
+  /// the window when no channel uses it any more, which may be after the adapter fd was closed).
+  static func mapWindow(_ descriptor: MockDescriptor, length: Int) -> Result<MappedRegisters, Errno> {
+    guard case .adapter(let memory, let control) = descriptor.kind, let mapping = descriptor.controlMapping else {
+      return .failure(.badFileDescriptor)
+    }
     guard length > 0, length <= Int(CCXL_MMIO_SIZE) else { return .failure(.invalidArgument) }
     let address = Glibc.mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, memory, 0)
     if address == MAP_FAILED { return .failure(Errno(rawValue: errno)) }
     guard let address else { return .failure(.invalidArgument) }
-    return .success(MappedRegisters(base: address, stores: MockRegisterStores(control: control)))
+    let stores = MockRegisterStores(control: control, memory: memory, keeping: mapping, node: descriptor.nodePath)
+    return .success(MappedRegisters(base: address, stores: stores))
   }
 }

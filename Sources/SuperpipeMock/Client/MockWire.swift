@@ -107,11 +107,19 @@ enum MockWire {
     }
   }
 
-  /// The size of a mock adapter's memfd: the 64 KiB register window the application maps, then a
-  /// 64 KiB control area private to the seam and the mock (doorbells, register write log).
-  static let adapterMemorySize = 2 * 65536
+  /// The size of a mock adapter's memfd: the 64 KiB register window the application maps, a
+  /// 64 KiB control area private to the seam and the mock (doorbells, register write log), then
+  /// the command arena (sparse: pages cost only once used).
+  static let adapterMemorySize = commandArenaOffset + commandArenaSize
   /// Offset of the control area in the adapter memfd.
   static let controlAreaOffset = 65536
+  /// Offset of the command arena in the adapter memfd: memory the seam of an application served
+  /// by another process hands the library for its command memory (command slots, RRQ, SQ ring), so
+  /// that the mock reads IOARCBs and writes IOASAs and RRQ entries there without a system call.
+  static let commandArenaOffset = 2 * 65536
+  /// The command arena's size: a channel of the deepest queue (4096 slots of 128 bytes, its RRQ
+  /// and SQ ring) fits; when it is full the library's memory is ordinary memory again.
+  static let commandArenaSize = 1 << 20
 }
 
 extension [UInt8] {

@@ -30,6 +30,11 @@ struct DriverState: Sendable {
   var syncFailureSchedulesReset = false
   /// Set by such a failure; the model hands it to its reset handler once the ioctl has returned.
   var scheduledReset = false
+  /// VERIFYs still to be raced by an adapter reset (`MockDriverModel.resetAdapterAtNextVerify`).
+  var pendingVerifyResets = 0
+  /// The adapter files of the contexts such a reset moved to the error list, handed to the
+  /// model's reset handler once the VERIFY has returned.
+  var verifyResetFiles: [MockAdapterFileID]?
   /// Set when RECOVER_AFU found no free process element (the driver sleeps and retries).
   var recoverFoundNoProcessElement = false
   var pendingCapabilityReadbackFailures = 0

@@ -56,12 +56,37 @@ public final class MockDriverModel: Sendable {
           result = (.retryAfter(milliseconds: Limits.recoverRetryMilliseconds), [])
         }
       }
-      defer { s.scheduledReset = false }
-      return (result, s.scheduledReset)
+      defer {
+        s.scheduledReset = false
+        s.verifyResetFiles = nil
+      }
+      return (result, (s.scheduledReset, s.verifyResetFiles))
     }
-    if reset, let handler = scheduledResetHandler.withLock({ $0 }) { handler() }
+    if reset.0, let handler = scheduledResetHandler.withLock({ $0 }) { handler() }
+    if let files = reset.1, let handler = verifyResetHandler.withLock({ $0 }) { handler(files) }
     return result
   }
+
+  /// Makes an adapter reset race the next `count` DK_CXLFLASH_VERIFYs: as each arrives (adapter
+  /// NORMAL), the adapter enters RESET and every context goes to the error list, so the VERIFY
+  /// fails with EINVAL as for an unavailable context (spec 3.3, 3.5); the reset handler
+  /// (`setVerifyResetHandler`) then fails the contexts' windows and ends the reset. Without a
+  /// handler the adapter stays in RESET until `endAdapterReset`.
+  ///
+  /// - Parameter count: How many VERIFYs the reset races.
+  public func resetAdapterAtNextVerify(count: Int = 1) {
+    mutate { $0.pendingVerifyResets = max(count, 0) }
+  }
+
+  /// Called (outside the model's lock, after the VERIFY) with the adapter files of the contexts an
+  /// injected VERIFY race (`resetAdapterAtNextVerify`) moved to the error list: the adapter fails
+  /// their windows and ends the reset.
+  ///
+  /// - Parameter handler: What completes the reset (nil: none).
+  public func setVerifyResetHandler(_ handler: (@Sendable ([MockAdapterFileID]) -> Void)?) {
+    verifyResetHandler.withLock { $0 = handler }
+  }
+  private let verifyResetHandler = Mutex<(@Sendable ([MockAdapterFileID]) -> Void)?>(nil)
 
   /// Called (outside the model's lock, after the ioctl) when a failed AFU sync scheduled an
   /// asynchronous adapter reset (spec 3.5 item 3); the adapter performs it.

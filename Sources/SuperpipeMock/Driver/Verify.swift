@@ -31,6 +31,13 @@ struct NormalizedSense: Equatable {
 extension DriverState {
   /// DK_CXLFLASH_VERIFY (spec §6).
   mutating func verify(_ v: inout dk_cxlflash_verify, _ call: DiskCall, _ effects: inout [MockSideEffect]) -> Int32 {
+    // An injected race: an adapter reset begins as this VERIFY arrives. Every context goes to the
+    // error list first, so the lookup below finds none and VERIFY fails with EINVAL, as the
+    // driver's does for a context that is unavailable (spec 3.3).
+    if pendingVerifyResets > 0, adapterState == .normal {
+      pendingVerifyResets -= 1
+      verifyResetFiles = moveContextsToErrorList(newState: .reset)
+    }
     // 1. Context (table only, owner, this LUN) and handle.
     guard let lun = call.lun,
           let serial = findContext(token: v.context_id, ownerPid: call.caller.pid, lun: lun, scope: .tableOnly),

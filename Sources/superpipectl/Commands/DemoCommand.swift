@@ -140,7 +140,7 @@ extension SuperpipeCtl {
 
       // 3. Attach.
       narrator.begin("Attach a context to the LUN", "DK_CXLFLASH_ATTACH")
-      let context = try Context(lun: disk)
+      let context = try Context(lun: disk, logger: logger)
       let geometry = try context.geometry()
       narrator.detail("context token \(context.token) (process element \(context.token.processElement)), MMIO window \(context.mmioSize) bytes")
       narrator.detail(
@@ -342,7 +342,7 @@ extension SuperpipeCtl {
 
     func run() throws {
       let parent = ContextToken(rawValue: UInt64(token.lowercased().replacingOccurrences(of: "0x", with: ""), radix: 16) ?? 0)
-      let context = try Context(lun: disk)
+      let context = try Context(lun: disk, logger: common.logger)
       try context.cloneVirtualLUNs(from: parent)
       let say = { (line: String) in if !common.json { print("pid \(getpid()): \(line)") } }
       say("attached context \(context.token), cloned the virtual LUNs of \(parent)")

@@ -111,8 +111,9 @@ extension SuperpipeCtl {
         return handle
       }
       let writes = input != nil || pattern
-      logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
-      let context = try Context(lun: resolved.device, access: writes ? .readWrite : .readOnly)
+      // The library logs the ioctls it issues (ATTACH, USER_DIRECT/USER_VIRTUAL, RELEASE, DETACH, and
+      // RECOVER_AFU, VERIFY and re-issues during recovery) to this logger: -v shows them.
+      let context = try Context(lun: resolved.device, access: writes ? .readWrite : .readOnly, logger: logger)
       let started = Date()
       var report = TransferReport()
       var blockSize = 0
@@ -159,7 +160,6 @@ extension SuperpipeCtl {
         }
       }
       if let virtualBlocks {
-        logger.info("DK_CXLFLASH_USER_VIRTUAL \(virtualBlocks) blocks")
         try context.withVirtualLUN(blocks: virtualBlocks) { lun in
           logger.debug("virtual LUN handle \(lun.handle): \(lun.blocks) blocks")
           try session(
@@ -167,7 +167,6 @@ extension SuperpipeCtl {
             read: { try lun.read(at: $0, into: $1) }, write: { try lun.write(at: $0, from: $1) })
         }
       } else {
-        logger.info("DK_CXLFLASH_USER_DIRECT")
         try context.withPhysicalLUN { lun in
           try session(
             blockSize: lun.blockSize, maxTransfer: lun.maxTransferBlocks, capacity: lun.lastLBA &+ 1,

@@ -68,8 +68,8 @@ extension SuperpipeCtl {
       let backend = try target.backend()
       let resolved = try target.resolve(in: try backend.inventory)
       if case .mock(let mock) = backend { try mock.startServing(logger: common.logger) }
-      common.logger.info("DK_CXLFLASH_ATTACH on \(resolved.device)")
-      let context = try Context(lun: resolved.device, access: .readOnly, interrupts: interrupts)
+      // The library logs its ioctls (ATTACH, DETACH) to the logger: -v shows them.
+      let context = try Context(lun: resolved.device, access: .readOnly, interrupts: interrupts, logger: common.logger)
       let geometry = try context.geometry()
       let document = Document(
         device: resolved.device, wwid: resolved.wwid?.hex, token: context.token.description,
@@ -77,7 +77,6 @@ extension SuperpipeCtl {
         lastLBA: geometry.lastLBA, blocks: geometry.lastLBA &+ 1, capacityBytes: geometry.capacity,
         maxTransferBlocks: geometry.maxTransferBlocks, interrupts: context.interrupts, access: "readOnly",
         returnFlags: .init(raw: Format.hex(context.attachFlags.rawValue), names: Self.flagNames(context.attachFlags)))
-      common.logger.info("DK_CXLFLASH_DETACH token \(context.token)")
       try context.detach()
       if common.json {
         try JSONOutput.print(document)

@@ -13,7 +13,9 @@ extension SuperpipeCtl {
         Single process (the default): several threads write LBA-stamped, checksummed blocks through
         one context of an in-process mock while a fault schedule derived from --seed injects
         adapter resets, unit attentions and retryable command errors; reads verify as they go and
-        a final sweep verifies every block.
+        a final sweep verifies every block. With --depth N (N > 1) each thread keeps N commands in
+        flight through the low-level submit/poll interface on a context of its own, resubmitting
+        what fails or is lost across an adapter reset, with the same checks.
 
         Several processes (--processes N, or --served DIR): one mock served by another process
         (started by the soak, or the one `superpipectl mock serve` serves in DIR), N worker
@@ -32,6 +34,7 @@ extension SuperpipeCtl {
           superpipectl soak
           swift run -c release superpipectl soak --ios 1000000 --faults 250 --seed 1
           superpipectl soak --processes 4 --threads 2 --ios 10000000 --faults 3000 --seed 7
+          superpipectl soak --depth 32 --ios 1000000 --faults 300
           superpipectl soak --processes 2 --served /tmp/cxl --ios 100000 --faults 40
         """
     )
@@ -44,6 +47,11 @@ extension SuperpipeCtl {
     var seed: UInt64 = 1
     @Option(help: "Writer threads (per process with --processes).")
     var threads = 2
+    @Option(
+      help: ArgumentHelp(
+        "Commands each thread keeps in flight: 1 is synchronous I/O on one shared context; more uses the low-level submit/poll interface on a context per thread.",
+        valueName: "n"))
+    var depth = 1
     @Option(help: "Worker processes against one served mock (1: the single-process soak, unless --served).")
     var processes = 1
     @Option(
@@ -67,8 +75,8 @@ extension SuperpipeCtl {
     var multiProcess: Bool { processes > 1 || served != nil }
 
     func validate() throws {
-      guard ios > 0, faults >= 0, (1...64).contains(threads) else {
-        throw ValidationError("--ios must be positive, --faults non-negative, --threads 1...64")
+      guard ios > 0, faults >= 0, (1...64).contains(threads), (1...256).contains(depth) else {
+        throw ValidationError("--ios must be positive, --faults non-negative, --threads 1...64, --depth 1...256")
       }
       guard (1...64).contains(processes), (1...1_048_576).contains(blocksPerThread), silentCorruptions >= 0 else {
         throw ValidationError(
@@ -107,8 +115,10 @@ extension SuperpipeCtl {
       configuration.faults = faults
       configuration.seed = seed
       configuration.threads = threads
+      configuration.depth = depth
       configuration.directory = directory
-      common.logger.debug("soak: \(ios) I/Os, \(faults) faults, seed \(seed), \(threads) threads in \(directory)")
+      common.logger.debug(
+        "soak: \(ios) I/Os, \(faults) faults, seed \(seed), \(threads) threads at depth \(depth) in \(directory)")
       let report = try FaultSoak.run(configuration)
       try finish(
         report, passed: report.passed, failureClass: .dataMismatch,
@@ -116,9 +126,11 @@ extension SuperpipeCtl {
         problems: report.problems
       ) {
         print(
-          "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads")
+          "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s, \(threads) threads"
+            + " at queue depth \(depth)")
         print("  faults injected: \(Self.describe(report.faultsInjected))")
         printRecovery(report.recovery)
+        if depth > 1 { print("  resubmitted \(report.resubmitted), lost in flight and resubmitted \(report.lostInFlight)") }
         print(
           "  verified reads \(report.verifiedReads), stale or torn \(report.staleOrTorn), failed I/Os \(report.failedIOs)"
         )
@@ -141,6 +153,7 @@ extension SuperpipeCtl {
       var configuration = MultiProcessSoakConfiguration()
       configuration.processes = processes
       configuration.threads = threads
+      configuration.depth = depth
       configuration.ios = ios
       configuration.faults = faults
       configuration.seed = seed
@@ -175,11 +188,13 @@ extension SuperpipeCtl {
       ) {
         print(
           "soak seed \(seed): \(report.ios) I/Os in \(String(format: "%.1f", report.seconds)) s "
-            + "(\(String(format: "%.0f", report.iops)) IOPS), \(processes) processes x \(threads) threads, one served mock"
+            + "(\(String(format: "%.0f", report.iops)) IOPS), \(processes) processes x \(threads) threads at queue "
+            + "depth \(depth), one served mock"
         )
         print("  schedule digest \(report.scheduleDigest): \(Self.describe(report.faultsScheduled))")
-        print("  faults injected: \(Self.describe(report.faultsInjected))")
+        print("  faults injected: \(Self.describe(report.faultsInjected)); adapter resets seen by a worker \(report.resetsSeen)")
         if let recovery = report.recovery { printRecovery(recovery) }
+        if depth > 1 { print("  resubmitted \(report.resubmitted), lost in flight and resubmitted \(report.lostInFlight)") }
         print(
           "  reads \(report.reads), writes \(report.writes), verified reads \(report.verifiedReads); final sweep "
             + "\(report.sweep.blocks) blocks, \(report.sweep.verified) verified")

@@ -107,6 +107,50 @@ struct CLIInjectTests {
     }
   }
 
+  @Test("io -v shows the ioctls the library issues itself: ATTACH, USER_DIRECT, then RECOVER_AFU and VERIFY after an injected reset, RELEASE, DETACH")
+  func verboseIOShowsTheLibrarysIoctls() throws {
+    TestSupport.reachServedMocks()
+    try Self.withServedMock(ports: 1) { directory in
+      try Superpipe.setMode(.superpipe, wwid: WWID(hex: "60050768018000000000000000000001")!, path: directory + "/dev/sda")
+      func inject(_ arguments: [String]) throws {
+        let result = try TestSupport.run(Self.superpipectl, ["mock", "inject", "--dir", directory] + arguments)
+        #expect(result.status == 0, "\(arguments): \(result.output)")
+      }
+      // The adapter holds io's first WRITE(16); the reset comes while it is held.
+      try inject(["hold"])
+      let io = try TestSupport.Child(
+        URL(fileURLWithPath: Self.superpipectl),
+        ["io", "--mock", directory, "--lba", "0", "--blocks", "8", "--pattern", "--verify", "--no-progress", "-v"])
+      var lines: [String] = []
+      while let line = io.readLine() {
+        lines.append(line)
+        if line.contains("superpipe.ioctl=DK_CXLFLASH_USER_DIRECT") { break }
+      }
+      usleep(50_000)
+      try inject(["reset", "--duration-ms", "20"])
+      try inject(["resume"])
+      while let line = io.readLine() { lines.append(line) }
+      #expect(io.wait() == 0, "\(lines.joined(separator: "\n"))")
+      // The library's debug lines (StreamLogHandler: "... debug superpipectl: ... superpipe.ioctl=NAME ...").
+      let issued = lines.filter { $0.contains(" debug ") }.compactMap { line -> String? in
+        guard let range = line.range(of: "superpipe.ioctl=") else { return nil }
+        return String(line[range.upperBound...].prefix { !$0.isWhitespace })
+      }
+      #expect(
+        issued == [
+          "DK_CXLFLASH_ATTACH", "DK_CXLFLASH_USER_DIRECT", "DK_CXLFLASH_RECOVER_AFU", "DK_CXLFLASH_VERIFY",
+          "DK_CXLFLASH_RELEASE", "DK_CXLFLASH_DETACH",
+        ], "\(lines.joined(separator: "\n"))")
+      #expect(lines.contains { $0.contains(" info ") && $0.contains("adapter reset detected") })
+      #expect(lines.contains { $0.contains(" info ") && $0.contains("unit attention answered with DK_CXLFLASH_VERIFY") })
+      #expect(lines.contains { $0.contains("verified 32.0 KiB") }, "the I/O went on: \(lines.joined(separator: "\n"))")
+      // Without -v the library's lines are not shown (the CLI's logger is at warning level).
+      let quiet = try TestSupport.run(
+        Self.superpipectl, ["io", "--mock", directory, "--lba", "0", "--blocks", "8", "--verify", "--no-progress"])
+      #expect(quiet.status == 0 && !quiet.output.contains("superpipe."), "\(quiet.output)")
+    }
+  }
+
   @Test("mock inject: an unknown fault is a usage error; no served mock is 'device missing'")
   func injectErrors() throws {
     TestSupport.reachServedMocks()

@@ -38,41 +38,10 @@ struct MockEngineTests {
     #expect(mock.adapter.executor.commandCount.load(ordering: .relaxed) >= 32)
     #expect(engine.checkedFetches.load(ordering: .relaxed) == 0, "every IOARCB came from declared memory")
 
-    // An IOARCB the library did not declare: fetched through process_vm_readv and executed (its
-    // ctx_id 0 is not this context's: afu_rc 0x21 in the IOASA that follows it).
-    let foreign = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
-    defer { foreign.deallocate() }
-    foreign.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
-    window.store(.ioarrin, UInt64(UInt(bitPattern: foreign)))
-    var afuRC: UInt8 = 0
-    for _ in 0..<400 where afuRC == 0 {
-      afuRC = UInt8(truncatingIfNeeded: ccxl_load_acquire32(foreign + 64) >> 8)  // rc.afu_rc (little-endian host)
-      if afuRC == 0 { usleep(5_000) }
-    }
-    #expect(afuRC == 0x21)
-    #expect(engine.checkedFetches.load(ordering: .relaxed) == 1)
-
-    // An address that cannot be read (spec 7.8, item 101): a CXL data-storage event naming it on
-    // the adapter fd, and the command room comes back.
-    let page = try #require(mmap(nil, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-    #expect(page != MAP_FAILED)
-    defer { munmap(page, 4096) }
-    let room = window.load(.commandRoom)
-    window.store(.ioarrin, UInt64(UInt(bitPattern: page)))
     let adapterFD = context.core.state.withLock { $0.adapterFD }
-    #expect(try Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 2_000).get() & Int16(POLLIN) != 0)
-    let event = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
-    defer { event.deallocate() }
-    #expect(try Syscall.read(adapterFD, into: event).get() == 40)
-    #expect(event.load(fromByteOffset: 0, as: UInt16.self) == UInt16(CCXL_EVENT_DATA_STORAGE))
-    #expect(event.load(fromByteOffset: 16, as: UInt64.self) == UInt64(UInt(bitPattern: page)))
-    var current = window.load(.commandRoom)
-    for _ in 0..<400 where current != room {
-      usleep(5_000)
-      current = window.load(.commandRoom)
+    try Self.expectUndeclaredIOARCBs(window: window, adapterFD: adapterFD) { fetched in
+      #expect(engine.checkedFetches.load(ordering: .relaxed) == fetched)
     }
-    #expect(current == room)
-    #expect(engine.checkedFetches.load(ordering: .relaxed) == 2)
     // The context still works.
     try context.withPhysicalLUN { lun in
       let buffer = AlignedBuffer(count: 4096)
@@ -176,6 +145,91 @@ struct MockEngineTests {
     try context.detach()
   }
 
+  @Test("a served mock: the library's command memory lies in the shared command arena; IOARCBs elsewhere still take process_vm_readv, an unmapped one a data-storage event (7.8)")
+  func servedCommandArena() throws {
+    TestSupport.reachServedMocks()
+    let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    _ = try MockAdapter.create(at: directory, configuration: MockAdapter.configuration(lunCount: 1, ports: 1))
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"), ["mock", "serve", "--dir", directory.path])
+    defer {
+      kill(server.process.processIdentifier, SIGTERM)
+      _ = server.wait()
+    }
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let disk = directory.path + "/dev/sda"
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
+    let context = try Context(lun: disk)
+    context.configureIO(IOConfiguration(queueDepth: 8))
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 8 * 4096)
+      BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 5)
+      try Self.keepInFlight(depth: 8, count: 64) { index in
+        try lun.submitWrite(at: UInt64(index % 8), from: UnsafeRawBufferPointer(Self.piece(buffer, index % 8)))
+      } poll: { try context.pollCompletions($0) }
+      buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+      for lba in 0..<8 { try lun.read(at: UInt64(lba), into: Self.piece(buffer, lba)) }
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: 5) == nil)
+    }
+    // The slots and the RRQ were handed out from the arena, whose address the mock knows.
+    let window = try #require(context.core.state.withLock { $0.window })
+    let stores = try #require(window.stores as? MockRegisterStores)
+    #expect(stores.inlineEngine == nil)
+    let arena = try #require(stores.arena)
+    #expect(stores.control.arenaBase == UInt64(UInt(bitPattern: arena.base)))
+    let channel = try context.core.channel()
+    let range = arena.base..<(arena.base + arena.size)
+    #expect(range.contains(channel.slots) && range.contains(channel.slots + (channel.depth * IOChannel.slotSize - 1)))
+    #expect(range.contains(UnsafeMutableRawPointer(channel.rrq)))
+    // Anything else: as before (the mock's fetch count is in its own process).
+    let adapterFD = context.core.state.withLock { $0.adapterFD }
+    try Self.expectUndeclaredIOARCBs(window: window, adapterFD: adapterFD) { _ in }
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 4096)
+      try lun.read(at: 3, into: buffer.bytes)
+      #expect(BlockPattern.verify(buffer.readOnly, lba: 3, blockSize: 4096, generation: 5) == nil)
+    }
+    // Reads submitted back to back (run as batches whose data goes out in one process_vm_writev),
+    // one of them into an unmapped buffer: that one fails as 8.101 says (afu_rc 0x31, invalid EA),
+    // every other completes once with its data.
+    let unmapped = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: 0x1000), count: 4096)
+    try context.withPhysicalLUN { lun in
+      let buffer = AlignedBuffer(count: 8 * 4096)
+      for round in 0..<16 {
+        buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        let bad = round % 8
+        var indexOf: [IOTag: Int] = [:]
+        for index in 0..<8 {
+          indexOf[try lun.submitRead(at: UInt64(index), into: index == bad ? unmapped : Self.piece(buffer, index))] = index
+        }
+        var results: [Int: Result<Void, SuperpipeError>] = [:]
+        let deadline = MonotonicClock.now() + 10_000_000_000
+        while results.count < 8, MonotonicClock.now() < deadline {
+          _ = try context.pollCompletions { tag, result in
+            let index = indexOf[tag] ?? -1
+            #expect(results[index] == nil, "reported once")
+            results[index] = result
+          }
+        }
+        #expect(results.count == 8)
+        for (index, result) in results {
+          switch result {
+          case .failure(let error):
+            #expect(index == bad, "\(error)")
+            #expect(error.status?.afuRC == 0x31 && error.status?.afuExtra == 0x0B)
+          case .success:
+            #expect(index != bad, "a read into an unmapped buffer succeeded")
+            let data = UnsafeRawBufferPointer(Self.piece(buffer, index))
+            #expect(BlockPattern.verify(data, lba: UInt64(index), blockSize: 4096, generation: 5) == nil)
+          }
+        }
+      }
+    }
+    try context.detach()
+  }
+
   @Test("commands in flight while the adapter holds them: parked, none completes, all complete once after resume")
   func heldWhileParallel() throws {
     let mock = try roomyMock()
@@ -247,6 +301,46 @@ struct MockEngineTests {
   }
 
   /// One 4 KiB piece of `buffer`.
+  /// IOARCBs outside the library's command memory (spec 7.8): one in ordinary memory is fetched
+  /// through process_vm_readv and executed; one at an unmapped address becomes a CXL data-storage
+  /// event naming it, and its command room comes back. `fetched(n)` after each: n checked fetches.
+  static func expectUndeclaredIOARCBs(window: MappedWindow, adapterFD: CInt, fetched: (Int) -> Void) throws {
+    // An IOARCB the library did not declare: fetched through process_vm_readv and executed (its
+    // ctx_id 0 is not this context's: afu_rc 0x21 in the IOASA that follows it).
+    let foreign = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 128)
+    defer { foreign.deallocate() }
+    foreign.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
+    window.store(.ioarrin, UInt64(UInt(bitPattern: foreign)))
+    var afuRC: UInt8 = 0
+    for _ in 0..<400 where afuRC == 0 {
+      afuRC = UInt8(truncatingIfNeeded: ccxl_load_acquire32(foreign + 64) >> 8)  // rc.afu_rc (little-endian host)
+      if afuRC == 0 { usleep(5_000) }
+    }
+    #expect(afuRC == 0x21)
+    fetched(1)
+
+    // An address that cannot be read (spec 7.8, item 101): a CXL data-storage event naming it on
+    // the adapter fd, and the command room comes back.
+    let page = try #require(mmap(nil, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+    #expect(page != MAP_FAILED)
+    defer { munmap(page, 4096) }
+    let room = window.load(.commandRoom)
+    window.store(.ioarrin, UInt64(UInt(bitPattern: page)))
+    #expect(try Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 2_000).get() & Int16(POLLIN) != 0)
+    let event = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+    defer { event.deallocate() }
+    #expect(try Syscall.read(adapterFD, into: event).get() == 40)
+    #expect(event.load(fromByteOffset: 0, as: UInt16.self) == UInt16(CCXL_EVENT_DATA_STORAGE))
+    #expect(event.load(fromByteOffset: 16, as: UInt64.self) == UInt64(UInt(bitPattern: page)))
+    var current = window.load(.commandRoom)
+    for _ in 0..<400 where current != room {
+      usleep(5_000)
+      current = window.load(.commandRoom)
+    }
+    #expect(current == room)
+    fetched(2)
+  }
+
   static func piece(_ buffer: borrowing AlignedBuffer, _ index: Int) -> UnsafeMutableRawBufferPointer {
     UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[(index * 4096)..<((index + 1) * 4096)])
   }

@@ -1,4 +1,5 @@
 import Foundation
+import Superpipe
 import SuperpipeMock
 import SuperpipeSoak
 import Synchronization
@@ -66,13 +67,21 @@ struct MultiProcessSoakTests {
       #expect(document[key] as? Int == 0, "\(key): \(document[key] ?? "nil")")
     }
     #expect(document["scheduleDigest"] as? String == SoakSchedule(seed: 7, faults: 30, ios: 20000).digest)
+    // Every fault of the schedule went in (the workers hold at a fault's point until it is in, and
+    // the last one is due before the last I/O).
     let injected = try #require(document["faultsInjected"] as? [String: Int])
-    #expect(injected.values.reduce(0, +) >= 25, "\(injected)")
+    #expect(injected == SoakSchedule(seed: 7, faults: 30, ios: 20000).counts, "\(injected)")
     for kind in ["adapterReset", "linkBounce", "unitAttention"] {
       #expect(injected[kind, default: 0] >= 3, "\(injected)")
     }
+    // Recoveries: one at least for each reset a worker saw, i.e. completed I/O submitted after it
+    // before the next fault (a reset no worker could see, e.g. after the last I/O or right before
+    // another reset, may need no recovery of its own). The fault driver waits for the first one.
+    let resets = injected["adapterReset", default: 0]
+    let seen = try #require(document["resetsSeen"] as? Int)
+    #expect((1...resets).contains(seen), "seen \(seen) of \(resets)")
     let recovery = try #require(document["recovery"] as? [String: Int])
-    #expect(recovery["recoveries", default: 0] >= injected["adapterReset", default: 0], "\(recovery)")
+    #expect(recovery["recoveries", default: 0] >= seen, "\(recovery)")
     #expect(recovery["verifies", default: 0] >= 1, "\(recovery)")
     #expect(recovery["failovers", default: 0] >= 1, "\(recovery)")
     let workers = try #require(document["workers"] as? [[String: Any]])
@@ -90,11 +99,88 @@ struct MultiProcessSoakTests {
   }
 
   @Test(
+    "superpipectl soak --served --depth 32: 1 process x 2 threads keeping 32 commands in flight each through the low-level interface; no violation, no leak"
+  )
+  func queuedRun() throws {
+    let mock = try CLI.ServedMock(luns: 1, blocks: 65536)
+    defer { mock.stop() }
+    let result = try CLI.run([
+      "soak", "--served", mock.directory, "--processes", "1", "--threads", "2", "--depth", "32", "--ios", "12000",
+      "--faults", "16", "--seed", "5", "--blocks-per-thread", "1024", "--directory", "/tmp", "--json",
+    ])
+    #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+    let document = try result.json()
+    #expect(document["passed"] as? Bool == true, "\(document["problems"] ?? "")")
+    #expect(document["ios"] as? Int == 12000)
+    #expect((document["configuration"] as? [String: Any])?["depth"] as? Int == 32)
+    for key in ["lostWrites", "staleReads", "tornReads", "failedIOs", "leakedContexts"] {
+      #expect(document[key] as? Int == 0, "\(key): \(document[key] ?? "nil")")
+    }
+    let injected = try #require(document["faultsInjected"] as? [String: Int])
+    let resets = injected["adapterReset", default: 0]
+    #expect(resets >= 2, "\(injected)")
+    let seen = try #require(document["resetsSeen"] as? Int)
+    #expect((1...resets).contains(seen), "seen \(seen) of \(resets)")
+    let recovery = try #require(document["recovery"] as? [String: Int])
+    #expect(recovery["recoveries", default: 0] >= seen, "\(recovery)")
+    // Retryable statuses and unit attentions reach the low-level interface's caller, who resubmits.
+    #expect(document["resubmitted"] as? Int ?? 0 >= 1, "\(document["resubmitted"] ?? "nil")")
+    let sweep = try #require(document["sweep"] as? [String: Int])
+    #expect(sweep["blocks", default: 0] > 1000)
+    #expect(sweep["verified"] == sweep["blocks"])
+  }
+
+  @Test(
+    "the checker is live at depth 8: an acknowledged write dropped from the LUN (its block put back to the previous generation) is a lost write"
+  )
+  func droppedWriteIsCaughtAtDepth() throws {
+    var configuration = MultiProcessSoakConfiguration(executable: Self.superpipectl)
+    configuration.processes = 1
+    configuration.threads = 2
+    configuration.depth = 8
+    configuration.ios = 4000
+    configuration.faults = 4
+    configuration.seed = 9
+    configuration.blocksPerThread = 256
+    configuration.directory = "/tmp"
+    let dropped = Mutex<UInt64?>(nil)
+    let report = try MultiProcessSoak.run(
+      configuration,
+      beforeFinalSweep: { mock, acknowledged in
+        // The block as it was before its last acknowledged write: intact, its own LBA, the
+        // previous generation. That is what a write acknowledged but never stored leaves.
+        let lba = try #require(acknowledged.first)
+        let file = try FileHandle(forUpdating: mock.appendingPathComponent("luns/lun0.img"))
+        defer { try? file.close() }
+        try file.seek(toOffset: lba * 4096)
+        let block = try #require(try file.read(upToCount: 4096))
+        let stamp = block.withUnsafeBytes { BlockPattern.stamp($0, block: 0, blockSize: 4096) }
+        #expect(stamp.intact && stamp.lba == lba)
+        let previous = AlignedBuffer(count: 4096)
+        BlockPattern.fill(previous.bytes, lba: lba, blockSize: 4096, generation: stamp.generation - 1)
+        try file.seek(toOffset: lba * 4096)
+        try file.write(contentsOf: Data(previous.readOnly))
+        dropped.withLock { $0 = lba }
+      })
+    let lba = try #require(dropped.withLock { $0 })
+    #expect(!report.passed)
+    #expect(report.sweep.lostWrites == 1, "\(report.problems)")
+    #expect(report.lostWrites == 1)
+    #expect(report.problems.contains { $0.contains("coordinator sweep LBA \(lba): generation") && $0.contains("lost write") }, "\(report.problems)")
+    // Nothing else went wrong.
+    #expect(report.tornReads == 0 && report.staleReads == 0, "\(report.problems)")
+    #expect(report.failedIOs == 0, "\(report.problems)")
+    #expect(report.leakedContexts == 0)
+    #expect(report.sweep.verified == report.sweep.blocks - 1)
+  }
+
+  @Test(
     "soak's multi-process options keep the CLI contract: 64 for bad values, 69 with a hint when --served names no served mock"
   )
   func contract() throws {
     for (arguments, status) in [
       (["soak", "--processes", "0"], Int32(64)), (["soak", "--processes", "2", "--progress-interval", "0"], 64),
+      (["soak", "--depth", "0"], 64), (["soak", "--depth", "257"], 64),
       (["_soak-worker", "--plan", "{}"], 64), (["soak", "--served", "/nonexistent-soak", "--processes", "2"], 69),
     ] {
       let result = try CLI.run(arguments + ["--json"])
