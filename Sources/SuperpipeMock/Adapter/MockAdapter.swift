@@ -166,6 +166,33 @@ public final class MockAdapter: Sendable {
   /// - Throws: `MockAdapterError.alreadyRunning` when it is already served; `.io` when a node
   ///   cannot be created.
   public func start() throws {
+    try start(driven: false)
+  }
+
+  /// Starts serving without a server thread: the caller turns the server's loop with
+  /// `serveTurn(wait:)` from one thread, which also calls `stop()` (the fuzzer: no thread switch
+  /// per message). Until a turn, nothing is served.
+  ///
+  /// - Throws: What `start()` throws.
+  @_spi(Fuzzing)
+  public func startDriven() throws {
+    try start(driven: true)
+  }
+
+  /// One turn of a driven server's loop (`startDriven()`): waits up to `wait` milliseconds for
+  /// something to serve, and serves it.
+  ///
+  /// - Parameter wait: The longest wait in milliseconds (0: serve only what is ready now).
+  @_spi(Fuzzing)
+  public func serveTurn(wait: Int32) {
+    guard let instance = server.withLock({ $0 }), instance.driven else { return }
+    instance.step(wait: wait)
+  }
+
+  /// Whether the server is driven by its caller (`startDriven()`).
+  var isDriven: Bool { server.withLock { $0?.driven ?? false } }
+
+  private func start(driven: Bool) throws {
     MockDeviceBackend.install()
     try server.withLock { server in
       guard server == nil else { throw MockAdapterError.alreadyRunning }
@@ -180,7 +207,7 @@ public final class MockAdapter: Sendable {
         }
         return self.answerControl(bytes)
       }
-      instance.start()
+      if driven { instance.startDriven() } else { instance.start() }
       server = instance
     }
   }
@@ -218,16 +245,35 @@ public final class MockAdapter: Sendable {
   /// Whether the adapter is being served.
   public var isRunning: Bool { server.withLock { $0 != nil } }
 
+  /// Hands the server end of a connected socket pair to the server, to be served as a connection
+  /// this process made to `node` (the fuzzer's direct transport): at once on this thread when it
+  /// is driven, else on its thread. False, with `fd` closed, when the adapter is not being served.
+  func adopt(_ fd: CInt, node: MockDeviceNode) -> Bool {
+    // Posted under the lock: stop() takes the server out under it, so this comes before its stop.
+    let instance = server.withLock { server in
+      if server?.driven == false { server?.adoptConnection(fd, node) }
+      return server
+    }
+    // A driven server is served on this thread, outside the lock (it may take it).
+    if let instance, instance.driven { instance.adoptConnection(fd, node) }
+    let posted = instance != nil
+    if !posted { Glibc.close(fd) }
+    return posted
+  }
+
   private func save(_ model: MockDriverModel) {
     let snapshot = model.snapshot()
     persistent.withLock { state in
+      // `state` is what adapter.json holds (written at create, read at open, and only changed
+      // here): it is rewritten only when something in it changed.
+      let saved = state
       state.configuration = model.configuration
       state.assignNodeNames()
       state.superpipeNodes = snapshot.superpipePaths.compactMap { path in
         guard case .disk(let lun, let port) = path else { return nil }
         return state.diskNodes.first { $0.lun == lun && $0.port == port }?.name
       }.sorted()
-      try? state.save(to: directory.appendingPathComponent("adapter.json"))
+      if state != saved { try? state.save(to: directory.appendingPathComponent("adapter.json")) }
       MockSysfsTree(directory: directory).write(state: state, snapshot: snapshot, portsOnline: Set(portsOnline))
     }
   }

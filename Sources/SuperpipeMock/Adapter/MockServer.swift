@@ -28,6 +28,10 @@ final class MockServer: @unchecked Sendable {
     /// An adapter reset put these contexts in the error state: their windows read all ones and
     /// their adapter fds report EIO once drained.
     case contextsFailed([MockAdapterFileID])
+    /// A connection made by this process without the node's listener (`socketpair`): served as
+    /// an accepted connection to `node` from this process, with its first message already queued
+    /// (the fuzzer's direct transport, `MockFuzzing`). Closed at once when no such node is served.
+    case adopt(CInt, MockDeviceNode)
   }
 
   /// An adapter fd's server side.
@@ -166,8 +170,22 @@ final class MockServer: @unchecked Sendable {
     thread.start()
   }
 
-  /// Stops the server thread and waits for it.
+  /// Whether no thread serves: the caller turns the loop with `step(wait:)` (`startDriven()`).
+  private(set) var driven = false
+
+  /// Serves without a thread of its own: the calling thread turns the loop with `step(wait:)`
+  /// and stops it with `stopAndWait()` (the fuzzer, which so pays no thread switch per message).
+  func startDriven() {
+    driven = true
+  }
+
+  /// Stops the server thread and waits for it (a driven server: stops it on this thread).
   func stopAndWait() {
+    guard !driven else {
+      running = false
+      shutdown()
+      return
+    }
     post(.stop)
     finished.wait()
   }
@@ -178,44 +196,50 @@ final class MockServer: @unchecked Sendable {
   // MARK: The loop
 
   private func run() {
-    while running {
-      var descriptors = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
-      for fd in listeners.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-      if controlListener >= 0 { descriptors.append(pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)) }
-      var nextDue: Int64?
-      for (fd, connection) in connections {
-        switch connection.phase {
-        case .parked: continue
-        case .delayed(_, _, let due):
-          nextDue = min(nextDue ?? due, due)
-          continue
-        default: descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
-        }
-      }
-      for fd in endpoints.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-      let timeout = nextDue.map { CInt(clamping: max(0, ($0 - MonotonicClock.now() + 999_999) / 1_000_000)) } ?? -1
-      let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
-      if ready < 0 {
-        if errno == EINTR { continue }
-        break
-      }
-      if nextDue != nil { redispatchDelayed() }
-      for descriptor in descriptors where descriptor.revents != 0 {
-        let fd = descriptor.fd
-        if fd == wake {
-          handleCommands()
-        } else if fd == controlListener {
-          acceptControl()
-        } else if listeners[fd] != nil {
-          acceptAll(fd)
-        } else if connections[fd] != nil {
-          serviceConnection(fd)
-        } else if let endpoint = endpoints[fd] {
-          serviceEndpoint(endpoint)
-        }
+    while running { step(wait: -1) }
+    shutdown()
+  }
+
+  /// One turn of the loop: waits up to `wait` ms (-1: until something is ready) for a descriptor
+  /// or a delayed call, and serves what is ready. The server thread turns it; a driven server
+  /// (`startDriven()`) is turned by the thread that drives it.
+  func step(wait: CInt) {
+    var descriptors = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+    for fd in listeners.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+    if controlListener >= 0 { descriptors.append(pollfd(fd: controlListener, events: Int16(POLLIN), revents: 0)) }
+    var nextDue: Int64?
+    for (fd, connection) in connections {
+      switch connection.phase {
+      case .parked: continue
+      case .delayed(_, _, let due):
+        nextDue = min(nextDue ?? due, due)
+        continue
+      default: descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
       }
     }
-    shutdown()
+    for fd in endpoints.keys { descriptors.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+    let due = nextDue.map { CInt(clamping: max(0, ($0 - MonotonicClock.now() + 999_999) / 1_000_000)) }
+    let timeout = wait < 0 ? (due ?? -1) : min(wait, due ?? wait)
+    let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
+    if ready < 0 {
+      if errno != EINTR { running = false }
+      return
+    }
+    if nextDue != nil { redispatchDelayed() }
+    for descriptor in descriptors where descriptor.revents != 0 {
+      let fd = descriptor.fd
+      if fd == wake {
+        handleCommands()
+      } else if fd == controlListener {
+        acceptControl()
+      } else if listeners[fd] != nil {
+        acceptAll(fd)
+      } else if connections[fd] != nil {
+        serviceConnection(fd)
+      } else if let endpoint = endpoints[fd] {
+        serviceEndpoint(endpoint)
+      }
+    }
   }
 
   private func handleCommands() {
@@ -230,6 +254,7 @@ final class MockServer: @unchecked Sendable {
       case .stop: running = false
       case .stateChanged: redispatchParked()
       case .contextsFailed(let files): failContexts(files)
+      case .adopt(let fd, let node): adopt(fd, node)
       }
     }
   }
@@ -249,6 +274,26 @@ final class MockServer: @unchecked Sendable {
       let caller = MockCaller(pid: pid, parentPid: Self.parentPID(of: pid))
       connections[fd] = Connection(node: node, caller: caller, uid: uid, phase: .awaiting)
     }
+  }
+
+  /// Hands over a connection this process made to `node` (see `Command.adopt`): a driven server
+  /// serves it at once on this thread, a threaded one on its thread.
+  func adoptConnection(_ fd: CInt, _ node: MockDeviceNode) {
+    if driven { adopt(fd, node) } else { post(.adopt(fd, node)) }
+  }
+
+  /// Serves `fd` as a connection accepted on `node`'s listener from this process (the caller
+  /// identity and uid that SO_PEERCRED and /proc would give), then reads its queued message.
+  private func adopt(_ fd: CInt, _ node: MockDeviceNode) {
+    guard listeners.values.contains(where: { $0.node == node }),
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0
+    else {
+      Glibc.close(fd)
+      return
+    }
+    let caller = MockCaller(pid: getpid(), parentPid: getppid())
+    connections[fd] = Connection(node: node, caller: caller, uid: geteuid(), phase: .awaiting)
+    serviceConnection(fd)
   }
 
   /// The parent of `pid`, from /proc/<pid>/stat (field 4, after the command name in parentheses).
@@ -511,6 +556,8 @@ final class MockServer: @unchecked Sendable {
     }
     endpoints.removeAll()
     endpointList.withLock { $0.removeAll() }
+    // Connections handed over after the loop ended are closed, not served.
+    for case .adopt(let fd, _) in commands.withLock({ $0 }) { Glibc.close(fd) }
     Glibc.close(wake)
   }
 }

@@ -72,7 +72,7 @@ struct MockSysfsTree {
     if previous != nil, !FileManager.default.fileExists(atPath: marker) { previous = nil }  // removed behind our back
     if previous?.inputs == inputs { return }
     let files = render(inputs, previous: previous)
-    for (relative, contents) in files.sorted(by: { $0.key < $1.key }) where previous?.files[relative] != contents {
+    for (relative, contents) in files.filter({ previous?.files[$0.key] != $0.value }).sorted(by: { $0.key < $1.key }) {
       replace(relative, with: contents)
     }
     if previous == nil || previous?.inputs.diskNodes != inputs.diskNodes
@@ -134,7 +134,7 @@ struct MockSysfsTree {
       {
         files[table] = text
       } else {
-        files[table] = (0..<512).map { String(format: "%03d: %016llx\n", $0, inputs.tables[port][$0] ?? 0) }.joined()
+        files[table] = Self.lunTable(inputs.tables[port])
       }
     }
     for (number, node) in inputs.diskNodes.enumerated() where configuration.luns.indices.contains(node.lun) {
@@ -144,12 +144,33 @@ struct MockSysfsTree {
         host: Self.hostNumber, channel: node.port, target: 0, lun: SCSIAddress.linuxLUN(samLUNID: samID))
       let device = "bus/scsi/devices/\(address)"
       files["\(device)/mode"] = inputs.superpipeNodes.contains(node.name) ? "superpipe\n" : "legacy\n"
-      files["\(device)/wwid"] = "naa." + lun.wwid.map { String(format: "%02x", $0) }.joined() + "\n"
+      files["\(device)/wwid"] = "naa." + Self.hex(lun.wwid) + "\n"
       files["\(device)/block/\(node.name)/dev"] = "8:\(number * 16)\n"
       files["block/\(node.name)/size"] = "\((lun.lastLBA &+ 1) * UInt64(lun.blockSize) / 512)\n"
       files["block/\(node.name)/queue/logical_block_size"] = "\(lun.blockSize)\n"
     }
     return files
+  }
+
+  private static let hexDigits = Array("0123456789abcdef".utf8)
+
+  /// Lower-case hex of `bytes`, two digits each (`%02x`).
+  static func hex(_ bytes: [UInt8]) -> String {
+    String(decoding: bytes.flatMap { [hexDigits[Int($0 >> 4)], hexDigits[Int($0 & 0xF)]] }, as: UTF8.self)
+  }
+
+  /// A port's LUN table file: 512 lines `NNN: %016llx` (slot, SAM LUN id; 0 for a free slot). Built
+  /// byte by byte: it is rendered again whenever a LUN takes or leaves a slot.
+  static func lunTable(_ table: [Int: UInt64]) -> String {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(512 * 22)
+    for slot in 0..<512 {
+      bytes += [UInt8(48 + slot / 100), UInt8(48 + slot / 10 % 10), UInt8(48 + slot % 10), 58, 32]
+      let id = table[slot] ?? 0
+      for shift in stride(from: 60, through: 0, by: -4) { bytes.append(hexDigits[Int((id >> UInt64(shift)) & 0xF)]) }
+      bytes.append(10)
+    }
+    return String(decoding: bytes, as: UTF8.self)
   }
 
   private func remove(in relative: String, except keep: Set<String>) {

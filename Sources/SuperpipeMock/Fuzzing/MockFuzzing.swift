@@ -1,14 +1,25 @@
 // Hostile input for a served mock: the harness that a fuzzer (Fuzz/, libFuzzer) and the test
-// suite's short fuzz run drive. One input is one message, sent raw on one of the mock's sockets:
+// suite's short fuzz run drive. One input is one message to one of the mock's endpoints:
 //
 //   byte 0 (mod 3): 0 a LUN disk node, 1 the host node, 2 the control socket
 //   the rest:       the message, exactly as a client would send it (SOCK_SEQPACKET)
 //
+// Two transports carry it (`Transport`). `.socket` connects to the node's Unix socket as a client
+// does. `.direct` skips only what is the same for every input: for a node it hands the server the
+// server end of a connected socket pair (the caller identity that SO_PEERCRED and /proc
+// would give is this process's), so the message goes through the same receive, decode and dispatch
+// code; for the control socket it calls the control request handler with the bytes the socket's
+// thread would have read.
+//
+// A harness over an adapter served with `MockAdapter.startDriven()` turns the server's loop itself
+// while it waits for an answer, so a message costs no switch between threads (the fuzzer does
+// this); over a threaded one (`start()`, the tests) it only waits.
+//
 // The mock must answer with a reply or close the connection (in at most 15 s: a control request may
-// hold an adapter reset for 10 s), and keep serving:
-// after each input the harness checks that the server still answers a well-formed open. Adapter
-// fds it hands back (a fuzzed ATTACH that happened to be valid) are closed at once, so the mock
-// releases those contexts; `MockAdapter.leaks()` afterwards shows whether anything leaked.
+// hold an adapter reset for 10 s), and keep serving: `isAlive()` checks over the real socket that
+// the server still answers a well-formed open, and `settledLeaks()` that no context outlives its
+// adapter fd. Adapter fds it hands back (a fuzzed ATTACH that happened to be valid) are closed at
+// once, so the mock releases those contexts.
 
 import CCXLFlash
 import Foundation
@@ -36,12 +47,29 @@ public struct MockFuzzing: Sendable {
   /// How long a reply may take: a control request may hold an adapter reset for up to 10 s.
   public static let replyTimeoutMilliseconds: Int32 = 15_000
 
+  /// How an input reaches the mock (see the file comment).
+  public enum Transport: String, Sendable, CaseIterable {
+    /// A connection to the node's (or the control) Unix socket per input, as a client makes.
+    case socket
+    /// The server end of a socket pair handed to the server; control requests to their handler.
+    /// The same decoding and dispatch, without connect/accept and the control socket's thread.
+    case direct
+  }
+
+  let adapter: MockAdapter
+  let transport: Transport
+  /// Whether the adapter is served by the calling thread (`MockAdapter.startDriven()`): then the
+  /// harness turns the server's loop while it waits for an answer.
+  let driven: Bool
   let diskPath: String
   let hostPath: String
   let controlPath: String
 
   /// A harness for the mock served from `adapter`'s directory (LUN 0's first disk node).
-  public init(adapter: MockAdapter) {
+  public init(adapter: MockAdapter, transport: Transport = .socket) {
+    self.adapter = adapter
+    self.transport = transport
+    driven = adapter.isDriven
     diskPath = adapter.diskPath(lun: 0) ?? adapter.hostPath
     hostPath = adapter.hostPath
     controlPath = adapter.controlPath
@@ -54,10 +82,25 @@ public struct MockFuzzing: Sendable {
   /// would read as a hang.
   public func run(_ input: UnsafeRawBufferPointer) -> Outcome {
     guard let selector = input.first else { return .replied }
-    let path = [diskPath, hostPath, controlPath][Int(selector % 3)]
     let message = UnsafeRawBufferPointer(rebasing: input[1...])
-    if path == controlPath, Self.blocksByDesign(message) { return .replied }
-    return exchange(path, message)
+    switch (selector % 3, transport) {
+    case (2, _) where Self.blocksByDesign(message):
+      return .replied
+    case (2, .direct):
+      // The control socket's thread closes the connection unanswered on an empty message.
+      guard !message.isEmpty else { return .closed }
+      return adapter.answerControl(Array(message)).isEmpty ? .closed : .replied
+    case (let target, .direct):
+      let outcome = exchangeDirect(target == 0 ? .disk(lun: 0, port: 0) : .host, message)
+      // A driven server sees the adapter fds closed (contexts released) when next turned.
+      if driven { adapter.serveTurn(wait: 0) }
+      return outcome
+    case (0, .socket) where !diskNodeServed:
+      // A fuzzed DELETE_LUN removed LUN 0's disk node: its path is gone, as a device node is.
+      return .closed
+    case (let target, .socket):
+      return exchange([diskPath, hostPath, controlPath][Int(target)], message)
+    }
   }
 
   private static func blocksByDesign(_ message: UnsafeRawBufferPointer) -> Bool {
@@ -69,11 +112,39 @@ public struct MockFuzzing: Sendable {
     }
   }
 
-  /// Whether the mock still serves: a well-formed `open` of the disk node gets a reply.
-  public func isAlive() -> Bool {
+  /// Whether the mock still serves: a well-formed `open` of the host node, over its socket, gets a
+  /// reply (`liveness()` says what happened otherwise).
+  public func isAlive() -> Bool { liveness() == .replied }
+
+  /// What a well-formed `open` of the host node over its socket gets: `.replied` while the mock
+  /// serves. The host node, since it is there as long as the mock is served: a fuzzed
+  /// HT_CXLFLASH_LUN_PROVISION may delete any LUN, LUN 0 included, and its disk nodes with it.
+  public func liveness() -> Outcome {
     let open = MockWire.Request(kind: .open, request: UInt64(UInt32(bitPattern: O_RDWR))).encoded()
-    return open.withUnsafeBytes { exchange(diskPath, $0) } == .replied
+    return open.withUnsafeBytes { exchange(hostPath, $0) }
   }
+
+  /// Whether LUN 0's disk node, which the disk-node inputs go to, is still served (a fuzzed
+  /// DELETE_LUN removes it; a long run then starts a fresh mock).
+  public var diskNodeServed: Bool { FileManager.default.fileExists(atPath: diskPath) }
+
+  /// What the mock still holds once it has had up to `timeout` to notice closed adapter fds
+  /// (`MockAdapter.leaks()`): every adapter fd the harness got back is closed, so anything left is
+  /// a leaked context, handle, process element or LUN user.
+  public func settledLeaks(timeout: Duration = .seconds(2)) -> [String] {
+    let deadline = ContinuousClock.now + timeout
+    var leaks = adapter.leaks()
+    while !leaks.isEmpty, ContinuousClock.now < deadline {
+      if driven { adapter.serveTurn(wait: 2) } else { usleep(2_000) }
+      leaks = adapter.leaks()
+    }
+    return leaks
+  }
+
+  /// How many LUNs the mock has now (the fuzzer provisions more through the host node, each with
+  /// a disk node per port, a backing file and sysfs files). A long run starts a fresh mock when
+  /// they grow.
+  public var lunCount: Int { adapter.model.configuration.luns.count }
 
   /// Well-formed messages to start from: an open, every ioctl of the catalogue with a zeroed and
   /// a plausible argument (version 0, a context id), and every control request.
@@ -150,19 +221,50 @@ public struct MockFuzzing: Sendable {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
     }
     guard connected == 0 else { return .unreachable("connect \(path): errno \(errno)") }
+    return converse(fd, message)
+  }
+
+  /// Sends `message` on one end of a fresh socket pair, hands the other end to the server as a
+  /// connection to `node`, and waits for the answer.
+  private func exchangeDirect(_ node: MockDeviceNode, _ message: UnsafeRawBufferPointer) -> Outcome {
+    var pair: [CInt] = [-1, -1]
+    guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+      return .unreachable("socketpair: errno \(errno)")
+    }
+    defer { Glibc.close(pair[0]) }
+    // Queued before the server sees the connection, as a client's send may be.
+    let sent = ccxl_send_with_fds(pair[0], message.baseAddress ?? UnsafeRawPointer(bitPattern: 1), message.count, nil, 0)
+    guard sent >= 0 else {
+      Glibc.close(pair[1])
+      return .unreachable("send: errno \(errno)")
+    }
+    guard adapter.adopt(pair[1], node: node) else { return .unreachable("the adapter is not served") }
+    return receive(pair[0])
+  }
+
+  /// Sends `message` on the connected `fd` and waits for the answer.
+  private func converse(_ fd: CInt, _ message: UnsafeRawBufferPointer) -> Outcome {
     // An empty SEQPACKET message is a valid (zero-length) datagram.
     let sent = ccxl_send_with_fds(fd, message.baseAddress ?? UnsafeRawPointer(bitPattern: 1), message.count, nil, 0)
     if sent < 0 { return errno == EPIPE || errno == ECONNRESET ? .closed : .unreachable("send: errno \(errno)") }
-    // Wait for the answer; a signal (libFuzzer's timer) interrupting the wait is not a hang.
+    return receive(fd)
+  }
+
+  /// Waits for a reply or a close on `fd` (turning a driven server meanwhile), and closes every
+  /// descriptor that came back.
+  private func receive(_ fd: CInt) -> Outcome {
+    // A signal (libFuzzer's timer) interrupting the wait is not a hang.
     var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
     let deadline = ContinuousClock.now + .milliseconds(Int(Self.replyTimeoutMilliseconds))
     while true {
       let left = deadline - ContinuousClock.now
       guard left > .zero else { return .hung }
       let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
-      let ready = poll(&descriptor, 1, max(1, milliseconds))
+      // A driven server answers only when turned: check for the answer, else turn it once.
+      let ready = poll(&descriptor, 1, driven ? 0 : max(1, milliseconds))
       if ready > 0 { break }
       if ready < 0, errno != EINTR { return .unreachable("poll: errno \(errno)") }
+      if driven { adapter.serveTurn(wait: min(10, max(1, milliseconds))) }
     }
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MockWire.maximumMessage, alignment: 8)
     defer { buffer.deallocate() }
