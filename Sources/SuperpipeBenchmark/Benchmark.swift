@@ -333,7 +333,9 @@ public enum SuperpipeBenchmark {
         var row = try context.withPhysicalLUN { lun in
           depth <= 1
             ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: countAllocations)
-            : try runQueued(context, lun, depth: depth, workload: workload, configuration: configuration)
+            : try runQueued(
+              context, lun, depth: depth, workload: workload, configuration: configuration,
+              countAllocations: countAllocations)
         }
         finish(&row)
         rows.append(row)
@@ -499,11 +501,15 @@ public enum SuperpipeBenchmark {
     return Double(MallocInterposerSwift.getStatistics().mallocCount) / Double(max(ios, 1))
   }
 
-  /// Deeper queues: the low-level interface from one thread, keeping `depth` commands in flight.
+  /// Deeper queues: the low-level interface from one thread, keeping `depth` commands in flight;
+  /// allocations counted in steady state (from the `warmUp`-th completion on: the channel at this
+  /// depth is built by the first submission).
   private static func runQueued(
     _ context: borrowing Context, _ lun: borrowing PhysicalLUN, depth: Int, workload: BenchmarkConfiguration.Workload,
-    configuration: BenchmarkConfiguration
+    configuration: BenchmarkConfiguration, countAllocations: Bool
   ) throws -> BenchmarkRow {
+    let warmUp: UInt64 = 1000
+    var counted: UInt64 = 0  // I/Os completed when counting began
     let buffers = AlignedBuffer(count: depth * 4096)
     memset(buffers.bytes.baseAddress!, 0xA5, depth * 4096)
     var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
@@ -541,12 +547,18 @@ public enum SuperpipeBenchmark {
         ios += 1
         if case .failure(let error) = result { failure = failure ?? error }
       }
+      if countAllocations, counted == 0, ios >= warmUp {
+        counted = ios
+        MallocInterposerSwift.reset()
+        MallocInterposerSwift.hook()
+      }
       if let failure {
         stopAt = 0
         if inflight == 0 { throw failure }
       }
     }
-    var result = row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: nil)
+    let allocations = countAllocations && counted > 0 ? allocationsPerIO(ios - counted) : nil
+    var result = row(workload, depth: depth, ios: ios, elapsed: now() - start, histogram: histogram, allocations: allocations)
     result.perIO = perIO(since: counts, ios: ios)
     return result
   }
