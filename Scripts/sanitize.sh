@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 sanitizer=${1:?usage: Scripts/sanitize.sh address|undefined|thread [swift test arguments...]}
 shift
 export LSAN_OPTIONS="suppressions=$(pwd)/Scripts/lsan.supp:print_suppressions=0"
-[ "${LEAKS:-0}" = 1 ] || export ASAN_OPTIONS="detect_leaks=0"
+export ASAN_OPTIONS="suppressions=$(pwd)/Scripts/asan.supp"
+[ "${LEAKS:-0}" = 1 ] || export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export SWIFT_BACKTRACE=enable=no
 if [ "$sanitizer" = undefined ]; then
