@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks README's "Use it in your package" for real: clones this repository (its committed HEAD)
-# into a temporary directory and tags the clone 0.1.0 there (nothing is tagged here); creates a new
-# package from the two files the README shows (`<!-- consumer: PATH -->` before each code block),
-# with the README's `.package(url: "https://github.com/YOUR-ORG/superpipe", from: "0.1.0")` pointed
+# into a temporary directory and tags the clone's HEAD 0.1.0 there (whatever this repository's own
+# tags are); creates a new package from the two files the README shows (`<!-- consumer: PATH -->`
+# before each code block), with the README's `.package(url: "https://github.com/YOUR-ORG/superpipe", from: "0.1.0")` pointed
 # at the clone by file:// URL; builds it and runs it (on the mock adapter it starts itself).
 #
 #   Scripts/check-consumer.sh       # KEEP=1 keeps the temporary directory
