@@ -120,18 +120,12 @@ struct MockEngineTests {
     var configuration = MockAdapter.configuration(lunCount: 1, ports: 1)
     configuration.commandRoom = 2
     _ = try MockAdapter.create(at: directory, configuration: configuration)  // saved, then closed
-    let server = try TestSupport.Child(
-      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
-      ["mock", "serve", "--dir", directory.path, "--null-storage"])
+    let server = try Self.serve(directory, "--null-storage")
     defer {
       kill(server.process.processIdentifier, SIGTERM)
       _ = server.wait()
     }
-    while let line = server.readLine(), !line.hasPrefix("ready") {}
-    let disk = directory.path + "/dev/sda"
-    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
-    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
-    let context = try Context(lun: disk)
+    let context = try Context(lun: directory.path + "/dev/sda")
     context.configureIO(IOConfiguration(queueDepth: 2, commandTimeout: .seconds(30)))
     try context.withPhysicalLUN { lun in
       // A dropped command never completes: keepInFlight gives up after 30 s.
@@ -151,17 +145,12 @@ struct MockEngineTests {
     let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
     defer { try? FileManager.default.removeItem(at: directory) }
     _ = try MockAdapter.create(at: directory, configuration: MockAdapter.configuration(lunCount: 1, ports: 1))
-    let server = try TestSupport.Child(
-      TestSupport.productsDirectory.appendingPathComponent("superpipectl"), ["mock", "serve", "--dir", directory.path])
+    let server = try Self.serve(directory)
     defer {
       kill(server.process.processIdentifier, SIGTERM)
       _ = server.wait()
     }
-    while let line = server.readLine(), !line.hasPrefix("ready") {}
-    let disk = directory.path + "/dev/sda"
-    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
-    try Superpipe.setMode(.superpipe, wwid: wwid, path: disk)
-    let context = try Context(lun: disk)
+    let context = try Context(lun: directory.path + "/dev/sda")
     context.configureIO(IOConfiguration(queueDepth: 8))
     try context.withPhysicalLUN { lun in
       let buffer = AlignedBuffer(count: 8 * 4096)
@@ -339,6 +328,24 @@ struct MockEngineTests {
     }
     #expect(current == room)
     fetched(2)
+  }
+
+  /// `superpipectl mock serve` on the mock saved in `directory` (one LUN, one port), once it is
+  /// ready, with its LUN switched to superpipe mode (DK_CXLFLASH_MANAGE_LUN on `dev/sda`).
+  static func serve(_ directory: URL, _ options: String...) throws -> TestSupport.Child {
+    let server = try TestSupport.Child(
+      TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
+      ["mock", "serve", "--dir", directory.path] + options)
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    do {
+      try Superpipe.setMode(.superpipe, wwid: wwid, path: directory.path + "/dev/sda")
+    } catch {
+      kill(server.process.processIdentifier, SIGTERM)
+      _ = server.wait()
+      throw error
+    }
+    return server
   }
 
   static func piece(_ buffer: borrowing AlignedBuffer, _ index: Int) -> UnsafeMutableRawBufferPointer {
