@@ -110,12 +110,9 @@ public enum FaultSoak {
         let own = try Context(lun: disk)
         own.configureIO(IOConfiguration(queueDepth: max(16, configuration.depth), commandTimeout: .seconds(10)))
         let ownLUN = try own.openPhysicalLUN()
-        QueuedSoakThread.run(
-          own, ownLUN, depth: configuration.depth, ledger: &ledger, random: &random, tally: tally, who: who)
-        let statistics = own.recoveryStatistics
-        queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
-        try ownLUN.release()
-        try own.detach()
+        try QueuedSoakThread.runOnOwnContext(
+          own, ownLUN, depth: configuration.depth, ledger: &ledger, random: &random, tally: tally, who: who,
+          queued: queued)
       } catch {
         tally.failedIOs.add(1, ordering: .relaxed)
         tally.note("\(who): its own context: \(error)")

@@ -263,6 +263,21 @@ enum QueuedSoakThread {
     _ = buffers.count
   }
 
+  /// `run` on a context of the thread's own (`pollCompletions` reports all of a context's
+  /// completions, so threads do not share one at depth > 1), then lets it go: its recovery
+  /// statistics are added to `queued`, its handle is released and the context detached.
+  static func runOnOwnContext(
+    _ own: consuming Context, _ lun: consuming PhysicalLUN, depth: Int, ledger: inout BlockLedger,
+    random: inout SoakRandom, tally: SoakTally, who: String, queued: borrowing Mutex<RecoveryStatistics?>,
+    completed: (Int) -> Void = { _ in }
+  ) throws(SuperpipeError) {
+    run(own, lun, depth: depth, ledger: &ledger, random: &random, tally: tally, who: who, completed: completed)
+    let statistics = own.recoveryStatistics
+    queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
+    try lun.release()
+    try own.detach()
+  }
+
   /// What a submission did.
   enum Submitted {
     case submitted

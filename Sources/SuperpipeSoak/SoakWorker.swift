@@ -165,13 +165,9 @@ public enum SoakWorker {
         let own = try Context(lun: plan.disk)
         own.configureIO(IOConfiguration(queueDepth: max(16, plan.depth), completion: plan.completion))
         let ownLUN = try own.openPhysicalLUN(plan.disk, alternatePaths: plan.alternatePaths)
-        QueuedSoakThread.run(
-          own, ownLUN, depth: plan.depth, ledger: &ledger, random: &random, tally: tally, who: who
+        try QueuedSoakThread.runOnOwnContext(
+          own, ownLUN, depth: plan.depth, ledger: &ledger, random: &random, tally: tally, who: who, queued: queued
         ) { board.completed(slot: slot, $0) }
-        let statistics = own.recoveryStatistics
-        queued.withLock { if $0 == nil { $0 = statistics } else { $0?.add(statistics) } }
-        try ownLUN.release()
-        try own.detach()
       } catch {
         tally.failedIOs.add(1, ordering: .relaxed)
         tally.note("\(who): its own context: \(error)")
