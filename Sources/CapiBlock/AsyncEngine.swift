@@ -480,8 +480,16 @@ final class AsyncEngine: @unchecked Sendable {
   /// between looks; sleeps on its condition (until a submission signals it) once nothing is in
   /// flight and the callers were quiet for a look. While callers are at work it neither harvests
   /// nor goes idle.
+  ///
+  /// Its Swift code runs inside the library's fork gate (Superpipe's ForkGate.swift), and it steps
+  /// out of the gate around every wait for a lock or a signal: fork() then waits until the reaper
+  /// is at such a point, so a child never inherits a Swift runtime lock the reaper held. (The
+  /// gate's wait is bounded; a reaper blocked on a chunk lock inside `harvestLocked` holds fork()
+  /// back at most 100 ms.)
   private func reap() {
-    reaperLock.lock()
+    ForkGate.enter()
+    defer { ForkGate.leave() }
+    ForkGate.outside { reaperLock.lock() }
     var sleep: UInt64 = 20_000
     var seen = callerActivity.load(ordering: .relaxed)
     while !reaperStop {
@@ -492,7 +500,7 @@ final class AsyncEngine: @unchecked Sendable {
         // Idle is published before the count is read again; a submission publishes the count
         // before it reads idle: one of the two sees the other.
         reaperIdle.store(true, ordering: .sequentiallyConsistent)
-        if outstanding.load(ordering: .sequentiallyConsistent) == 0 { reaperLock.wait() }
+        if outstanding.load(ordering: .sequentiallyConsistent) == 0 { ForkGate.outside { reaperLock.wait() } }
         reaperIdle.store(false, ordering: .sequentiallyConsistent)
         sleep = 20_000
         seen = callerActivity.load(ordering: .relaxed)
@@ -506,10 +514,10 @@ final class AsyncEngine: @unchecked Sendable {
           found = harvestLocked()
           lock.unlock()
         }
-        reaperLock.lock()
+        ForkGate.outside { reaperLock.lock() }
       }
       sleep = found > 0 ? 20_000 : min(sleep * 2, 1_000_000)
-      if !reaperStop { reaperLock.wait(until: now &+ sleep) }
+      if !reaperStop { ForkGate.outside { reaperLock.wait(until: now &+ sleep) } }
     }
     reaperLock.unlock()
   }

@@ -193,6 +193,10 @@ public struct BenchmarkReport: Sendable, Codable {
   /// The null-storage rows: the queue depths against the in-process mock with null storage (the
   /// protocol cost of library plus mock alone).
   public var nullStorage: [BenchmarkRow]?
+  /// The mean round trip of a cache line between two threads, in nanoseconds, measured at the
+  /// start and at the end of the run (nil on one processor; absent in reports written before it
+  /// existed). The rows that keep two processors busy depend on it (CoreToCore.swift).
+  public var coreToCoreRoundTripNanoseconds: [Double]?
 }
 
 /// Runs the benchmark.
@@ -201,6 +205,7 @@ public enum SuperpipeBenchmark {
   public static func run(_ configuration: BenchmarkConfiguration, progress: (String) -> Void = { _ in }) throws
     -> BenchmarkReport
   {
+    let roundTripAtStart = coreToCoreRoundTrip()
     let directory = URL(fileURLWithPath: configuration.directory)
       .appendingPathComponent("superpipe-bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -312,11 +317,13 @@ public enum SuperpipeBenchmark {
     var name = utsname()
     uname(&name)
     let machine = withUnsafeBytes(of: &name.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let roundTrips = [roundTripAtStart, coreToCoreRoundTrip()].compactMap { $0 }
     return BenchmarkReport(
       machine: "\(machine), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB",
       cores: ProcessInfo.processInfo.activeProcessorCount, configuration: configuration, rows: rows,
       baseline: baseline, allocationCountingVerified: verified, capiblock: capiblock,
-      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows, nullStorage: nullRows)
+      baselineThreads: baselineThreads, threadRows: threadRows, served: servedRows, nullStorage: nullRows,
+      coreToCoreRoundTripNanoseconds: roundTrips.isEmpty ? nil : roundTrips)
   }
 
   /// One context on `disk`, every queue depth × workload: the synchronous API at depth 1, the
@@ -332,7 +339,8 @@ public enum SuperpipeBenchmark {
       for workload in workloads {
         var row = try context.withPhysicalLUN { lun in
           depth <= 1
-            ? try runSynchronous(lun, workload: workload, configuration: configuration, countAllocations: countAllocations)
+            ? try runSynchronous(
+              context, lun, workload: workload, configuration: configuration, countAllocations: countAllocations)
             : try runQueued(
               context, lun, depth: depth, workload: workload, configuration: configuration,
               countAllocations: countAllocations)
@@ -458,10 +466,12 @@ public enum SuperpipeBenchmark {
 
   /// Queue depth 1: the synchronous API, allocations counted in steady state.
   private static func runSynchronous(
-    _ lun: borrowing PhysicalLUN, workload: BenchmarkConfiguration.Workload, configuration: BenchmarkConfiguration,
-    countAllocations: Bool
+    _ context: borrowing Context, _ lun: borrowing PhysicalLUN, workload: BenchmarkConfiguration.Workload,
+    configuration: BenchmarkConfiguration, countAllocations: Bool
   ) throws -> BenchmarkRow {
-    let buffer = AlignedBuffer(count: 4096)
+    // The buffer an application should use: the adapter reaches it without a copy (with a served
+    // mock, memory shared with the server; ordinary memory otherwise).
+    let buffer = try context.makeIOBuffer(count: 4096)
     memset(buffer.bytes.baseAddress!, 0xA5, 4096)
     var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
     var random = Random(state: 0x0FED_CBA9_8765_4321)
@@ -510,7 +520,7 @@ public enum SuperpipeBenchmark {
   ) throws -> BenchmarkRow {
     let warmUp: UInt64 = 1000
     var counted: UInt64 = 0  // I/Os completed when counting began
-    let buffers = AlignedBuffer(count: depth * 4096)
+    let buffers = try context.makeIOBuffer(count: depth * 4096)
     memset(buffers.bytes.baseAddress!, 0xA5, depth * 4096)
     var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
     var random = Random(state: 0xDEAD_BEEF_CAFE_F00D)

@@ -66,7 +66,15 @@ enum QueuedSoakThread {
   ) {
     let blockSize = 4096
     let depth = max(1, min(requested, ledger.count))
-    let buffers = AlignedBuffer(count: depth * blockSize)
+    // Zero-copy memory where the adapter offers it (a served mock; ordinary memory if the context
+    // cannot say now); it stays valid, as ordinary memory would, across the recoveries the soak
+    // provokes.
+    let buffers: AlignedBuffer
+    if let shared = try? context.makeIOBuffer(count: depth * blockSize) {
+      buffers = shared
+    } else {
+      buffers = AlignedBuffer(count: depth * blockSize)
+    }
     var freeBuffers = Array((0..<depth).reversed())
     var busy = [Bool](repeating: false, count: ledger.count)
     // In flight, by tag (slot number and channel generation).

@@ -163,7 +163,11 @@ struct SuperpipeBench: ParsableCommand {
       print(String(decoding: try encoder.encode(report), as: UTF8.self))
     } else {
       print("")
-      print("machine: \(report.machine), \(report.cores) cores; allocation counting verified: \(report.allocationCountingVerified)")
+      let roundTrip = (report.coreToCoreRoundTripNanoseconds ?? []).map { String(Int($0.rounded())) }
+      let roundTripText = roundTrip.isEmpty ? "" : ", core-to-core round trip \(roundTrip.joined(separator: "/")) ns (start/end)"
+      print(
+        "machine: \(report.machine), \(report.cores) cores\(roundTripText); allocation counting verified: \(report.allocationCountingVerified)"
+      )
     }
   }
 }

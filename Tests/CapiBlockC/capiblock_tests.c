@@ -375,6 +375,39 @@ static int test_fork(void) {
     return 0;
 }
 
+/* fork() while async requests are in flight and the chunk's reaper thread runs (interrupt threads
+ * on: flags 0): the fork gate holds fork() until the reaper is outside Swift code, so the child never
+ * inherits a runtime lock the reaper held; the child does I/O of its own, the parent's requests all
+ * complete. Many rounds: a fork landing in the reaper's first Swift calls is what once hung. */
+static int test_fork_reaper(void) {
+    chunk_id_t p = cblk_open(disk2, 8, O_RDWR, 0, 0);
+    CHECK(p != NULL_CHUNK_ID);
+    char *w = blocks(1), *r = blocks(8);
+    stamp(w, 1, 44);
+    CHECK(cblk_write(p, w, 400, 1, 0) == 1);
+    for (int round = 0; round < 20; round++) {
+        int tags[8];
+        memset(r, 0, 8 * BS);
+        for (int i = 0; i < 8; i++) CHECK(cblk_aread(p, r + i * BS, 400, 1, &tags[i], NULL, 0) == 0);
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            char *c = blocks(1);
+            _exit(cblk_read(p, c, 400, 1, 0) == 1 && memcmp(c, w, BS) == 0 && cblk_close(p, 0) == 0 ? 0 : 1);
+        }
+        int status = 0;
+        CHECK(waitpid(child, &status, 0) == child);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        for (int i = 0; i < 8; i++) {
+            uint64_t done = 0;
+            CHECK(cblk_aresult(p, &tags[i], &done, CBLK_ARESULT_BLOCKING) == 1 && done == 1);
+            CHECK(memcmp(r + i * BS, w, BS) == 0);
+        }
+    }
+    CHECK(cblk_close(p, 0) == 0);
+    return 0;
+}
+
 static int test_groups(void) {
     /* a plain group: 3 chunks of one LUN, round-robin */
     chunk_cg_id_t g = cblk_cg_open(disk, 0, O_RDWR, 3, 0, 0);
@@ -689,7 +722,7 @@ int main(int argc, char **argv) {
         {"open-close", test_open_close}, {"sizes", test_sizes}, {"set-size", test_set_size},
         {"read-write", test_read_write}, {"unmap", test_unmap}, {"async", test_async},
         {"aresult-flags", test_aresult_flags}, {"listio", test_listio}, {"stats", test_stats},
-        {"bad-input", test_bad_input}, {"fork", test_fork}, {"groups", test_groups},
+        {"bad-input", test_bad_input}, {"fork", test_fork}, {"fork-reaper", test_fork_reaper}, {"groups", test_groups},
         {"reset", test_reset}, {"compat", test_compat}, {"reaper", test_reaper},
         {"reset-async", test_reset_async}, {"async-retry", test_async_retry}, {"cmd-room", test_cmd_room},
         {"adapter-fail", test_adapter_fail},

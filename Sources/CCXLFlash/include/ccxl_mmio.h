@@ -105,6 +105,10 @@ static inline int ccxl_atomic_cas_u64(void *address, uint64_t expected, uint64_t
 	return __atomic_compare_exchange_n((uint64_t *)address, &expected, desired, 0, __ATOMIC_ACQ_REL,
 					   __ATOMIC_RELAXED);
 }
+static inline int ccxl_atomic_cas_u32(void *address, uint32_t expected, uint32_t desired) {
+	return __atomic_compare_exchange_n((uint32_t *)address, &expected, desired, 0, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
+}
 static inline uint32_t ccxl_atomic_load_acquire_u32(const void *address) {
 	return __atomic_load_n((const uint32_t *)address, __ATOMIC_ACQUIRE);
 }

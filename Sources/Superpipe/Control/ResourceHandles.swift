@@ -25,8 +25,11 @@ public struct PhysicalLUN: ~Copyable, Sendable {
   let alternates: [(path: String, handle: ResourceHandleID)]
   private var released = false
 
+  /// The handle's data path (`ResourceHandleIO`): its I/O side, shared by reference so that an
+  /// I/O reaches it with one reference count instead of a copy of the target.
+  public let dataPath: DataPath
   /// The I/O side of the handle.
-  let io: IOTarget
+  var io: IOTarget { dataPath.io }
 
   init(
     core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, geometry: LUNGeometry,
@@ -42,8 +45,10 @@ public struct PhysicalLUN: ~Copyable, Sendable {
       : PathSet(
         handles: ([handle] + alternates.map(\.handle)).map { UInt32(truncatingIfNeeded: $0.rawValue) },
         paths: [lunPath] + alternates.map(\.path))
-    self.io = IOTarget(
-      core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: true, paths: paths)
+    self.dataPath = DataPath(
+      io: IOTarget(
+        core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: true,
+        paths: paths))
   }
 
   deinit {
@@ -127,8 +132,11 @@ public struct VirtualLUN: ~Copyable, Sendable {
   public let flags: ReturnFlags
   private var released = false
 
+  /// The handle's data path (`ResourceHandleIO`): its I/O side, shared by reference so that an
+  /// I/O reaches it with one reference count instead of a copy of the target.
+  public let dataPath: DataPath
   /// The I/O side of the handle.
-  let io: IOTarget
+  var io: IOTarget { dataPath.io }
 
   init(
     core: ContextCore, lunPath: String, handle: ResourceHandleID, lastLBA: UInt64, flags: ReturnFlags,
@@ -138,8 +146,8 @@ public struct VirtualLUN: ~Copyable, Sendable {
     self.lunPath = lunPath
     self.handle = handle
     self.flags = flags
-    self.io = IOTarget(
-      core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: false)
+    self.dataPath = DataPath(
+      io: IOTarget(core: core, handle: handle, geometry: geometry, device: lunPath, lastLBA: lastLBA, physical: false))
   }
 
   deinit {

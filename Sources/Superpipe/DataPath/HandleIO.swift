@@ -22,23 +22,38 @@ public protocol ResourceHandleIO: ~Copyable, ~Escapable {
 }
 
 /// The opaque data path of a resource handle (see `ResourceHandleIO`).
-public struct DataPath: Sendable {
+///
+/// One per handle, and a class: the protocol's methods are not specialised in the caller's module,
+/// so they reach the handle through the `dataPath` witness. A class costs them one reference count
+/// per I/O, and its methods below borrow the target in place; reading `io` from the generic code
+/// instead copied the target (four reference counts each way, about 225 instructions per I/O).
+public final class DataPath: Sendable {
   let io: IOTarget
+
+  init(io: IOTarget) { self.io = io }
+
+  func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
+    try io.transfer(lba: lba, address: address, byteCount: byteCount, write: write)
+  }
+
+  func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
+    async throws(SuperpipeError)
+  {
+    try await io.transferAsync(lba: lba, address: address, byteCount: byteCount, write: write)
+  }
+
+  func submit(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool, wait: Bool)
+    throws(SuperpipeError) -> IOTag
+  {
+    try io.submit(lba: lba, address: address, byteCount: byteCount, write: write, wait: wait)
+  }
 }
 
-extension PhysicalLUN: ResourceHandleIO {
-  /// The handle's data path.
-  public var dataPath: DataPath { DataPath(io: io) }
-}
+extension PhysicalLUN: ResourceHandleIO {}
 
-extension VirtualLUN: ResourceHandleIO {
-  /// The handle's data path.
-  public var dataPath: DataPath { DataPath(io: io) }
-}
+extension VirtualLUN: ResourceHandleIO {}
 
 extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
-  private var io: IOTarget { dataPath.io }
-
   /// Runs `body` with a copyable, `Sendable` view of this handle's data path, for concurrent
   /// tasks (an escaping child-task closure cannot capture a borrowed noncopyable handle; a handle
   /// kept in a `final class` can be shared directly instead). The view is valid only until `body`
@@ -48,16 +63,16 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// - Returns: What `body` returned.
   /// - Throws: What `body` throws.
   public func withConcurrentIO<R>(_ body: (ConcurrentIO) async throws -> R) async throws -> R {
-    let view = ConcurrentIO(io: io)
+    let view = ConcurrentIO(io: dataPath.io)
     defer { view.validity.invalidate() }
     return try await body(view)
   }
 
   /// The LUN's logical block size in bytes (all I/O is in whole blocks).
-  public var blockSize: Int { io.blockSize }
+  public var blockSize: Int { dataPath.io.blockSize }
 
   /// The largest single command in blocks (max_xfer); longer requests are split.
-  public var maxTransferBlocks: Int { io.maxTransferBlocks }
+  public var maxTransferBlocks: Int { dataPath.io.maxTransferBlocks }
 
   /// Reads `buffer.count` bytes (whole blocks) from `lba` into `buffer`: READ(16) commands through
   /// the resource handle, split at max_xfer and kept in flight together. Any buffer alignment works.
@@ -71,8 +86,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   `.adapterReset` (recovery off), `.adapterGone`, `.deviceUnavailable` (the adapter failed);
   ///   `.contextDetached` without a command once the context was detached.
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    try dataPath.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
   }
 
   /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
@@ -83,8 +98,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// - Throws: `SuperpipeError`, as `read(at:into:)` (`.commandFailed` with afu_rc 0x05 for a
   ///   read-only context).
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    try dataPath.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
   }
 
   /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
@@ -96,7 +111,7 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   - unmap: Set WRITE SAME's UNMAP bit.
   /// - Throws: `SuperpipeError`, as `write(at:from:)`.
   public func writeZeroes(at lba: UInt64, blocks: UInt64, unmap: Bool = false) throws(SuperpipeError) {
-    try io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
+    try dataPath.io.writeZeroes(lba: lba, blocks: blocks, unmap: unmap)
   }
 
   /// Reads without blocking a thread: the task suspends until the command completes.
@@ -106,8 +121,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   - buffer: Whole blocks, filled with the data read; valid until the call returns.
   /// - Throws: `SuperpipeError`, as the synchronous `read(at:into:)`.
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) async throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try await io.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    try await dataPath.transferAsync(lba: lba, address: base, byteCount: buffer.count, write: false)
   }
 
   /// Writes without blocking a thread: the task suspends until the command completes.
@@ -117,8 +132,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   - buffer: Whole blocks of data to write; valid until the call returns.
   /// - Throws: `SuperpipeError`, as the synchronous `write(at:from:)`.
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) async throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    try await io.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    try await dataPath.transferAsync(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
   }
 
   /// Low-level interface: submits a READ(16) of at most max_xfer blocks and returns at once.
@@ -136,8 +151,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   public func submitRead(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer, wait: Bool = true)
     throws(SuperpipeError) -> IOTag
   {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    return try io.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    return try dataPath.submit(lba: lba, address: base, byteCount: buffer.count, write: false, wait: wait)
   }
 
   /// Low-level interface: submits several reads and writes together (each at most max_xfer
@@ -152,7 +167,7 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   /// - Throws: `SuperpipeError` before anything is submitted, as `submitRead(at:into:wait:)`
   ///   (a batch larger than the queue depth: `.invalidIORequest`).
   public func submitBatch(_ requests: [IORequest], wait: Bool = true) throws(SuperpipeError) -> [IOTag] {
-    try io.submitBatch(requests, wait: wait)
+    try dataPath.io.submitBatch(requests, wait: wait)
   }
 
   /// Low-level interface: submits a WRITE(16) of at most max_xfer blocks and returns at once.
@@ -167,8 +182,8 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   public func submitWrite(at lba: UInt64, from buffer: UnsafeRawBufferPointer, wait: Bool = true)
     throws(SuperpipeError) -> IOTag
   {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
-    return try io.submit(
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
+    return try dataPath.submit(
       lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true, wait: wait)
   }
 }

@@ -435,7 +435,10 @@ final class IOChannel: @unchecked Sendable {
   }
 
   /// The status of a completed slot.
-  func status(_ index: Int32) -> CommandStatus { CommandStatus(UnsafeRawPointer(slot(index) + Self.ioasaOffset)) }
+  func status(_ index: Int32) -> CommandStatus { CommandStatus(ioasa(index)) }
+
+  /// A completed slot's IOASA, valid until the slot is released.
+  func ioasa(_ index: Int32) -> UnsafeRawPointer { UnsafeRawPointer(slot(index) + Self.ioasaOffset) }
 
   /// Low-level interface: harvests, then reports and frees every completed user-submitted slot,
   /// in completion order (status nil: a context reset aborted the command, it was lost).
@@ -989,9 +992,12 @@ final class IOChannel: @unchecked Sendable {
   /// health and the async waiters' deadlines whenever they do not spin, and go quiet once the
   /// channel has a fault (its waiters were sent back through recovery).
   private func threadMain() {
+    // Swift code of this thread runs inside the fork gate; every blocking call steps out of it.
+    ForkGate.enter()
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(CCXL_READ_MIN_SIZE), alignment: 8)
     defer {
       buffer.deallocate()
+      ForkGate.leave()
       ccxl_atomic_store_release_u32(threadDone, 1)
       Syscall.futexWake(threadDone)
     }
@@ -1007,13 +1013,14 @@ final class IOChannel: @unchecked Sendable {
       expireAsyncWaiters()
     }
     while !stopped.load(ordering: .acquiring) {
+      ForkGate.yieldIfForking()
       let word = ccxl_atomic_load_acquire_u32(pollerWord)
       if fault != .none {
-        Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
+        ForkGate.outside { Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000) }
         continue
       }
       if configuration.completion == .interrupts {
-        switch Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 10) {
+        switch ForkGate.outside({ Syscall.poll(adapterFD, events: Int16(POLLIN), timeoutMilliseconds: 10) }) {
         case .success(let revents) where revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0:
           _ = checkHealth()
         case .success(let revents) where revents & Int16(POLLIN) != 0:
@@ -1026,7 +1033,7 @@ final class IOChannel: @unchecked Sendable {
       } else {
         let (consumed, outstanding) = state.withLock { state in (harvest(&state), state.asyncOutstanding) }
         if outstanding == 0 {
-          Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000)
+          ForkGate.outside { Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: 50_000_000) }
           pacer = WaitPacer(self)
         } else if consumed > 0 {
           pacer = WaitPacer(self)
@@ -1034,7 +1041,8 @@ final class IOChannel: @unchecked Sendable {
         } else if !pacer.spin() {
           nextCheck = 0
           periodicChecks()
-          Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: pacer.nextSleep())
+          let sleep = pacer.nextSleep()
+          ForkGate.outside { Syscall.futexWait(pollerWord, expected: word, timeoutNanoseconds: sleep) }
         }
       }
     }

@@ -205,12 +205,10 @@ struct IOTarget: Sendable {
           firstError = firstError ?? error
           continue
         }
-        let status = channel.status(index)
-        let started = channel.started(index)
-        channel.release(index)
-        core.flightRecorder.record(opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks, status: status)
-        tally(opcode, blocks: UInt64(range.blocks), status: status, started: started)
-        if !status.isSuccess, status.retryClass != .none {
+        let status = finish(
+          channel, index, opcode: opcode, handle: handle, lba: range.lba, blocks: range.blocks,
+          started: channel.started(index))
+        if let status, status.retryClass != .none {
           firstError = firstError ?? failure(opcode, status)
         } else {
           completed.add(range.lba..<range.lba + UInt64(range.blocks))
@@ -231,11 +229,23 @@ struct IOTarget: Sendable {
       dataAddress: UInt64(UInt(bitPattern: address)), dataLength: UInt32(Int(blocks) * blockSize),
       hostWrite: opcode == Self.write16)
     try channel.wait(index)
-    let status = channel.status(index)
+    let status = finish(channel, index, opcode: opcode, handle: handle, lba: lba, blocks: UInt32(blocks), started: started)
+    if let status, status.retryClass != .none { throw failure(opcode, status) }
+  }
+
+  /// After slot `index` completed: records the command in the flight recorder, counts it, frees
+  /// the slot. Returns nil for a good completion (IOASC 0, the common case, which builds no
+  /// `CommandStatus`), else the decoded status.
+  @inline(__always)
+  private func finish(
+    _ channel: IOChannel, _ index: Int32, opcode: UInt8, handle: UInt32, lba: UInt64, blocks: UInt32, started: Int64
+  ) -> CommandStatus? {
+    let ioasa = channel.ioasa(index)
+    core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: blocks, ioasa: ioasa)
+    let status: CommandStatus? = ioasa.load(as: UInt32.self) == 0 ? nil : CommandStatus(ioasa)
     channel.release(index)
-    core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba, blocks: UInt32(blocks), status: status)
-    tally(opcode, blocks: blocks, status: status, started: started)
-    if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+    tally(opcode, blocks: UInt64(blocks), status: status, started: started)
+    return status
   }
 
   /// One command exactly as asked: no range check, no recovery, no retry (`rawCommand`).
@@ -286,11 +296,8 @@ struct IOTarget: Sendable {
         blocks: UInt32(piece), handle: handle, dataAddress: UInt64(UInt(bitPattern: channel.zeroBlock)),
         dataLength: UInt32(blockSize), hostWrite: true)
       try channel.wait(index)
-      let status = channel.status(index)
-      channel.release(index)
-      core.flightRecorder.record(opcode: opcode, handle: handle, lba: lba + done, blocks: UInt32(piece), status: status)
-      tally(opcode, blocks: piece, status: status, started: started)
-      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      let status = finish(channel, index, opcode: opcode, handle: handle, lba: lba + done, blocks: UInt32(piece), started: started)
+      if let status, status.retryClass != .none { throw failure(opcode, status) }
       completed.add(lba + done..<lba + done + piece)
       done += piece
     }
@@ -345,12 +352,9 @@ struct IOTarget: Sendable {
           code: .timedOut, operation: "wait",
           message: "a command did not complete within \(channel.configuration.commandTimeout)")
       }
-      let status = channel.status(index)
-      channel.release(index)
-      core.flightRecorder.record(
-        opcode: opcode, handle: handle, lba: lba + submitted, blocks: UInt32(pieceBlocks), status: status)
-      tally(opcode, blocks: pieceBlocks, status: status, started: started)
-      if !status.isSuccess, status.retryClass != .none { throw failure(opcode, status) }
+      let status = finish(
+        channel, index, opcode: opcode, handle: handle, lba: lba + submitted, blocks: UInt32(pieceBlocks), started: started)
+      if let status, status.retryClass != .none { throw failure(opcode, status) }
       completed.add(lba + submitted..<lba + submitted + pieceBlocks)
       submitted += pieceBlocks
     }

@@ -78,12 +78,13 @@ final class IOCounters: @unchecked Sendable {
     return add(field) & sampleMask.load(ordering: .relaxed) == 0
   }
 
-  /// Counts a completed command: its blocks when it succeeded, its status's error classes otherwise.
-  @inline(__always) func completed(_ opcode: UInt8, blocks: UInt64, status: CommandStatus) {
-    if status.isSuccess {
-      add(opcode == IOTarget.read16 ? .blocksRead : opcode == IOTarget.write16 ? .blocksWritten : .blocksZeroed, blocks)
-    } else {
+  /// Counts a completed command: its blocks when it succeeded (`status` nil or a success), its
+  /// status's error classes otherwise.
+  @inline(__always) func completed(_ opcode: UInt8, blocks: UInt64, status: CommandStatus?) {
+    if let status, !status.isSuccess {
       failed(opcode, blocks: blocks, status: status)
+    } else {
+      add(opcode == IOTarget.read16 ? .blocksRead : opcode == IOTarget.write16 ? .blocksWritten : .blocksZeroed, blocks)
     }
   }
 
@@ -358,8 +359,9 @@ extension IOTarget {
     return core.counters.issuing(opcode) ? MonotonicClock.now() : 0
   }
 
-  /// Counts a completed command in both scopes (`started`: from `issuing`).
-  @inline(__always) func tally(_ opcode: UInt8, blocks: UInt64, status: CommandStatus, started: Int64) {
+  /// Counts a completed command in both scopes (`status`: nil for a good completion; `started`:
+  /// from `issuing`).
+  @inline(__always) func tally(_ opcode: UInt8, blocks: UInt64, status: CommandStatus?, started: Int64) {
     counters.completed(opcode, blocks: blocks, status: status)
     core.counters.completed(opcode, blocks: blocks, status: status)
     if started != 0 {

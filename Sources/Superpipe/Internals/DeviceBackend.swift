@@ -87,6 +87,22 @@ public protocol RegisterStoreHandler: AnyObject, Sendable {
   /// Default: false.
   func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer)
     -> Bool
+  /// Memory for the application's data buffers (`Context.makeIOBuffer(count:alignment:)`) that a
+  /// stand-in adapter reaches without a system call (memory it shares with the process that
+  /// stands in for the adapter): `byteCount` bytes aligned to `alignment`, owned by the returned
+  /// object, which frees them when it goes away and keeps whatever maps them alive until then (the
+  /// buffer may outlive the window and the context). nil: ordinary memory (the default; hardware
+  /// reaches any memory).
+  func allocateDataMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> (any BackendMemory)?
+}
+
+/// Memory a backend provides for data buffers (`RegisterStoreHandler.allocateDataMemory`): freed
+/// when the object goes away.
+@_spi(DeviceBackend)
+public protocol BackendMemory: AnyObject, Sendable {
+  /// The first byte.
+  var base: UnsafeMutableRawPointer { get }
 }
 
 @_spi(DeviceBackend)
@@ -103,6 +119,10 @@ extension RegisterStoreHandler {
   public func deallocateCommandMemory(
     _ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer
   ) -> Bool { false }
+  /// nil: data buffers are ordinary memory.
+  public func allocateDataMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer)
+    -> (any BackendMemory)?
+  { nil }
 }
 
 /// The installed backend (see the file comment).

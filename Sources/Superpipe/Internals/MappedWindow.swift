@@ -60,6 +60,12 @@ struct MappedWindow: @unchecked Sendable {
     return memory
   }
 
+  /// Memory for data buffers from a backend that provides it
+  /// (`RegisterStoreHandler.allocateDataMemory`); nil on hardware (ordinary memory).
+  func allocateDataMemory(byteCount: Int, alignment: Int) -> (any BackendMemory)? {
+    stores?.allocateDataMemory(byteCount: byteCount, alignment: alignment, window: base)
+  }
+
   /// Frees memory `allocateCommandMemory` returned.
   func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int) {
     if stores?.deallocateCommandMemory(memory, byteCount: byteCount, window: base) != true { memory.deallocate() }

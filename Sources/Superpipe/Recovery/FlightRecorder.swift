@@ -1,8 +1,10 @@
+import CCXLFlash
 import Synchronization
 
 /// One command as the flight recorder saw it.
 public struct CommandRecord: Sendable, Hashable, Codable, CustomStringConvertible {
-  /// CLOCK_MONOTONIC nanoseconds at completion.
+  /// CLOCK_MONOTONIC_COARSE nanoseconds at completion: the monotonic clock at the kernel tick
+  /// before it (1 to 4 ms resolution; the record's place in the flight record gives the order).
   public var time: Int64
   /// The SCSI opcode (0x88 READ(16), 0x8A WRITE(16), 0x93 WRITE SAME(16)).
   public var opcode: UInt8
@@ -39,7 +41,9 @@ public struct CommandRecord: Sendable, Hashable, Codable, CustomStringConvertibl
 /// sequence lock per entry). A record that finds its entry being written by a preempted writer, or
 /// already holding a newer ticket, is dropped: it was about to be overwritten anyway.
 final class FlightRecorder: @unchecked Sendable {
+  /// Entries in the ring: a power of two, so that a ticket's entry is a mask away (no division).
   let capacity: Int
+  private let mask: UInt64
   /// Tickets handed out so far.
   private let next = Atomic<UInt64>(0)
   /// `capacity` entries of `Self.stride` words: the sequence word (2 × ticket + 1 while being
@@ -47,12 +51,14 @@ final class FlightRecorder: @unchecked Sendable {
   private let words: UnsafeMutablePointer<Atomic<UInt64>>
 
   private static let stride = 9
-  /// Sense bytes kept per record (the IOASA carries DK_CXLFLASH_VERIFY_SENSE_LEN = 18).
-  private static let senseCapacity = 24
+  /// Sense bytes kept per record: the IOASA's (DK_CXLFLASH_VERIFY_SENSE_LEN = 18), in 24 bytes.
+  private static let senseLength = Int(DK_CXLFLASH_VERIFY_SENSE_LEN)
   private static let noSense: UInt64 = 0xFF
 
   init(capacity: Int = 64) {
+    precondition(capacity > 0 && capacity & (capacity - 1) == 0, "the flight recorder's capacity is a power of two")
     self.capacity = capacity
+    mask = UInt64(capacity - 1)
     words = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: capacity * Self.stride)
     for word in 0..<capacity * Self.stride { (words + word).initialize(to: Atomic(0)) }
   }
@@ -62,29 +68,35 @@ final class FlightRecorder: @unchecked Sendable {
     words.deallocate()
   }
 
-  func record(opcode: UInt8, handle: UInt32, lba: UInt64, blocks: UInt32, status: CommandStatus) {
-    let time = MonotonicClock.now()
+  /// Records a completed command from its IOASA (read in place: no `CommandStatus` is built).
+  func record(opcode: UInt8, handle: UInt32, lba: UInt64, blocks: UInt32, ioasa: UnsafeRawPointer) {
+    // Coarse: read on every command, where CLOCK_MONOTONIC would cost about 20 ns more per I/O.
+    let time = MonotonicClock.coarseNow()
     let ticket = next.wrappingAdd(1, ordering: .relaxed).oldValue
-    let entry = words + Int(ticket % UInt64(capacity)) * Self.stride
+    let entry = words + Int(ticket & mask) * Self.stride
     let sequence = entry[0].load(ordering: .relaxed)
     // Claim the entry unless a writer holds it (odd) or it already holds a newer record.
     guard sequence & 1 == 0, sequence <= 2 &* ticket,
       entry[0].compareExchange(expected: sequence, desired: 2 &* ticket &+ 1, ordering: .acquiring).exchanged
     else { return }
+    let block = ioasa.loadUnaligned(as: sisl_ioasa.self)
+    // rc: flags, afu_rc, scsi_rc, fc_rc (the IOASC's bytes, low to high).
+    let ioasc =
+      UInt64(block.rc.flags) | UInt64(block.rc.afu_rc) << 8 | UInt64(block.rc.scsi_rc) << 16
+      | UInt64(block.rc.fc_rc) << 24
+    let senseValid = block.rc.flags & UInt8(SISL_RC_FLAGS_SENSE_VALID) != 0
+    let senseLength = senseValid ? UInt64(Self.senseLength) : Self.noSense
     entry[1].store(UInt64(bitPattern: time), ordering: .relaxed)
     entry[2].store(lba, ordering: .relaxed)
     entry[3].store(UInt64(handle) | UInt64(blocks) << 32, ordering: .relaxed)
-    let senseBytes = status.sense?.bytes.prefix(Self.senseCapacity)
-    let senseLength = senseBytes.map { UInt64($0.count) } ?? Self.noSense
     entry[4].store(
-      UInt64(opcode) | UInt64(status.flags) << 8 | UInt64(status.afuRC) << 16 | UInt64(status.scsiStatus) << 24
-        | UInt64(status.fcRC) << 32 | UInt64(status.afuExtra) << 40 | UInt64(status.port) << 48 | senseLength << 56,
+      UInt64(opcode) | ioasc << 8 | UInt64(block.afu_extra) << 40 | UInt64(block.port) << 48 | senseLength << 56,
       ordering: .relaxed)
-    entry[5].store(UInt64(status.residual), ordering: .relaxed)
+    entry[5].store(UInt64(block.resid), ordering: .relaxed)
     var sense: (UInt64, UInt64, UInt64) = (0, 0, 0)
-    if let senseBytes {
+    if senseValid {
       withUnsafeMutableBytes(of: &sense) { raw in
-        for (offset, byte) in senseBytes.enumerated() { raw[offset] = byte }
+        raw.baseAddress!.copyMemory(from: ioasa + Int(CCXL_IOASA_SENSE_OFFSET), byteCount: Self.senseLength)
       }
     }
     entry[6].store(sense.0, ordering: .relaxed)
@@ -100,7 +112,7 @@ final class FlightRecorder: @unchecked Sendable {
     var records: [CommandRecord] = []
     records.reserveCapacity(Int(end - start))
     for ticket in start..<end {
-      let entry = words + Int(ticket % UInt64(capacity)) * Self.stride
+      let entry = words + Int(ticket & mask) * Self.stride
       let complete = 2 &* ticket &+ 2
       guard entry[0].load(ordering: .acquiring) == complete else { continue }
       var fields: [UInt64] = []

@@ -565,7 +565,9 @@ package final class MockAFUExecutor: Sendable {
   private func transfer(pieces: Pieces, isWrite: Bool, fd: CInt, blockSize: UInt64, address: UInt64,
                         memory: some MockAFUMemory) -> MoveFailure? {
     var ea = address
-    for piece in pieces {
+    // By index: an iterator would copy `pieces` (its overflow array) per command.
+    for index in 0..<pieces.count {
+      let piece = pieces[index]
       let bytes = piece.blocks * blockSize
       if let failure = move(isWrite: isWrite, fd: fd, offset: piece.lba * blockSize, count: bytes, address: ea, memory: memory) {
         return failure

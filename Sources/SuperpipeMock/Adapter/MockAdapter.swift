@@ -540,8 +540,12 @@ public final class MockAdapter: Sendable {
   }
 
   /// Holds every command from now on: the AFU accepts them but does not complete them (a slow or
-  /// stuck adapter; applications see their timeouts) until `resumeCommands()`.
+  /// stuck adapter; applications see their timeouts) until `resumeCommands()`. Commands an
+  /// application thread of this process stored before the call are executed first, so they are
+  /// not held (an application in another process reaches the adapter asynchronously: what it
+  /// stored just before may be held).
   public func holdCommands() {
+    for endpoint in server.withLock({ $0?.liveEndpoints.values.map { $0 } ?? [] }) { endpoint.engine.settle() }
     executor.holding.store(true, ordering: .releasing)
   }
 

@@ -44,21 +44,35 @@ final class MockCommandArena: @unchecked Sendable {
     return MockCommandArena(base: address, size: size)
   }
 
-  /// `byteCount` bytes aligned to `alignment` (a power of two), or nil when the arena is full.
+  /// `byteCount` bytes of the command region aligned to `alignment` (a power of two), or nil when
+  /// the region is full.
   func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-    guard byteCount > 0, byteCount <= size else { return nil }
+    allocate(byteCount: byteCount, alignment: alignment, in: 0..<min(size, MockWire.commandRegionSize))
+  }
+
+  /// `byteCount` bytes of the data region (after the command region) aligned to `alignment`, owned
+  /// by the returned block, or nil when the region is full.
+  func allocateData(byteCount: Int, alignment: Int) -> MockArenaBlock? {
+    allocate(byteCount: byteCount, alignment: alignment, in: min(size, MockWire.commandRegionSize)..<size)
+      .map { MockArenaBlock(arena: self, base: $0) }
+  }
+
+  /// First fit inside `region` (allocations never straddle regions, so the sorted list holds the
+  /// command region's entries first).
+  private func allocate(byteCount: Int, alignment: Int, in region: Range<Int>) -> UnsafeMutableRawPointer? {
+    guard byteCount > 0, byteCount <= region.count, alignment > 0, alignment & (alignment - 1) == 0 else { return nil }
     let align = max(alignment, 64)
     let offset: Int? = allocations.withLock { list in
-      var candidate = 0
-      var index = 0
+      var candidate = region.lowerBound
+      var index = list.firstIndex { $0.offset >= region.lowerBound } ?? list.count
       while true {
         candidate = (candidate + align - 1) & ~(align - 1)
-        let limit = index < list.count ? list[index].offset : size
+        let limit = index < list.count ? min(list[index].offset, region.upperBound) : region.upperBound
         if candidate + byteCount <= limit {
           list.insert((candidate, byteCount), at: index)
           return candidate
         }
-        guard index < list.count else { return nil }
+        guard index < list.count, list[index].offset < region.upperBound else { return nil }
         candidate = list[index].offset + list[index].length
         index += 1
       }
@@ -73,6 +87,20 @@ final class MockCommandArena: @unchecked Sendable {
     allocations.withLock { list in list.removeAll { $0.offset == offset } }
     return true
   }
+}
+
+/// A data buffer in an arena's data region: keeps the arena mapped while it exists and frees its
+/// range when it goes away.
+final class MockArenaBlock: @unchecked Sendable {
+  let arena: MockCommandArena
+  let base: UnsafeMutableRawPointer
+
+  init(arena: MockCommandArena, base: UnsafeMutableRawPointer) {
+    self.arena = arena
+    self.base = base
+  }
+
+  deinit { _ = arena.deallocate(base) }
 }
 
 /// The command arenas of this process, by the adapter memfd they map (one per adapter fd: every

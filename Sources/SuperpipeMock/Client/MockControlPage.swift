@@ -128,6 +128,13 @@ struct MockControlPage: @unchecked Sendable {
     return ccxl_atomic_load_acquire_u64(entry) == position &+ 1
   }
 
+  /// How many entries are queued (an estimate while producers race: entries being written count).
+  var pendingCount: Int {
+    let dequeued = ccxl_atomic_load_acquire_u64(base + Self.dequeue)
+    let enqueued = ccxl_atomic_load_acquire_u64(base + Self.enqueue)
+    return Int(truncatingIfNeeded: Int64(bitPattern: enqueued &- dequeued))
+  }
+
   /// The id of the in-process engine serving this page (0: none).
   var engineID: UInt64 {
     get { ccxl_atomic_load_acquire_u64(base + Self.engine) }

@@ -178,6 +178,11 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
     }
     ccxl_mmio_write64(base, offset, value)
     if let engine {
+      if entry == SISLiteRegister.ioarrin.offset, value & 1 == 0,
+        engine._withUnsafeGuaranteedRef({ $0.runIfAlone(value) })
+      {
+        return
+      }
       control.pushRegisterWrite(offset: entry, value: value, ring: false)
       engine._withUnsafeGuaranteedRef { $0.stored(offset: entry, value: value) }
     } else {
@@ -204,6 +209,12 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
     arena?.allocate(byteCount: byteCount, alignment: alignment)
   }
 
+  /// Served by another process: a data buffer in the arena's data region (nil when it is full, or
+  /// in-process, where the engine moves data to any buffer of this process with no copy).
+  func allocateDataMemory(byteCount: Int, alignment: Int, window base: UnsafeMutableRawPointer) -> (any BackendMemory)? {
+    arena?.allocateData(byteCount: byteCount, alignment: alignment)
+  }
+
   /// Frees arena memory; false for memory that is not the arena's.
   func deallocateCommandMemory(_ memory: UnsafeMutableRawPointer, byteCount: Int, window base: UnsafeMutableRawPointer)
     -> Bool
@@ -228,3 +239,5 @@ final class MockRegisterStores: RegisterStoreHandler, @unchecked Sendable {
 func superpipeMockInstallFromEnvironment() {
   MockDeviceBackend.installFromEnvironment()
 }
+
+extension MockArenaBlock: BackendMemory {}

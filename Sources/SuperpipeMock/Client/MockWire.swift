@@ -115,11 +115,16 @@ enum MockWire {
   static let controlAreaOffset = 65536
   /// Offset of the command arena in the adapter memfd: memory the seam of an application served
   /// by another process hands the library for its command memory (command slots, RRQ, SQ ring), so
-  /// that the mock reads IOARCBs and writes IOASAs and RRQ entries there without a system call.
+  /// that the mock reads IOARCBs and writes IOASAs and RRQ entries there without a system call, and
+  /// for the application's data buffers (`Context.makeIOBuffer`), which the mock reads the LUN into
+  /// and writes it from directly.
   static let commandArenaOffset = 2 * 65536
-  /// The command arena's size: a channel of the deepest queue (4096 slots of 128 bytes, its RRQ
-  /// and SQ ring) fits; when it is full the library's memory is ordinary memory again.
-  static let commandArenaSize = 1 << 20
+  /// The arena's size (sparse: a page costs only once used): the command region first, then the
+  /// data region. When a region is full, the library's memory is ordinary memory again.
+  static let commandArenaSize = 64 << 20
+  /// The command region at the start of the arena: a channel of the deepest queue (4096 slots of
+  /// 128 bytes, its RRQ and SQ ring) fits; data buffers never take it.
+  static let commandRegionSize = 1 << 20
 }
 
 extension [UInt8] {

@@ -23,6 +23,11 @@ struct BenchExecutableTests {
     try CLI.expectConforms(result.stdout, to: "superpipe-bench.schema.json", "superpipe-bench --json")
     CLI.expectKey(report, "machine", String.self)
     CLI.expectKey(report, "cores", Int.self)
+    // The core-to-core round trip, at the start and at the end, on a machine with two processors.
+    if let cores = report["cores"] as? Int, cores > 1 {
+      let roundTrips = try #require(report["coreToCoreRoundTripNanoseconds"] as? [Double])
+      #expect(roundTrips.count == 2 && roundTrips.allSatisfy { $0 > 0 }, "\(roundTrips)")
+    }
     // The executable re-runs itself with malloc-interposer preloaded; the control allocation was seen.
     #expect(report["allocationCountingVerified"] as? Bool == true)
     let configuration = try #require(report["configuration"] as? [String: Any])
@@ -104,6 +109,9 @@ struct BenchExecutableTests {
       lines.contains { $0.hasPrefix("capiblock randwrite iodepth=1 bs=4k: IOPS=") && $0.contains("allocs/io=") && $0.contains(", ratio-to-swift=") },
       "\(lines)")
     #expect(lines.last?.hasPrefix("machine: ") == true, "\(lines)")
+    if ProcessInfo.processInfo.activeProcessorCount > 1 {
+      #expect(lines.last?.contains(" ns (start/end); ") == true && lines.last?.contains("core-to-core round trip ") == true, "\(lines)")
+    }
     #expect(lines.last?.hasSuffix("allocation counting verified: true") == true, "\(lines)")
   }
 

@@ -92,7 +92,10 @@ struct CapiBlockCTests {
 
   @Test(
     "behaviours", .timeLimit(.minutes(1)),
-    arguments: ["open-close", "set-size", "read-write", "unmap", "async", "aresult-flags", "stats", "bad-input", "fork"])
+    arguments: [
+      "open-close", "set-size", "read-write", "unmap", "async", "aresult-flags", "stats", "bad-input", "fork",
+      "fork-reaper",
+    ])
   func behaviour(_ test: String) throws {
     let fixture = try MockFixture()
     Self.expectPass(try Self.run(test, fixture))

@@ -114,109 +114,95 @@ struct MockEngineTests {
     // The race needs the completion to be visible to the host before the room is back: a mock in
     // another process posts with process_vm_writev, a wide window. Queue depth = cmd_room = 2 and
     // null storage (commands complete at once) make the host resubmit the moment it harvests.
-    TestSupport.reachServedMocks()
-    let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
-    defer { try? FileManager.default.removeItem(at: directory) }
     var configuration = MockAdapter.configuration(lunCount: 1, ports: 1)
     configuration.commandRoom = 2
-    _ = try MockAdapter.create(at: directory, configuration: configuration)  // saved, then closed
-    let server = try Self.serve(directory, "--null-storage")
-    defer {
-      kill(server.process.processIdentifier, SIGTERM)
-      _ = server.wait()
+    try Self.withServedMock(configuration, options: ["--null-storage"]) { directory in
+      let context = try Context(lun: directory.path + "/dev/sda")
+      context.configureIO(IOConfiguration(queueDepth: 2, commandTimeout: .seconds(30)))
+      try context.withPhysicalLUN { lun in
+        // A dropped command never completes: keepInFlight gives up after 30 s.
+        let buffer = AlignedBuffer(count: 2 * 4096)
+        try Self.keepInFlight(depth: 2, count: 20_000) { index in
+          try lun.submitRead(at: UInt64(index % 64), into: Self.piece(buffer, index % 2))
+        } poll: { try context.pollCompletions($0) }
+      }
+      let window = try #require(context.core.state.withLock { $0.window })
+      #expect(window.load(.interruptStatus) & SISL_ISTATUS_PERM_ERR_CMDROOM == 0, "no IOARRIN store found the room gone")
+      try context.detach()
     }
-    let context = try Context(lun: directory.path + "/dev/sda")
-    context.configureIO(IOConfiguration(queueDepth: 2, commandTimeout: .seconds(30)))
-    try context.withPhysicalLUN { lun in
-      // A dropped command never completes: keepInFlight gives up after 30 s.
-      let buffer = AlignedBuffer(count: 2 * 4096)
-      try Self.keepInFlight(depth: 2, count: 20_000) { index in
-        try lun.submitRead(at: UInt64(index % 64), into: Self.piece(buffer, index % 2))
-      } poll: { try context.pollCompletions($0) }
-    }
-    let window = try #require(context.core.state.withLock { $0.window })
-    #expect(window.load(.interruptStatus) & SISL_ISTATUS_PERM_ERR_CMDROOM == 0, "no IOARRIN store found the room gone")
-    try context.detach()
   }
 
   @Test("a served mock: the library's command memory lies in the shared command arena; IOARCBs elsewhere still take process_vm_readv, an unmapped one a data-storage event (7.8)")
   func servedCommandArena() throws {
-    TestSupport.reachServedMocks()
-    let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    _ = try MockAdapter.create(at: directory, configuration: MockAdapter.configuration(lunCount: 1, ports: 1))
-    let server = try Self.serve(directory)
-    defer {
-      kill(server.process.processIdentifier, SIGTERM)
-      _ = server.wait()
-    }
-    let context = try Context(lun: directory.path + "/dev/sda")
-    context.configureIO(IOConfiguration(queueDepth: 8))
-    try context.withPhysicalLUN { lun in
-      let buffer = AlignedBuffer(count: 8 * 4096)
-      BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 5)
-      try Self.keepInFlight(depth: 8, count: 64) { index in
-        try lun.submitWrite(at: UInt64(index % 8), from: UnsafeRawBufferPointer(Self.piece(buffer, index % 8)))
-      } poll: { try context.pollCompletions($0) }
-      buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-      for lba in 0..<8 { try lun.read(at: UInt64(lba), into: Self.piece(buffer, lba)) }
-      #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: 5) == nil)
-    }
-    // The slots and the RRQ were handed out from the arena, whose address the mock knows.
-    let window = try #require(context.core.state.withLock { $0.window })
-    let stores = try #require(window.stores as? MockRegisterStores)
-    #expect(stores.inlineEngine == nil)
-    let arena = try #require(stores.arena)
-    #expect(stores.control.arenaBase == UInt64(UInt(bitPattern: arena.base)))
-    let channel = try context.core.channel()
-    let range = arena.base..<(arena.base + arena.size)
-    #expect(range.contains(channel.slots) && range.contains(channel.slots + (channel.depth * IOChannel.slotSize - 1)))
-    #expect(range.contains(UnsafeMutableRawPointer(channel.rrq)))
-    // Anything else: as before (the mock's fetch count is in its own process).
-    let adapterFD = context.core.state.withLock { $0.adapterFD }
-    try Self.expectUndeclaredIOARCBs(window: window, adapterFD: adapterFD) { _ in }
-    try context.withPhysicalLUN { lun in
-      let buffer = AlignedBuffer(count: 4096)
-      try lun.read(at: 3, into: buffer.bytes)
-      #expect(BlockPattern.verify(buffer.readOnly, lba: 3, blockSize: 4096, generation: 5) == nil)
-    }
-    // Reads submitted back to back (run as batches whose data goes out in one process_vm_writev),
-    // one of them into an unmapped buffer: that one fails as 8.101 says (afu_rc 0x31, invalid EA),
-    // every other completes once with its data.
-    let unmapped = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: 0x1000), count: 4096)
-    try context.withPhysicalLUN { lun in
-      let buffer = AlignedBuffer(count: 8 * 4096)
-      for round in 0..<16 {
+    try Self.withServedMock { directory in
+      let context = try Context(lun: directory.path + "/dev/sda")
+      context.configureIO(IOConfiguration(queueDepth: 8))
+      try context.withPhysicalLUN { lun in
+        let buffer = AlignedBuffer(count: 8 * 4096)
+        BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 5)
+        try Self.keepInFlight(depth: 8, count: 64) { index in
+          try lun.submitWrite(at: UInt64(index % 8), from: UnsafeRawBufferPointer(Self.piece(buffer, index % 8)))
+        } poll: { try context.pollCompletions($0) }
         buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-        let bad = round % 8
-        var indexOf: [IOTag: Int] = [:]
-        for index in 0..<8 {
-          indexOf[try lun.submitRead(at: UInt64(index), into: index == bad ? unmapped : Self.piece(buffer, index))] = index
-        }
-        var results: [Int: Result<Void, SuperpipeError>] = [:]
-        let deadline = MonotonicClock.now() + 10_000_000_000
-        while results.count < 8, MonotonicClock.now() < deadline {
-          _ = try context.pollCompletions { tag, result in
-            let index = indexOf[tag] ?? -1
-            #expect(results[index] == nil, "reported once")
-            results[index] = result
+        for lba in 0..<8 { try lun.read(at: UInt64(lba), into: Self.piece(buffer, lba)) }
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 0, blockSize: 4096, generation: 5) == nil)
+      }
+      // The slots and the RRQ were handed out from the arena, whose address the mock knows.
+      let window = try #require(context.core.state.withLock { $0.window })
+      let stores = try #require(window.stores as? MockRegisterStores)
+      #expect(stores.inlineEngine == nil)
+      let arena = try #require(stores.arena)
+      #expect(stores.control.arenaBase == UInt64(UInt(bitPattern: arena.base)))
+      let channel = try context.core.channel()
+      let range = arena.base..<(arena.base + arena.size)
+      #expect(range.contains(channel.slots) && range.contains(channel.slots + (channel.depth * IOChannel.slotSize - 1)))
+      #expect(range.contains(UnsafeMutableRawPointer(channel.rrq)))
+      // Anything else: as before (the mock's fetch count is in its own process).
+      let adapterFD = context.core.state.withLock { $0.adapterFD }
+      try Self.expectUndeclaredIOARCBs(window: window, adapterFD: adapterFD) { _ in }
+      try context.withPhysicalLUN { lun in
+        let buffer = AlignedBuffer(count: 4096)
+        try lun.read(at: 3, into: buffer.bytes)
+        #expect(BlockPattern.verify(buffer.readOnly, lba: 3, blockSize: 4096, generation: 5) == nil)
+      }
+      // Reads submitted back to back (run as batches whose data goes out in one process_vm_writev),
+      // one of them into an unmapped buffer: that one fails as 8.101 says (afu_rc 0x31, invalid EA),
+      // every other completes once with its data.
+      let unmapped = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(bitPattern: 0x1000), count: 4096)
+      try context.withPhysicalLUN { lun in
+        let buffer = AlignedBuffer(count: 8 * 4096)
+        for round in 0..<16 {
+          buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+          let bad = round % 8
+          var indexOf: [IOTag: Int] = [:]
+          for index in 0..<8 {
+            indexOf[try lun.submitRead(at: UInt64(index), into: index == bad ? unmapped : Self.piece(buffer, index))] = index
           }
-        }
-        #expect(results.count == 8)
-        for (index, result) in results {
-          switch result {
-          case .failure(let error):
-            #expect(index == bad, "\(error)")
-            #expect(error.status?.afuRC == 0x31 && error.status?.afuExtra == 0x0B)
-          case .success:
-            #expect(index != bad, "a read into an unmapped buffer succeeded")
-            let data = UnsafeRawBufferPointer(Self.piece(buffer, index))
-            #expect(BlockPattern.verify(data, lba: UInt64(index), blockSize: 4096, generation: 5) == nil)
+          var results: [Int: Result<Void, SuperpipeError>] = [:]
+          let deadline = MonotonicClock.now() + 10_000_000_000
+          while results.count < 8, MonotonicClock.now() < deadline {
+            _ = try context.pollCompletions { tag, result in
+              let index = indexOf[tag] ?? -1
+              #expect(results[index] == nil, "reported once")
+              results[index] = result
+            }
+          }
+          #expect(results.count == 8)
+          for (index, result) in results {
+            switch result {
+            case .failure(let error):
+              #expect(index == bad, "\(error)")
+              #expect(error.status?.afuRC == 0x31 && error.status?.afuExtra == 0x0B)
+            case .success:
+              #expect(index != bad, "a read into an unmapped buffer succeeded")
+              let data = UnsafeRawBufferPointer(Self.piece(buffer, index))
+              #expect(BlockPattern.verify(data, lba: UInt64(index), blockSize: 4096, generation: 5) == nil)
+            }
           }
         }
       }
+      try context.detach()
     }
-    try context.detach()
   }
 
   @Test("commands in flight while the adapter holds them: parked, none completes, all complete once after resume")
@@ -330,22 +316,29 @@ struct MockEngineTests {
     fetched(2)
   }
 
-  /// `superpipectl mock serve` on the mock saved in `directory` (one LUN, one port), once it is
-  /// ready, with its LUN switched to superpipe mode (DK_CXLFLASH_MANAGE_LUN on `dev/sda`).
-  static func serve(_ directory: URL, _ options: String...) throws -> TestSupport.Child {
+  /// A mock adapter with `configuration` (one LUN, one port by default) saved in a fresh
+  /// directory and served by `superpipectl mock serve` (another process) with `options`, its LUN
+  /// switched to superpipe mode (DK_CXLFLASH_MANAGE_LUN on `dev/sda`), for `body`, which gets the
+  /// directory; then the server is stopped and the directory removed.
+  static func withServedMock<R>(
+    _ configuration: MockAdapterConfiguration = MockAdapter.configuration(lunCount: 1, ports: 1),
+    options: [String] = [], _ body: (URL) throws -> R
+  ) throws -> R {
+    TestSupport.reachServedMocks()
+    let directory = URL(fileURLWithPath: "/tmp/spm-\(UUID().uuidString.prefix(8))")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    _ = try MockAdapter.create(at: directory, configuration: configuration)  // saved, then closed
     let server = try TestSupport.Child(
       TestSupport.productsDirectory.appendingPathComponent("superpipectl"),
       ["mock", "serve", "--dir", directory.path] + options)
-    while let line = server.readLine(), !line.hasPrefix("ready") {}
-    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
-    do {
-      try Superpipe.setMode(.superpipe, wwid: wwid, path: directory.path + "/dev/sda")
-    } catch {
+    defer {
       kill(server.process.processIdentifier, SIGTERM)
       _ = server.wait()
-      throw error
     }
-    return server
+    while let line = server.readLine(), !line.hasPrefix("ready") {}
+    let wwid = try #require(WWID(hex: "60050768018000000000000000000001"))
+    try Superpipe.setMode(.superpipe, wwid: wwid, path: directory.path + "/dev/sda")
+    return try body(directory)
   }
 
   static func piece(_ buffer: borrowing AlignedBuffer, _ index: Int) -> UnsafeMutableRawBufferPointer {

@@ -149,6 +149,11 @@ struct RecoveryTests {
       // The flight recorder's dump comes with the error: the last command is the failed read.
       let record = try #require(medium?.flightRecord)
       #expect(record.last?.lba == 7 && record.last?.opcode == 0x88 && record.last?.status.sense?.key == 3)
+      // Recorded from the IOASA in place: the same rc, residual, port and 18 sense bytes as the
+      // error's decoded status; the good completions are in it as successes.
+      #expect(record.last?.status == medium?.status)
+      #expect(record.last?.status.sense?.bytes.count == 18)
+      #expect(record.contains { $0.status.isSuccess && $0.blocks == 1 })
       #expect(record.contains { $0.status.fcRC == 0x52 }, "the ABORTPEND attempts are in it too")
       #expect(context.flightRecord.count == record.count)
     }
