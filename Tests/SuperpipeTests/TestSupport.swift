@@ -79,6 +79,13 @@ extension TestSupport {
       process.standardOutput = pipe
       process.standardError = pipe
       try process.run()
+      let pid = process.processIdentifier
+      let label = ([executable.lastPathComponent] + arguments).joined(separator: " ")
+      DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(TestSupport.childWatchdogSeconds)) {
+        [weak self] in
+        guard let self, self.process.isRunning else { return }
+        TestSupport.diagnoseAndKill(pid, label)
+      }
     }
 
     /// Reads one line of the child's output (nil at end of file).
@@ -113,6 +120,60 @@ extension TestSupport {
       Glibc.kill(process.processIdentifier, SIGKILL)
       process.waitUntilExit()
     }
+  }
+
+  /// A child still running after this many seconds is hung (the longest, the multi-process
+  /// soak's, runs about a minute): its process tree is described on standard error and killed, so
+  /// the test fails with a diagnosis instead of blocking the whole run (a test's `.timeLimit`
+  /// cannot end a blocked read of the child's output).
+  static let childWatchdogSeconds = 300
+
+  /// Describes the process tree under `root` (each thread's state and kernel wait channel, and
+  /// every thread's backtrace where gdb is installed), then kills it with SIGKILL.
+  static func diagnoseAndKill(_ root: pid_t, _ label: String) {
+    var tree = [root]
+    var index = 0
+    let parents = processParents()
+    while index < tree.count {
+      tree += parents.filter { $0.value == tree[index] }.map(\.key).sorted()
+      index += 1
+    }
+    var report = "TestSupport: child `\(label)` (pid \(root)) still running after \(childWatchdogSeconds) s; "
+    report += "killing its process tree \(tree)\n"
+    let gdb = findExecutable(["gdb"])
+    for pid in tree {
+      for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.sorted() ?? [] {
+        let comm = procText("/proc/\(pid)/task/\(task)/comm")
+        let wchan = procText("/proc/\(pid)/task/\(task)/wchan")
+        let state = procText("/proc/\(pid)/task/\(task)/stat").split(separator: ")").last?
+          .split(separator: " ").first ?? "?"
+        report += "  pid \(pid) tid \(task) \(comm) state \(state) wchan \(wchan)\n"
+      }
+      if let gdb, let timeout = findExecutable(["timeout"]),
+        let result = try? run(timeout, ["30", gdb, "-p", "\(pid)", "-batch", "-nx", "-ex", "thread apply all bt 30"])
+      {
+        report += result.output.split(separator: "\n").filter { $0.hasPrefix("#") || $0.hasPrefix("Thread") }
+          .map { "    \($0)\n" }.joined()
+      }
+    }
+    FileHandle.standardError.write(Data(report.utf8))
+    for pid in tree.reversed() { Glibc.kill(pid, SIGKILL) }
+  }
+
+  /// Every process's parent, from /proc/PID/stat.
+  private static func processParents() -> [pid_t: pid_t] {
+    var parents: [pid_t: pid_t] = [:]
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+      guard let pid = pid_t(name) else { continue }
+      // "pid (comm) state ppid ...": the command may hold spaces and parentheses.
+      let fields = procText("/proc/\(name)/stat").split(separator: ")").last?.split(separator: " ") ?? []
+      if fields.count > 1, let parent = pid_t(fields[1]) { parents[pid] = parent }
+    }
+    return parents
+  }
+
+  private static func procText(_ path: String) -> String {
+    (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
   }
 
   /// Spawns the test child executable. It reaches the mock whose disk node is its second argument
