@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -375,6 +376,36 @@ static int test_fork(void) {
     return 0;
 }
 
+/* A synchronous call polls for its completion whatever the open flags, as capiflash's
+ * CBLK_WAIT_FOR_IO_COMPLETE_PATH does: with capiflash's default flags (interrupt threads allowed)
+ * too, most reads end without the calling thread going to sleep (no voluntary context switch).
+ * A thread that slept for each completion ran 10x slower against a served mock. The server may
+ * be late now and then on a loaded machine (the poller then sleeps), so half the reads must stay
+ * awake: polling kept 1991-2000 of 2000 awake, the library's interrupt mode (sleep at once) 372. */
+static int test_sync_polls(void) {
+    const int flags[2] = {0, CBLK_OPN_NO_INTRP_THREADS};
+    char *r = blocks(1);
+    for (int f = 0; f < 2; f++) {
+        chunk_id_t p = cblk_open(disk2, 8, O_RDONLY, 0, flags[f]);
+        CHECK(p != NULL_CHUNK_ID);
+        for (int i = 0; i < 100; i++) CHECK(cblk_read(p, r, (cflash_offset_t)i, 1, 0) == 1); /* warm up */
+        const int reads = 2000;
+        int awake = 0;
+        for (int i = 0; i < reads; i++) {
+            struct rusage before, after;
+            CHECK(getrusage(RUSAGE_THREAD, &before) == 0);
+            CHECK(cblk_read(p, r, (cflash_offset_t)(i * 7 % 4096), 1, 0) == 1);
+            CHECK(getrusage(RUSAGE_THREAD, &after) == 0);
+            if (after.ru_nvcsw == before.ru_nvcsw) awake++;
+        }
+        printf("flags %d: %d of %d synchronous reads ended without the thread sleeping\n", flags[f], awake, reads);
+        CHECK(awake * 2 >= reads);
+        CHECK(cblk_close(p, 0) == 0);
+    }
+    free(r);
+    return 0;
+}
+
 /* fork() while async requests are in flight and the chunk's reaper thread runs (interrupt threads
  * on: flags 0): the fork gate holds fork() until the reaper is outside Swift code, so the child never
  * inherits a runtime lock the reaper held; the child does I/O of its own, the parent's requests all
@@ -725,7 +756,7 @@ int main(int argc, char **argv) {
         {"bad-input", test_bad_input}, {"fork", test_fork}, {"fork-reaper", test_fork_reaper}, {"groups", test_groups},
         {"reset", test_reset}, {"compat", test_compat}, {"reaper", test_reaper},
         {"reset-async", test_reset_async}, {"async-retry", test_async_retry}, {"cmd-room", test_cmd_room},
-        {"adapter-fail", test_adapter_fail},
+        {"adapter-fail", test_adapter_fail}, {"sync-polls", test_sync_polls},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
         if (strcmp(argv[1], tests[i].name) == 0) {

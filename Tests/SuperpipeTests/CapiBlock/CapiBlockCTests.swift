@@ -102,6 +102,17 @@ struct CapiBlockCTests {
     fixture.expectNoLeaks()
   }
 
+  @Test(
+    "synchronous calls poll, whatever the open flags: most reads end without the thread sleeping (printed)",
+    .timeLimit(.minutes(1)))
+  func synchronousCallsPoll() throws {
+    let fixture = try MockFixture()
+    let result = try Self.run("sync-polls", fixture)
+    for line in result.1 where line.hasPrefix("flags ") { print("libcflsh_block: \(line)") }
+    Self.expectPass(result)
+    fixture.expectNoLeaks()
+  }
+
   @Test("sizes: the LUN's size in 4 KiB blocks; a virtual LUN is 0 until cblk_set_size")
   func sizes() throws {
     let fixture = try MockFixture()

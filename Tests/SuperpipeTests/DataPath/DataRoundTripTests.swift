@@ -44,4 +44,55 @@ struct DataRoundTripTests {
     try context.detach()
     mock.expectNoLeaks()
   }
+
+  @Test(
+    "response rings of every size: depth 1, odd, even and power-of-two rings wrap many times and every completion lands once, on its own command",
+    arguments: [1, 5, 8, 12])
+  func ringsWrap(depth: Int) throws {
+    let mock = try MockFixture()
+    let context = try Context(lun: mock.disk(1))
+    context.configureIO(IOConfiguration(queueDepth: depth, completion: .polling))
+    let buffers = AlignedBuffer(count: depth * 4096)
+    try context.withPhysicalLUN { lun in
+      // Each round fills the ring with writes, then with reads of what was written: 2 * rounds
+      // laps of the response queue, so its toggle bit flips many times.
+      for round in 0..<6 {
+        for write in [true, false] {
+          var pending = [IOTag: Int]()
+          for slot in 0..<depth {
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffers.bytes[slot * 4096..<(slot + 1) * 4096])
+            let lba = UInt64(round * depth + slot)
+            if write {
+              BlockPattern.fill(piece, lba: lba, blockSize: 4096, generation: UInt64(depth))
+              pending[try lun.submitWrite(at: lba, from: UnsafeRawBufferPointer(piece), wait: false)] = slot
+            } else {
+              piece.initializeMemory(as: UInt8.self, repeating: 0)
+              pending[try lun.submitRead(at: lba, into: piece, wait: false)] = slot
+            }
+          }
+          while !pending.isEmpty {
+            do {
+              // A completion the ring lost ends this wait with `.timedOut`.
+              try context.waitForCompletions(timeout: .seconds(10)) { tag, result in
+                #expect(pending.removeValue(forKey: tag) != nil, "completion of an unknown or finished command \(tag)")
+                if case .failure(let error) = result { Issue.record("depth \(depth): \(error)") }
+              }
+            } catch {
+              Issue.record("depth \(depth), round \(round): \(pending.count) commands outstanding: \(error)")
+              return
+            }
+          }
+          if !write {
+            for slot in 0..<depth {
+              let piece = UnsafeRawBufferPointer(rebasing: buffers.readOnly[slot * 4096..<(slot + 1) * 4096])
+              #expect(
+                BlockPattern.verify(piece, lba: UInt64(round * depth + slot), blockSize: 4096, generation: UInt64(depth)) == nil)
+            }
+          }
+        }
+      }
+    }
+    try context.detach()
+    mock.expectNoLeaks()
+  }
 }
