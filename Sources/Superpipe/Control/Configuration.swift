@@ -485,8 +485,8 @@ extension RecoveryPolicy {
 }
 
 extension Context {
-  /// Applies a configuration: the data-path settings (`configureIO(_:)`, so call it with no I/O
-  /// in flight) and the recovery policy.
+  /// Applies a configuration: the data-path settings (`configureIO(_:)`: commands in flight are
+  /// aborted with a context reset) and the recovery policy.
   ///
   /// - Parameter configuration: The settings, from `SuperpipeConfiguration.load()` or built in code.
   public func apply(_ configuration: SuperpipeConfiguration) {

@@ -115,12 +115,19 @@ public struct Context: ~Copyable, Sendable {
   }
 
   /// Sets the data path's queue depth, completion mode and timeout. Takes effect for I/O issued
-  /// afterwards (the channel is rebuilt; do not call it with I/O in flight).
+  /// afterwards: the channel (command slots and response queue) is rebuilt.
+  ///
+  /// Meant for a quiet context. Commands still in flight are aborted first with a context reset
+  /// (a store of 1 to IOARRIN, or to SQ_CONTEXT_RESET in SQ mode), as after a command timeout, so
+  /// none of them completes later into its buffer: low-level ones are reported as `.commandLost`
+  /// by `pollCompletions(_:)`, and other threads' synchronous and async I/O is re-issued by the
+  /// recovery loop. If the adapter turns out to have been reset, the context is recovered.
   ///
   /// - Parameter configuration: The settings; the adapter's command room (cmd_room) may lower the
   ///   effective queue depth.
   public func configureIO(_ configuration: IOConfiguration) {
     core.ioConfiguration.withLock { $0 = configuration }
+    core.abortCommandsInFlight()
     core.dropChannel()
   }
 

@@ -478,6 +478,15 @@ extension ContextCore {
     }
   }
 
+  /// Before the channel is rebuilt (`Context.configureIO`): a context reset when any command is in
+  /// the adapter's hands, so none of them completes later into memory its caller was told is
+  /// free again. A failed reset recovers the context; a failed recovery is left for the next I/O
+  /// to report (the adapter is gone or reset, and runs no command of this context).
+  func abortCommandsInFlight() {
+    guard let channel = io.current, channel.commandsInFlight > 0 else { return }
+    try? resetContextOnce(observed: recovery.generation)
+  }
+
   /// After a timeout observed at `generation`: abort the context's outstanding commands with a
   /// context reset (once, however many threads timed out), or recover if the adapter was reset.
   func resetContextOnce(observed generation: UInt64) throws(SuperpipeError) {

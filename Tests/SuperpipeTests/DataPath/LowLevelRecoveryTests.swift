@@ -166,6 +166,44 @@ struct LowLevelRecoveryTests {
     }
   }
 
+  @Test(
+    "configureIO with low-level commands in flight: each is reported lost once, and none of them lands later in its buffer (the context is reset first)"
+  )
+  func lostToReconfiguration() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 4))
+    let lun = try context.openPhysicalLUN()
+    let buffer = AlignedBuffer(count: 4 * 4096)
+    BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 9)
+    try lun.write(at: 0, from: buffer.readOnly)
+    buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5)
+    mock.adapter.holdCommands()
+    var tags: Set<IOTag> = []
+    for index in 0..<4 {
+      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
+      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
+    }
+    context.configureIO(IOConfiguration(queueDepth: 8))
+    var lost = 0
+    try context.pollCompletions { tag, result in
+      #expect(tags.remove(tag) != nil, "\(tag) reported twice or unknown")
+      if case .failure(let error) = result, error.code == .commandLost { lost += 1 } else { Issue.record("\(result)") }
+    }
+    #expect(lost == 4 && tags.isEmpty, "lost \(lost), not reported: \(tags)")
+    // The adapter resumes: what the context reset aborted never runs. A read on the new channel,
+    // which the adapter executes after anything still queued before it, is the proof point.
+    mock.adapter.resumeCommands()
+    let probe = AlignedBuffer(count: 4096)
+    try lun.read(at: 0, into: probe.bytes)
+    #expect(BlockPattern.verify(probe.readOnly, lba: 0, blockSize: 4096, generation: 9) == nil)
+    #expect(buffer.readOnly.allSatisfy { $0 == 0xA5 }, "a command reported lost wrote into its buffer")
+    #expect(try context.pollCompletions { tag, _ in Issue.record("\(tag) reported again") } == 0)
+    try lun.release()
+    try context.detach()
+    mock.expectNoLeaks()
+  }
+
   @Test("waitForCompletions: returns at once with nothing outstanding, times out typed, then reports the completion", arguments: CompletionMode.allCases)
   func waitEnds(mode: CompletionMode) throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
