@@ -204,6 +204,37 @@ struct LowLevelRecoveryTests {
     mock.expectNoLeaks()
   }
 
+  @Test("detach with low-level commands in flight: none of them lands later in its buffer (DETACH ends the context on the adapter)")
+  func nothingLandsAfterDetach() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let buffer = AlignedBuffer(count: 4 * 4096)
+    do {
+      let context = try Context(lun: mock.disk(0))
+      context.configureIO(IOConfiguration(queueDepth: 4))
+      let lun = try context.openPhysicalLUN()
+      BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 4)
+      try lun.write(at: 0, from: buffer.readOnly)
+      buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0x5A)
+      mock.adapter.holdCommands()
+      for index in 0..<4 {
+        let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
+        _ = try lun.submitRead(at: UInt64(index), into: piece, wait: false)
+      }
+      try context.detach()
+    }
+    mock.adapter.resumeCommands()
+    // Another context's read goes through the adapter after the resume; then a pause for anything
+    // the detached context's engine might still run.
+    let other = try Context(lun: mock.disk(0))
+    let probe = AlignedBuffer(count: 4096)
+    try other.withPhysicalLUN { lun in try lun.read(at: 0, into: probe.bytes) }
+    #expect(BlockPattern.verify(probe.readOnly, lba: 0, blockSize: 4096, generation: 4) == nil)
+    usleep(200_000)
+    #expect(buffer.readOnly.allSatisfy { $0 == 0x5A }, "a command of the detached context wrote into its buffer")
+    try other.detach()
+    mock.expectNoLeaks()
+  }
+
   @Test("waitForCompletions: returns at once with nothing outstanding, times out typed, then reports the completion", arguments: CompletionMode.allCases)
   func waitEnds(mode: CompletionMode) throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
