@@ -259,9 +259,9 @@ extension Context {
   /// - Returns: How many commands were reported: at least 1, or 0 when none was outstanding.
   /// - Throws: `.timedOut` when nothing completed within `timeout` (nothing is lost: the commands
   ///   are still outstanding and a later poll reports them; to give up on them, `configureIO(_:)`
-  ///   aborts them with a context reset and the next poll reports them lost); otherwise as `pollCompletions(_:)`:
-  ///   `.adapterReset` (call `recover()`, then poll or wait again: the commands in flight come
-  ///   back as `.commandLost`), `.adapterGone`, `.contextDetached`.
+  ///   aborts them with a context reset and the next poll reports them lost); otherwise as
+  ///   `pollCompletions(_:)`: `.adapterReset` (call `recover()`, then poll or wait again: the
+  ///   commands in flight come back as `.commandLost`), `.adapterGone`, `.contextDetached`.
   @discardableResult
   public func waitForCompletions(
     timeout: Duration, _ body: (IOTag, Result<Void, SuperpipeError>) -> Void
