@@ -139,7 +139,10 @@ struct LocksPerIOTests {
       print("locks and system calls per I/O, \(sqMode ? "SQ" : "IOARRIN") mode, polling: synchronous: \(sync); "
         + "submit/poll at depth 8: \(queued)")
       #expect(sync.libraryLocks <= locks, "\(sync)")
-      #expect(sync.counts.librarySyscalls == 0, "\(sync)")
+      // A waiter sleeps (one futex call) only when its completion takes longer than the spin
+      // time (100 µs): never on an idle machine, now and then when CI's other tests hold both
+      // processors (3 in 4000 reads seen once). A system call per I/O would show as about 1.
+      #expect(sync.librarySyscalls < 0.01, "\(sync)")
       #expect(queued.libraryLocks <= locks, "\(queued)")
       // A pollCompletions that finds nothing looks at the adapter's health (one zero-timeout poll)
       // at most once a millisecond: not a cost per I/O.
