@@ -14,35 +14,52 @@ import Synchronization
 
 extension SuperpipeBenchmark {
   /// The mean round trip of a cache line between two threads (nanoseconds): one thread stores an
-  /// odd number, the other answers with the next even one, `rounds` times. Nil on one processor.
-  static func coreToCoreRoundTrip(rounds: Int = 200_000) -> Double? {
+  /// odd number, the other answers with the next even one, `rounds` times or for `budget`
+  /// nanoseconds, whichever ends first (under valgrind, which runs one thread at a time, a round
+  /// can take a scheduler switch). Nil on one processor, or when not one round completed.
+  static func coreToCoreRoundTrip(rounds: Int = 200_000, budget: UInt64 = 500_000_000) -> Double? {
     guard ProcessInfo.processInfo.activeProcessorCount > 1 else { return nil }
     final class Line: Sendable {
       let word = Atomic<Int>(0)
-      let started = Atomic<UInt64>(0)
-      let finished = Atomic<UInt64>(0)
+      let done = Atomic<Bool>(false)
+      let rounds = Atomic<Int>(0)
+      let elapsed = Atomic<UInt64>(0)
     }
     let line = Line()
-    let results = onThreads(2) { index, ready in
+    _ = onThreads(2) { index, ready in
       ready()
       if index == 0 {
         let start = now()
-        for round in 0..<rounds {
+        var round = 0
+        var spins = 0
+        measuring: while round < rounds, round & 15 != 0 || now() - start < budget {
           line.word.store(2 * round + 1, ordering: .releasing)
-          while line.word.load(ordering: .acquiring) != 2 * round + 2 {}
+          while line.word.load(ordering: .acquiring) != 2 * round + 2 {
+            spins &+= 1
+            if spins & 4095 == 0, now() - start >= budget { break measuring }
+          }
+          round += 1
         }
-        line.started.store(start, ordering: .relaxed)
-        line.finished.store(now(), ordering: .relaxed)
+        line.elapsed.store(now() - start, ordering: .relaxed)
+        line.rounds.store(round, ordering: .relaxed)
+        line.done.store(true, ordering: .releasing)
       } else {
-        for round in 0..<rounds {
-          while line.word.load(ordering: .acquiring) != 2 * round + 1 {}
+        let start = now()
+        var round = 0
+        var spins = 0
+        while true {
+          while line.word.load(ordering: .acquiring) != 2 * round + 1 {
+            if line.done.load(ordering: .acquiring) { return ThreadResult() }
+            spins &+= 1
+            if spins & 4095 == 0, now() - start >= 2 * budget { return ThreadResult() }
+          }
           line.word.store(2 * round + 2, ordering: .releasing)
+          round += 1
         }
       }
       return ThreadResult()
     }
-    _ = results
-    let elapsed = line.finished.load(ordering: .relaxed) - line.started.load(ordering: .relaxed)
-    return Double(elapsed) / Double(rounds)
+    let done = line.rounds.load(ordering: .relaxed)
+    return done == 0 ? nil : Double(line.elapsed.load(ordering: .relaxed)) / Double(done)
   }
 }
