@@ -23,17 +23,31 @@ public protocol ResourceHandleIO: ~Copyable, ~Escapable {
 
 /// The opaque data path of a resource handle (see `ResourceHandleIO`).
 ///
-/// One per handle, and a class: the protocol's methods are not specialised in the caller's module,
-/// so they reach the handle through the `dataPath` witness. A class costs them one reference count
-/// per I/O, and its methods below borrow the target in place; reading `io` from the generic code
-/// instead copied the target (four reference counts each way, about 225 instructions per I/O).
+/// One per handle, and a class: most of the protocol's methods are not specialised in the caller's
+/// module, so they reach the handle through the `dataPath` witness. A class costs them one
+/// reference count per I/O, and its methods below borrow the target in place; reading `io` from the
+/// generic code instead copied the target (four reference counts each way, about 225 instructions
+/// per I/O). The synchronous `read(at:into:)` and `write(at:from:)` are inlinable and specialised
+/// in the caller's module, which spares them the witness and the reference count too.
 public final class DataPath: Sendable {
   let io: IOTarget
 
   init(io: IOTarget) { self.io = io }
 
-  func transfer(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool) throws(SuperpipeError) {
-    try io.transfer(lba: lba, address: address, byteCount: byteCount, write: write)
+  /// The synchronous read, called from the inlinable `read(at:into:)` of `ResourceHandleIO`:
+  /// specialised in the caller's module for the concrete handle, that method reads `dataPath` in
+  /// place (no witness call, no reference count) and calls straight in here.
+  @usableFromInline
+  func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
+  }
+
+  /// The synchronous write (see `read(at:into:)`).
+  @usableFromInline
+  func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
+    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(io.device) }
+    try io.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
   }
 
   func transferAsync(lba: UInt64, address: UnsafeMutableRawPointer, byteCount: Int, write: Bool)
@@ -85,9 +99,9 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   command's `status` (and `completedRanges` for a split request); `.timedOut`;
   ///   `.adapterReset` (recovery off), `.adapterGone`, `.deviceUnavailable` (the adapter failed);
   ///   `.contextDetached` without a command once the context was detached.
+  @inlinable
   public func read(at lba: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
-    try dataPath.transfer(lba: lba, address: base, byteCount: buffer.count, write: false)
+    try dataPath.read(at: lba, into: buffer)
   }
 
   /// Writes `buffer.count` bytes (whole blocks) from `buffer` at `lba`: WRITE(16) commands.
@@ -97,9 +111,9 @@ extension ResourceHandleIO where Self: ~Copyable & ~Escapable {
   ///   - buffer: Whole blocks of data to write.
   /// - Throws: `SuperpipeError`, as `read(at:into:)` (`.commandFailed` with afu_rc 0x05 for a
   ///   read-only context).
+  @inlinable
   public func write(at lba: UInt64, from buffer: UnsafeRawBufferPointer) throws(SuperpipeError) {
-    guard let base = buffer.baseAddress else { throw IOTarget.emptyBuffer(dataPath.io.device) }
-    try dataPath.transfer(lba: lba, address: UnsafeMutableRawPointer(mutating: base), byteCount: buffer.count, write: true)
+    try dataPath.write(at: lba, from: buffer)
   }
 
   /// Zeroes `blocks` blocks from `lba` with WRITE SAME(16); with `unmap`, the UNMAP bit lets the
