@@ -200,7 +200,7 @@ let package = Package(
     .testTarget(
       name: "SuperpipeTests",
       dependencies: [
-        "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
+        "Superpipe", "SuperpipeMock", "SuperpipeSoak", "CapiBlock", "CCXLFlash", "CCXLFlashProbe", "SuperpipeTestChild",
         "superpipectl", "superpipe-bench",
         "example-sync-io", "example-async-io", "example-submit-poll", "example-fork-clone", "example-recovery-events",
         .product(name: "BasicContainers", package: "swift-collections"),

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 _Thread_local superpipe_thread_counts superpipe_thread_counts_tls;
+_Thread_local uint32_t superpipe_fork_gate_inside_tls;
 
 void *superpipe_pthread_mutex_create(void) {
   pthread_mutex_t *mutex = malloc(sizeof *mutex);

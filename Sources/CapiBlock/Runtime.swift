@@ -7,6 +7,8 @@ import Glibc
 import Synchronization
 
 /// A pthread mutex with a condition variable on CLOCK_MONOTONIC. The waits sleep (no spinning).
+/// A library thread inside the fork gate (the reaper, a worker running a job) steps out of it
+/// while it waits for the lock or the condition.
 final class Lock: @unchecked Sendable {
   private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
   private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -29,7 +31,8 @@ final class Lock: @unchecked Sendable {
 
   func lock() {
     PackageLocks.countAcquisition()
-    pthread_mutex_lock(mutex)
+    if ForkGate.isInside, pthread_mutex_trylock(mutex) == 0 { return }
+    ForkGate.whileBlocking { _ = pthread_mutex_lock(mutex) }
   }
   func unlock() { pthread_mutex_unlock(mutex) }
 
@@ -51,11 +54,11 @@ final class Lock: @unchecked Sendable {
   @discardableResult
   func wait(until deadline: UInt64? = nil) -> Bool {
     guard let deadline else {
-      pthread_cond_wait(condition, mutex)
+      ForkGate.whileBlocking { _ = pthread_cond_wait(condition, mutex) }
       return true
     }
     var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-    return pthread_cond_timedwait(condition, mutex, &time) != ETIMEDOUT
+    return ForkGate.whileBlocking { pthread_cond_timedwait(condition, mutex, &time) } != ETIMEDOUT
   }
 
   func broadcast() { pthread_cond_broadcast(condition) }
@@ -172,7 +175,8 @@ func entry(_ name: @autoclosure () -> String, _ body: () throws(CError) -> Int32
 /// with the Swift library's synchronous path (which recovers from adapter resets and retries by
 /// itself): requests without a low-level form, and re-issues of commands that failed or were lost.
 /// Threads are started on demand, up to `maximumThreads`, and sleep on a condition when idle.
-/// After fork() the child starts its own.
+/// A job runs inside the fork gate (ForkGate.swift): a fork() waits until no job runs Swift code,
+/// and every blocking call of the job steps out of the gate. After fork() the child starts its own.
 final class WorkerPool: @unchecked Sendable {
   static let shared = WorkerPool()
   static let maximumThreads = 64
@@ -229,7 +233,9 @@ final class WorkerPool: @unchecked Sendable {
         head = 0
       }
       lock.unlock()
+      ForkGate.enter()
       job()
+      ForkGate.leave()
     }
   }
 }

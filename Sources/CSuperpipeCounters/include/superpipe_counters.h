@@ -1,5 +1,6 @@
-// Per-thread counters of lock acquisitions and system calls (Superpipe's instrumentation), and the
-// pthread mutex that Superpipe's lock uses in ThreadSanitizer builds. No other logic.
+// Per-thread counters of lock acquisitions and system calls (Superpipe's instrumentation), the
+// per-thread flag of Superpipe's fork gate, and the pthread mutex that Superpipe's lock uses in
+// ThreadSanitizer builds. No other logic.
 //
 // The counters are C11 thread-locals incremented by the static inline functions below (one
 // thread-local add: the lock and system-call paths stay as cheap as they were). Swift reads them
@@ -32,6 +33,13 @@ static inline void superpipe_count_other_syscall(void) { superpipe_thread_counts
 
 /// The calling thread's counts.
 static inline superpipe_thread_counts superpipe_thread_counts_get(void) { return superpipe_thread_counts_tls; }
+
+/// 1 while the calling thread is inside Superpipe's fork gate (ForkGate.swift), else 0. Set and
+/// cleared by the gate only; the library's blocking calls read it to step out of the gate.
+extern _Thread_local uint32_t superpipe_fork_gate_inside_tls;
+
+static inline uint32_t superpipe_fork_gate_inside(void) { return superpipe_fork_gate_inside_tls; }
+static inline void superpipe_fork_gate_set_inside(uint32_t inside) { superpipe_fork_gate_inside_tls = inside; }
 
 /// A heap-allocated, default-initialised `pthread_mutex_t` (ThreadSanitizer builds of Superpipe's
 /// lock: TSan intercepts pthread_mutex_* and so sees the happens-before the lock provides). Never

@@ -50,7 +50,8 @@ enum Syscall {
         }
       #endif
       countLibrarySystemCall()
-      let outcome = body()
+      // A library thread inside the fork gate steps out of it while the call may block.
+      let outcome = ForkGate.whileBlocking(body)
       #if DEBUG
         if let interposer {
           switch outcome {
@@ -179,7 +180,7 @@ enum Syscall {
       tv_sec: Int(components.seconds), tv_nsec: Int(components.attoseconds / 1_000_000_000))
     if request.tv_sec > 0 || request.tv_nsec > 0 {
       countLibrarySystemCall()
-      _ = nanosleep(&request, nil)
+      ForkGate.whileBlocking { _ = nanosleep(&request, nil) }
     }
   }
 
@@ -187,7 +188,7 @@ enum Syscall {
   /// `timeoutNanoseconds` (negative: no limit). EINTR, EAGAIN and ETIMEDOUT just return.
   static func futexWait(_ word: UnsafeRawPointer, expected: UInt32, timeoutNanoseconds: Int64) {
     countLibrarySystemCall()
-    _ = ccxl_futex_wait(word, expected, timeoutNanoseconds)
+    ForkGate.whileBlocking { _ = ccxl_futex_wait(word, expected, timeoutNanoseconds) }
   }
 
   /// `futex(2)` FUTEX_WAKE of up to `count` waiters.
