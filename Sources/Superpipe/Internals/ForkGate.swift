@@ -12,8 +12,9 @@
 // libcflsh_block's lock and condition waits) step out of the gate for as long as they block when
 // it is set (`whileBlocking`: they come back in without waiting, since they may hold locks; the
 // explicit `outside`, used where a thread holds none, waits while a fork is in progress). Threads
-// without the flag (the application's) pay one thread-local load per such call. The pthread_atfork prepare handler closes the gate and waits until no thread is inside,
-// and the parent and child handlers open it again. A thread that finds the gate closing
+// without the flag (the application's) pay one thread-local load per such call. The
+// pthread_atfork prepare handler closes the gate and waits until no thread is inside, and the
+// parent and child handlers open it again. A thread that finds the gate closing when it starts
 // waits outside (it holds no lock there). The prepare handler waits at most 100 ms: a thread inside
 // may be waiting for a lock the forking thread holds (fork() called from a completion callback),
 // and fork() must not hang on that; it then proceeds as it would without the gate. Several forks
@@ -97,9 +98,6 @@ package enum ForkGate {
     }
     return call()
   }
-
-  /// Threads inside the gate now (tests).
-  package static var threadsInside: UInt32 { ccxl_atomic_load_acquire_u32(word) & inside }
 
   /// Leaves and enters again when a fork is waiting (a thread that does not block for a while).
   @inline(__always)

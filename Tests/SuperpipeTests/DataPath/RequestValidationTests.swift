@@ -37,7 +37,8 @@ struct RequestValidationTests {
         try lun.write(at: 8, from: UnsafeRawBufferPointer(buffer))
       }
       #expect(write?.code == .invalidIORequest, "write, \(name): \(String(describing: write))")
-      let target = buffer.baseAddress == nil ? buffer : UnsafeMutableRawBufferPointer(rebasing: scratch.bytes[0..<buffer.count])
+      let target =
+        buffer.baseAddress == nil ? buffer : UnsafeMutableRawBufferPointer(rebasing: scratch.bytes[0..<buffer.count])
       let read = #expect(throws: SuperpipeError.self, "read, \(name)") { try lun.read(at: 8, into: target) }
       #expect(read?.code == .invalidIORequest, "read, \(name): \(String(describing: read))")
     }
@@ -45,6 +46,7 @@ struct RequestValidationTests {
     #expect(lun.statistics.commands == issued, "no command was counted")
     data.bytes.initializeMemory(as: UInt8.self, repeating: 0)
     try lun.read(at: 8, into: data.bytes)
-    #expect(BlockPattern.verify(data.readOnly, lba: 8, blockSize: 4096, generation: 3) == nil, "the blocks are unchanged")
+    #expect(
+      BlockPattern.verify(data.readOnly, lba: 8, blockSize: 4096, generation: 3) == nil, "the blocks are unchanged")
   }
 }
