@@ -114,6 +114,24 @@ public struct Context: ~Copyable, Sendable {
     if let error = core.detachAll() { throw error }
   }
 
+  /// Aborts every command of the context that the adapter has not completed, with a context reset
+  /// (a store of 1 to IOARRIN, or to SQ_CONTEXT_RESET in SQ mode), as after a command timeout: none
+  /// of them completes later into its buffer. The way to give up on low-level commands that do not
+  /// complete (after `waitForCompletions(timeout:_:)` threw `.timedOut`, say) without rebuilding
+  /// the channel: the next `pollCompletions(_:)` reports each of them as `.commandLost`, and its
+  /// buffer is the application's again. Other threads' synchronous and async I/O on the context is
+  /// aborted too and re-issued by the recovery loop. With no command in flight, nothing happens.
+  ///
+  /// - Returns: Whether a context reset was made (false: no command was in flight).
+  /// - Throws: `SuperpipeError` when the reset failed and the recovery that followed it failed too
+  ///   (`.adapterGone`, `.deviceUnavailable`, `.adapterReset` with recovery off): the adapter then
+  ///   runs no command of this context, and the next poll reports the commands as lost once the
+  ///   context is recovered.
+  @discardableResult
+  public func abortCommandsInFlight() throws(SuperpipeError) -> Bool {
+    try core.abortCommandsInFlight()
+  }
+
   /// Sets the data path's queue depth, completion mode and timeout. Takes effect for I/O issued
   /// afterwards: the channel (command slots and response queue) is rebuilt.
   ///
@@ -127,7 +145,8 @@ public struct Context: ~Copyable, Sendable {
   ///   effective queue depth.
   public func configureIO(_ configuration: IOConfiguration) {
     core.ioConfiguration.withLock { $0 = configuration }
-    core.abortCommandsInFlight()
+    // A failed recovery is left for the next I/O to report.
+    _ = try? core.abortCommandsInFlight()
     core.dropChannel()
   }
 

@@ -478,13 +478,15 @@ extension ContextCore {
     }
   }
 
-  /// Before the channel is rebuilt (`Context.configureIO`): a context reset when any command is in
-  /// the adapter's hands, so none of them completes later into memory its caller was told is
-  /// free again. A failed reset recovers the context; a failed recovery is left for the next I/O
-  /// to report (the adapter is gone or reset, and runs no command of this context).
-  func abortCommandsInFlight() {
-    guard let channel = io.current, channel.commandsInFlight > 0 else { return }
-    try? resetContextOnce(observed: recovery.generation)
+  /// `Context.abortCommandsInFlight()`, and before the channel is rebuilt (`Context.configureIO`):
+  /// a context reset when any command is in the adapter's hands, so none of them completes later
+  /// into memory its caller was told is free again. A failed reset recovers the context; a failed
+  /// recovery throws (the adapter is gone or reset, and runs no command of this context). Returns
+  /// whether a reset was needed.
+  func abortCommandsInFlight() throws(SuperpipeError) -> Bool {
+    guard let channel = io.current, channel.commandsInFlight > 0 else { return false }
+    try resetContextOnce(observed: recovery.generation)
+    return true
   }
 
   /// After a timeout observed at `generation`: abort the context's outstanding commands with a

@@ -272,8 +272,9 @@ extension Context {
   ///   - body: Called once per reported command, as for `pollCompletions(_:)`.
   /// - Returns: How many commands were reported: at least 1, or 0 when none was outstanding.
   /// - Throws: `.timedOut` when nothing completed within `timeout` (nothing is lost: the commands
-  ///   are still outstanding and a later poll reports them; to give up on them, `configureIO(_:)`
-  ///   aborts them with a context reset and the next poll reports them lost); otherwise as
+  ///   are still outstanding and a later poll reports them; to give up on them,
+  ///   `abortCommandsInFlight()` aborts them with a context reset and the next poll reports them
+  ///   lost); otherwise as
   ///   `pollCompletions(_:)`: `.adapterReset` (call `recover()`, then poll or wait again: the
   ///   commands in flight come back as `.commandLost`), `.adapterGone`, `.contextDetached`.
   @discardableResult

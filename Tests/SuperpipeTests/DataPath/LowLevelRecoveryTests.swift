@@ -204,6 +204,58 @@ struct LowLevelRecoveryTests {
     mock.expectNoLeaks()
   }
 
+  @Test(
+    "abortCommandsInFlight: commands that do not complete are reported lost once, never land in their buffers, and the channel goes on"
+  )
+  func abortedOnRequest() throws {
+    let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
+    let context = try Context(lun: mock.disk(0))
+    context.configureIO(IOConfiguration(queueDepth: 4))
+    let lun = try context.openPhysicalLUN()
+    #expect(try context.abortCommandsInFlight() == false, "nothing in flight: no reset")
+    #expect(context.statistics.contextResets == 0)
+    let buffer = AlignedBuffer(count: 4 * 4096)
+    BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 6)
+    try lun.write(at: 0, from: buffer.readOnly)
+    buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0x3C)
+    mock.adapter.holdCommands()
+    var tags: Set<IOTag> = []
+    for index in 0..<4 {
+      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
+      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
+    }
+    // What an application does when they do not complete: wait, time out, give up on them.
+    let timeout = #expect(throws: SuperpipeError.self) {
+      try context.waitForCompletions(timeout: .milliseconds(50)) { tag, _ in Issue.record("\(tag) completed") }
+    }
+    #expect(timeout?.code == .timedOut)
+    #expect(try context.abortCommandsInFlight() == true)
+    #expect(context.statistics.contextResets == 1)
+    var lost = 0
+    try context.pollCompletions { tag, result in
+      #expect(tags.remove(tag) != nil, "\(tag) reported twice or unknown")
+      if case .failure(let error) = result, error.code == .commandLost { lost += 1 } else { Issue.record("\(result)") }
+    }
+    #expect(lost == 4 && tags.isEmpty, "lost \(lost), not reported: \(tags)")
+    mock.adapter.resumeCommands()
+    // The same channel goes on: a low-level read and a synchronous one complete.
+    let probe = AlignedBuffer(count: 4096)
+    let tag = try lun.submitRead(at: 1, into: probe.bytes, wait: false)
+    var completed = false
+    try context.waitForCompletions(timeout: .seconds(10)) { reported, result in
+      completed = reported == tag && (try? result.get()) != nil
+    }
+    #expect(completed)
+    #expect(BlockPattern.verify(probe.readOnly, lba: 1, blockSize: 4096, generation: 6) == nil)
+    try lun.read(at: 0, into: probe.bytes)
+    #expect(BlockPattern.verify(probe.readOnly, lba: 0, blockSize: 4096, generation: 6) == nil)
+    #expect(buffer.readOnly.allSatisfy { $0 == 0x3C }, "a command reported lost wrote into its buffer")
+    #expect(try context.abortCommandsInFlight() == false)
+    try lun.release()
+    try context.detach()
+    mock.expectNoLeaks()
+  }
+
   @Test("detach with low-level commands in flight: none of them lands later in its buffer (DETACH ends the context on the adapter)")
   func nothingLandsAfterDetach() throws {
     let mock = try MockFixture(configuration: MockAdapter.configuration(lunCount: 1))
