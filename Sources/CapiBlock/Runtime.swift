@@ -31,7 +31,12 @@ final class Lock: @unchecked Sendable {
 
   func lock() {
     PackageLocks.countAcquisition()
-    if ForkGate.isInside, pthread_mutex_trylock(mutex) == 0 { return }
+    // Application threads (not in the fork gate): one thread-local load, then the plain lock.
+    guard ForkGate.isInside else {
+      pthread_mutex_lock(mutex)
+      return
+    }
+    if pthread_mutex_trylock(mutex) == 0 { return }
     ForkGate.whileBlocking { _ = pthread_mutex_lock(mutex) }
   }
   func unlock() { pthread_mutex_unlock(mutex) }
