@@ -166,6 +166,35 @@ struct LowLevelRecoveryTests {
     }
   }
 
+  /// Writes a pattern of `generation` to blocks 0-3, fills `buffer` (4 blocks) with `sentinel`,
+  /// holds the adapter and submits a read of each block into its quarter of `buffer`.
+  private func submitHeldReads(
+    _ lun: borrowing PhysicalLUN, _ mock: MockFixture, into buffer: borrowing AlignedBuffer,
+    generation: UInt64, sentinel: UInt8
+  ) throws -> Set<IOTag> {
+    BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: generation)
+    try lun.write(at: 0, from: buffer.readOnly)
+    buffer.bytes.initializeMemory(as: UInt8.self, repeating: sentinel)
+    mock.adapter.holdCommands()
+    var tags: Set<IOTag> = []
+    for index in 0..<4 {
+      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
+      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
+    }
+    return tags
+  }
+
+  /// One poll reports every tag of `tags` as `.commandLost`, each once.
+  private func expectAllLost(_ context: borrowing Context, _ tags: Set<IOTag>) throws {
+    var tags = tags
+    var lost = 0
+    try context.pollCompletions { tag, result in
+      #expect(tags.remove(tag) != nil, "\(tag) reported twice or unknown")
+      if case .failure(let error) = result, error.code == .commandLost { lost += 1 } else { Issue.record("\(result)") }
+    }
+    #expect(lost == 4 && tags.isEmpty, "lost \(lost), not reported: \(tags)")
+  }
+
   @Test(
     "configureIO with low-level commands in flight: each is reported lost once, and none of them lands later in its buffer (the context is reset first)"
   )
@@ -175,22 +204,9 @@ struct LowLevelRecoveryTests {
     context.configureIO(IOConfiguration(queueDepth: 4))
     let lun = try context.openPhysicalLUN()
     let buffer = AlignedBuffer(count: 4 * 4096)
-    BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 9)
-    try lun.write(at: 0, from: buffer.readOnly)
-    buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0xA5)
-    mock.adapter.holdCommands()
-    var tags: Set<IOTag> = []
-    for index in 0..<4 {
-      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
-      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
-    }
+    let tags = try submitHeldReads(lun, mock, into: buffer, generation: 9, sentinel: 0xA5)
     context.configureIO(IOConfiguration(queueDepth: 8))
-    var lost = 0
-    try context.pollCompletions { tag, result in
-      #expect(tags.remove(tag) != nil, "\(tag) reported twice or unknown")
-      if case .failure(let error) = result, error.code == .commandLost { lost += 1 } else { Issue.record("\(result)") }
-    }
-    #expect(lost == 4 && tags.isEmpty, "lost \(lost), not reported: \(tags)")
+    try expectAllLost(context, tags)
     // The adapter resumes: what the context reset aborted never runs. A read on the new channel,
     // which the adapter executes after anything still queued before it, is the proof point.
     mock.adapter.resumeCommands()
@@ -215,15 +231,7 @@ struct LowLevelRecoveryTests {
     #expect(try context.abortCommandsInFlight() == false, "nothing in flight: no reset")
     #expect(context.statistics.contextResets == 0)
     let buffer = AlignedBuffer(count: 4 * 4096)
-    BlockPattern.fill(buffer.bytes, lba: 0, blockSize: 4096, generation: 6)
-    try lun.write(at: 0, from: buffer.readOnly)
-    buffer.bytes.initializeMemory(as: UInt8.self, repeating: 0x3C)
-    mock.adapter.holdCommands()
-    var tags: Set<IOTag> = []
-    for index in 0..<4 {
-      let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[index * 4096..<(index + 1) * 4096])
-      tags.insert(try lun.submitRead(at: UInt64(index), into: piece, wait: false))
-    }
+    let tags = try submitHeldReads(lun, mock, into: buffer, generation: 6, sentinel: 0x3C)
     // What an application does when they do not complete: wait, time out, give up on them.
     let timeout = #expect(throws: SuperpipeError.self) {
       try context.waitForCompletions(timeout: .milliseconds(50)) { tag, _ in Issue.record("\(tag) completed") }
@@ -231,12 +239,7 @@ struct LowLevelRecoveryTests {
     #expect(timeout?.code == .timedOut)
     #expect(try context.abortCommandsInFlight() == true)
     #expect(context.statistics.contextResets == 1)
-    var lost = 0
-    try context.pollCompletions { tag, result in
-      #expect(tags.remove(tag) != nil, "\(tag) reported twice or unknown")
-      if case .failure(let error) = result, error.code == .commandLost { lost += 1 } else { Issue.record("\(result)") }
-    }
-    #expect(lost == 4 && tags.isEmpty, "lost \(lost), not reported: \(tags)")
+    try expectAllLost(context, tags)
     mock.adapter.resumeCommands()
     // The same channel goes on: a low-level read and a synchronous one complete.
     let probe = AlignedBuffer(count: 4096)
