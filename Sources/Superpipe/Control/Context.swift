@@ -124,9 +124,9 @@ public struct Context: ~Copyable, Sendable {
   ///
   /// - Returns: Whether a context reset was made (false: no command was in flight).
   /// - Throws: `SuperpipeError` when the reset failed and the recovery that followed it failed too
-  ///   (`.adapterGone`, `.deviceUnavailable`, `.adapterReset` with recovery off): the adapter then
-  ///   runs no command of this context, and the next poll reports the commands as lost once the
-  ///   context is recovered.
+  ///   (the recovery's error, `.adapterGone` or `.deviceUnavailable` say): the adapter then runs no
+  ///   command of this context, and the next poll reports the commands as lost once the context is
+  ///   recovered.
   @discardableResult
   public func abortCommandsInFlight() throws(SuperpipeError) -> Bool {
     try core.abortCommandsInFlight()
