@@ -141,6 +141,13 @@ public struct Context: ~Copyable, Sendable {
   /// by `pollCompletions(_:)`, and other threads' synchronous and async I/O is re-issued by the
   /// recovery loop. If the adapter turns out to have been reset, the context is recovered.
   ///
+  /// Quiet means that no other thread issues a command on the context while this runs: a command
+  /// another thread stores between the abort and the channel's replacement is not aborted. A
+  /// synchronous or async I/O is then re-issued on the new channel (a low-level command is
+  /// reported as `.commandLost`), but the adapter (or a process standing in for it) may still run
+  /// the first copy later: a read lands in a buffer its caller already has back, a write may land
+  /// after a later write to the same blocks.
+  ///
   /// - Parameter configuration: The settings; the adapter's command room (cmd_room) may lower the
   ///   effective queue depth.
   public func configureIO(_ configuration: IOConfiguration) {
