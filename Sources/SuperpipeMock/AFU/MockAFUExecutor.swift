@@ -72,27 +72,6 @@ import Synchronization
   import Glibc
 #endif
 
-// MARK: - Backing store
-
-/// One LUN's backing file as the AFU executor sees it.
-package struct MockAFULUNFile: Sendable, Equatable {
-  /// Open read/write descriptor of the LUN data (byte offset = LBA × block size).
-  package var fd: CInt
-  /// Creates the description of a backing file.
-  package init(fd: CInt) { self.fd = fd }
-}
-
-/// Where the AFU finds each LUN's data: `FileLUNStorage` (one sparse file per LUN) conforms.
-package protocol MockAFUBackingStore: Sendable {
-  /// The backing file of `configuration.luns[lun]`, or nil when the LUN has none.
-  func afuFile(lun: Int) -> MockAFULUNFile?
-}
-
-extension FileLUNStorage: MockAFUBackingStore {
-  /// The backing file opened by `open(_:)` (no lock: see `descriptor(lun:)`).
-  func afuFile(lun: Int) -> MockAFULUNFile? { descriptor(lun: lun).map { MockAFULUNFile(fd: $0) } }
-}
-
 // MARK: - Completion
 
 /// The outcome of one command: the IOASA to write back and, for an untranslatable data address,
@@ -142,7 +121,8 @@ package struct MockUnitAttention: Sendable, Hashable {
 package final class MockAFUExecutor: Sendable {
   /// The driver model whose resource-handle tables the AFU reads.
   package let model: MockDriverModel
-  private let storage: any MockAFUBackingStore
+  /// The LUNs' backing files (one sparse file per LUN; `descriptor(lun:)` finds one without a lock).
+  private let storage: FileLUNStorage
   private let state = Mutex(State())
   /// What `state` holds that a command must look at (`Pending` bits), stored under the lock
   /// after every change: with none set, a command takes no lock.
@@ -189,7 +169,7 @@ package final class MockAFUExecutor: Sendable {
   package static let maxWriteSameBlocks: UInt64 = 1 << 16
 
   /// An executor over `model`'s translation tables and `storage`'s LUN files.
-  package init(model: MockDriverModel, storage: any MockAFUBackingStore) {
+  init(model: MockDriverModel, storage: FileLUNStorage) {
     self.model = model
     self.storage = storage
   }
@@ -275,21 +255,13 @@ package final class MockAFUExecutor: Sendable {
 
   /// Port selection for a command whose translation allows the ports in `requested` (spec 7.5: the
   /// AFU picks the lowest usable port). Returns the port, or the completion when none can be used.
+  /// Inlined: with no LINKDOWN aborts pending it is two loads and a bit scan.
+  @inline(__always)
   private func selectPort(requested: UInt8) -> PortSelection {
     let up = linkMask.load(ordering: .acquiring)
     let aborting = abortMask.load(ordering: .relaxed)
-    if aborting & requested != 0 {
-      // The port the AFU would have used before the link dropped, if it has aborts pending.
-      let preferred = (requested & (up | aborting)).trailingZeroBitCount
-      if aborting & (UInt8(1) << UInt8(preferred)) != 0 {
-        let took = state.withLock { s -> Bool in
-          guard let left = s.linkDownAborts[preferred], left > 0 else { return false }
-          s.linkDownAborts[preferred] = left > 1 ? left - 1 : nil
-          if left == 1 { abortMask.bitwiseAnd(~(UInt8(1) << UInt8(preferred)), ordering: .relaxed) }
-          return true
-        }
-        if took { return .unusable(.fc(UInt8(SISL_FC_RC_LINKDOWN), port: UInt8(preferred))) }
-      }
+    if aborting & requested != 0, let aborted = takeLinkDownAbort(requested: requested, up: up, aborting: aborting) {
+      return .unusable(aborted)
     }
     let usable = requested & up
     guard usable != 0 else {
@@ -298,6 +270,21 @@ package final class MockAFUExecutor: Sendable {
       return .unusable(.afu(UInt8(SISL_AFU_RC_NO_CHANNELS), extra: extra, port: UInt8(requested.trailingZeroBitCount & 3)))
     }
     return .port(usable.trailingZeroBitCount)
+  }
+
+  /// A command caught on a link that just went down: the LINKDOWN completion, when the port the
+  /// AFU would have used before the link dropped has aborts pending (one is used up).
+  @inline(never)
+  private func takeLinkDownAbort(requested: UInt8, up: UInt8, aborting: UInt8) -> MockAFUCompletion? {
+    let preferred = (requested & (up | aborting)).trailingZeroBitCount
+    guard aborting & (UInt8(1) << UInt8(preferred)) != 0 else { return nil }
+    let took = state.withLock { s -> Bool in
+      guard let left = s.linkDownAborts[preferred], left > 0 else { return false }
+      s.linkDownAborts[preferred] = left > 1 ? left - 1 : nil
+      if left == 1 { abortMask.bitwiseAnd(~(UInt8(1) << UInt8(preferred)), ordering: .relaxed) }
+      return true
+    }
+    return took ? .fc(UInt8(SISL_FC_RC_LINKDOWN), port: UInt8(preferred)) : nil
   }
 
   private enum PortSelection {
@@ -458,7 +445,7 @@ package final class MockAFUExecutor: Sendable {
       return .check(key: 0x06, asc: ua.asc, ascq: ua.ascq, port: portByte)
     }
     // 9. A LUN the target cannot serve.
-    guard blockSize > 0, let file = storage.afuFile(lun: lun) else {
+    guard blockSize > 0, let fd = storage.descriptor(lun: lun) else {
       return .check(key: 0x02, asc: 0x04, ascq: 0x00, port: portByte)
     }
     // 10. The target's transfer limits.
@@ -491,9 +478,9 @@ package final class MockAFUExecutor: Sendable {
     if nullStorage.load(ordering: .relaxed) {
       failure = nil
     } else if cdb.isWriteSame {
-      failure = writeSame(pieces: pieces, unmap: cdb.unmap, fd: file.fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
+      failure = writeSame(pieces: pieces, unmap: cdb.unmap, fd: fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
     } else {
-      failure = transfer(pieces: pieces, isWrite: cdb.isWrite, fd: file.fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
+      failure = transfer(pieces: pieces, isWrite: cdb.isWrite, fd: fd, blockSize: blockSize, address: ioarcb.data_ea, memory: memory)
     }
     switch failure {
     case .fault(let ea):

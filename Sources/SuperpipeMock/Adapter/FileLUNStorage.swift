@@ -65,11 +65,13 @@ final class FileLUNStorage: MockLUNStorage, @unchecked Sendable {
   }
 
   /// The backing file of a LUN.
-  func file(lun: Int) -> LUNFile? { files.withLock { $0[lun] } }
+  @inline(never) func file(lun: Int) -> LUNFile? { files.withLock { $0[lun] } }
 
-  /// The descriptor of a LUN's backing file: one atomic load for LUNs below `directSlots`.
+  /// The descriptor of a LUN's backing file: one atomic load for LUNs below `directSlots`
+  /// (inlined: the AFU executor asks for every command).
+  @inline(__always)
   func descriptor(lun: Int) -> CInt? {
-    guard (0..<Self.directSlots).contains(lun) else { return file(lun: lun)?.fd }
+    guard lun >= 0, lun < Self.directSlots else { return file(lun: lun)?.fd }
     let value = ccxl_atomic_load_acquire_u64(direct + lun)
     return value == 0 ? nil : CInt(truncatingIfNeeded: value - 1)
   }
